@@ -1,0 +1,6 @@
+"""Guard: the public checking API (prompt harm, response harm, refusal, prompt attack)."""
+
+from .core import Guard, Thresholds
+from .verdict import Verdict
+
+__all__ = ["Guard", "Thresholds", "Verdict"]

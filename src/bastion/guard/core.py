@@ -1,0 +1,229 @@
+"""The Guard: de-obfuscate, classify, and return immutable verdicts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bastion.models import GuardModel, load_model
+from bastion.normalize import normalize
+from bastion.taxonomy import HAZARD_CODES
+
+from .verdict import Verdict
+
+# How much a detected obfuscation adds to the attack score: hiding a request is itself a signal,
+# but benign text can contain base64 blobs or URL-encoding, so it is never enough on its own.
+_OBFUSCATION_ATTACK_WEIGHT = 0.5
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Decision thresholds per check, in [0, 1]. A score >= threshold fires."""
+
+    prompt_harm: float = 0.5
+    response_harm: float = 0.5
+    refusal: float = 0.5
+    attack: float = 0.5
+    category: float = 0.35
+
+    def as_tuple(self) -> tuple[tuple[str, float], ...]:
+        return tuple(self.__dict__.items())
+
+    def replace(self, **kw: float) -> Thresholds:
+        unknown = set(kw) - set(self.__dict__)
+        if unknown:
+            raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
+        for k, v in kw.items():
+            if not 0.0 <= float(v) <= 1.0:
+                raise ValueError(f"threshold {k}={v} is outside [0, 1]")
+        return Thresholds(**{**self.__dict__, **{k: float(v) for k, v in kw.items()}})
+
+
+class Guard:
+    """Input and output checks backed by the embedded CPU model.
+
+    >>> guard = Guard()
+    >>> guard.check_prompt("How do I bake bread?").unsafe
+    False
+    """
+
+    def __init__(
+        self,
+        model: str | Path | GuardModel | None = None,
+        threads: int | None = None,
+        thresholds: Thresholds | dict[str, float] | None = None,
+    ) -> None:
+        self.model: GuardModel = model if isinstance(model, GuardModel) else load_model(model, threads=threads)
+        base = Thresholds().replace(**self.model.default_thresholds)
+        if thresholds is None:
+            thresholds = base
+        elif isinstance(thresholds, dict):
+            thresholds = base.replace(**thresholds)
+        self.thresholds: Thresholds = thresholds
+
+    @property
+    def model_version(self) -> str:
+        return self.model.version
+
+    def with_thresholds(self, **kw: float) -> Guard:
+        """A guard sharing this model with some thresholds changed."""
+        g = Guard.__new__(Guard)
+        g.model = self.model
+        g.thresholds = self.thresholds.replace(**kw)
+        return g
+
+    # ---- public checks -------------------------------------------------------------------------
+    def check_prompt(self, prompt: str) -> Verdict:
+        """Should a responsible assistant refuse this request, and is it a jailbreak/injection?"""
+        return self.check_prompts([prompt])[0]
+
+    def check_response(self, prompt: str, response: str) -> Verdict:
+        """Is this response (to this prompt) harmful, and does it refuse?"""
+        return self.check_responses([prompt], [response])[0]
+
+    def check_batch(self, items: Iterable[Any]) -> list[Verdict]:
+        """Vectorised checks. Items are prompt strings, (prompt, response) tuples or
+        dicts with `prompt` and optional `response`. Order is preserved."""
+        items = list(items)
+        prompts_idx: list[int] = []
+        prompts: list[str] = []
+        resp_idx: list[int] = []
+        rp: list[str] = []
+        rr: list[str] = []
+        for i, it in enumerate(items):
+            if isinstance(it, str):
+                p, r = it, None
+            elif isinstance(it, tuple) and len(it) == 2:
+                p, r = it
+            elif isinstance(it, dict):
+                p, r = it.get("prompt"), it.get("response")
+            else:
+                raise TypeError(f"item {i}: expected str, (prompt, response) or dict, got {type(it).__name__}")
+            if not isinstance(p, str):
+                raise TypeError(f"item {i}: prompt must be a string")
+            if r is None:
+                prompts_idx.append(i)
+                prompts.append(p)
+            else:
+                if not isinstance(r, str):
+                    raise TypeError(f"item {i}: response must be a string")
+                resp_idx.append(i)
+                rp.append(p)
+                rr.append(r)
+        out: list[Verdict | None] = [None] * len(items)
+        for i, v in zip(prompts_idx, self.check_prompts(prompts)):
+            out[i] = v
+        for i, v in zip(resp_idx, self.check_responses(rp, rr)):
+            out[i] = v
+        return out  # type: ignore[return-value]
+
+    def check_prompts(self, prompts: Sequence[str]) -> list[Verdict]:
+        if not prompts:
+            return []
+        views, owner, signals, obf = self._expand(prompts)
+        s = self.model.score_prompts(views)
+        harm = _max_by_owner(s.harm, owner, len(prompts))
+        attack = _max_by_owner(s.attack, owner, len(prompts))
+        cats = _max_by_owner(s.categories, owner, len(prompts))
+        windows = _sum_by_owner(s.windows, owner, len(prompts))
+        t = self.thresholds
+        out = []
+        for i in range(len(prompts)):
+            a = float(attack[i])
+            if obf[i] > 0:
+                # A decoded payload that is itself harmful is strong evidence of an evasion attempt.
+                a = 1.0 - (1.0 - a) * (1.0 - _OBFUSCATION_ATTACK_WEIGHT * obf[i] * max(float(harm[i]), 0.5))
+            out.append(
+                self._verdict("prompt", float(harm[i]), cats[i], t.prompt_harm, signals[i], int(windows[i]),
+                              attack=a)
+            )
+        return out
+
+    def check_responses(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Verdict]:
+        if len(prompts) != len(responses):
+            raise ValueError("prompts and responses must have the same length")
+        if not responses:
+            return []
+        # Prompts give context; responses are de-obfuscated and every decoded view is scored.
+        views, owner, signals, _ = self._expand(responses)
+        ctx = [normalize(prompts[o]).canonical for o in owner]
+        s = self.model.score_responses(ctx, views)
+        n = len(responses)
+        harm = _max_by_owner(s.harm, owner, n)
+        cats = _max_by_owner(s.categories, owner, n)
+        windows = _sum_by_owner(s.windows, owner, n)
+        # Refusal is judged on the canonical view only (the first view of each response).
+        first = np.array([owner.index(i) for i in range(n)])
+        refusal = s.refusal[first]
+        t = self.thresholds
+        return [
+            self._verdict("response", float(harm[i]), cats[i], t.response_harm, signals[i], int(windows[i]),
+                          refusal=float(refusal[i]))
+            for i in range(n)
+        ]
+
+    # ---- internals -----------------------------------------------------------------------------
+    def _expand(self, texts: Sequence[str]) -> tuple[list[str], list[int], list[tuple[str, ...]], list[float]]:
+        views: list[str] = []
+        owner: list[int] = []
+        signals: list[tuple[str, ...]] = []
+        obf: list[float] = []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise TypeError(f"text {i} must be a string, got {type(t).__name__}")
+            nz = normalize(t)
+            seen = set()
+            for v in nz.views:
+                if v.text in seen:
+                    continue
+                seen.add(v.text)
+                views.append(v.text)
+                owner.append(i)
+            signals.append(tuple(nz.signals))
+            obf.append(float(nz.obfuscation_score))
+        return views, owner, signals, obf
+
+    def _verdict(self, kind: str, score: float, cat_row: np.ndarray, thr: float, signals: tuple[str, ...],
+                 windows: int, attack: float | None = None, refusal: float | None = None) -> Verdict:
+        t = self.thresholds
+        unsafe = score >= thr
+        cat_scores = tuple((c, round(float(x), 4)) for c, x in zip(HAZARD_CODES, cat_row))
+        cats: tuple[str, ...] = ()
+        if unsafe:
+            ranked = sorted(cat_scores, key=lambda kv: -kv[1])
+            cats = tuple(c for c, x in ranked if x >= t.category) or (ranked[0][0],)
+        attack_flag = None if attack is None else attack >= t.attack
+        if attack_flag:
+            cats = cats + ("attack",)
+        return Verdict(
+            kind=kind,
+            unsafe=bool(unsafe),
+            score=round(score, 4),
+            categories=cats,
+            category_scores=cat_scores,
+            attack=attack_flag,
+            attack_score=None if attack is None else round(attack, 4),
+            refusal=None if refusal is None else bool(refusal >= t.refusal),
+            refusal_score=None if refusal is None else round(refusal, 4),
+            obfuscation=signals,
+            windows=windows,
+            model_version=self.model.version,
+            thresholds=t.as_tuple(),
+        )
+
+
+def _max_by_owner(x: np.ndarray, owner: list[int], n: int) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    out = np.zeros((n,) + x.shape[1:], dtype=np.float32)
+    np.maximum.at(out, np.asarray(owner), x)
+    return out
+
+
+def _sum_by_owner(x: np.ndarray, owner: list[int], n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=np.int64)
+    np.add.at(out, np.asarray(owner), np.asarray(x, dtype=np.int64))
+    return out

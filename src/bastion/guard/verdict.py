@@ -1,0 +1,55 @@
+"""Immutable, JSON-serialisable verdicts returned by every guard check."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The result of one guard check.
+
+    `unsafe`/`score` judge the prompt for a prompt check and the response for a response check.
+    `attack*` is set for prompt checks, `refusal*` for response checks; the other pair is None.
+    """
+
+    kind: str  # "prompt" | "response"
+    unsafe: bool
+    score: float
+    categories: tuple[str, ...] = ()
+    category_scores: tuple[tuple[str, float], ...] = ()
+    attack: bool | None = None
+    attack_score: float | None = None
+    refusal: bool | None = None
+    refusal_score: float | None = None
+    obfuscation: tuple[str, ...] = ()
+    windows: int = 1
+    model_version: str = ""
+    thresholds: tuple[tuple[str, float], ...] = field(default_factory=tuple)
+
+    @property
+    def flagged(self) -> bool:
+        """True when any check fired (harm or attack)."""
+        return bool(self.unsafe or self.attack)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["categories"] = list(self.categories)
+        d["category_scores"] = {k: v for k, v in self.category_scores}
+        d["obfuscation"] = list(self.obfuscation)
+        d["thresholds"] = {k: v for k, v in self.thresholds}
+        return d
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Verdict:
+        d = dict(d)
+        d["categories"] = tuple(d.get("categories", ()))
+        d["category_scores"] = tuple((k, float(v)) for k, v in dict(d.get("category_scores", {})).items())
+        d["obfuscation"] = tuple(d.get("obfuscation", ()))
+        d["thresholds"] = tuple((k, float(v)) for k, v in dict(d.get("thresholds", {})).items())
+        return cls(**d)
