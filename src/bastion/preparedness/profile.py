@@ -1,0 +1,159 @@
+"""Framework profiles: which categories are tracked, the level thresholds, and the gate's rules.
+
+Profiles are YAML data (`profiles/*.yaml` in the package, or a user's file), validated with Pydantic."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from bastion.taxonomy import load_taxonomy
+
+from .yamlsrc import ConfigError, load_model_file, load_yaml_text, validate
+
+LEVELS: tuple[str, ...] = ("low", "medium", "high", "critical")
+Level = Literal["low", "medium", "high", "critical"]
+DEFAULT_PROFILE = "bastion-default"
+
+
+def level_index(level: str) -> int:
+    return LEVELS.index(level)
+
+
+class LevelThresholds(BaseModel):
+    """Lowest ASR statistic at which each level starts (Low is everything below `medium`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    medium: float = Field(ge=0.0, le=1.0)
+    high: float = Field(ge=0.0, le=1.0)
+    critical: float = Field(ge=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _increasing(self) -> LevelThresholds:
+        if not self.medium < self.high < self.critical:
+            raise ValueError(f"thresholds must increase: medium ({self.medium}) < high ({self.high}) "
+                             f"< critical ({self.critical})")
+        return self
+
+    def get(self, level: str) -> float:
+        return float(getattr(self, level))
+
+
+class ProfileCategory(BaseModel):
+    """One framework category and the Bastion hazards (taxonomy codes) that provide its evidence."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    name: str = Field(min_length=1)
+    tracked: bool = True  # False: a research category, reported but never gating
+    hazards: list[str] | None = None  # None: taken from the taxonomy's Preparedness mapping for `id`
+    thresholds: LevelThresholds | None = None  # None: the profile's default_thresholds
+    description: str = ""
+
+    @field_validator("hazards")
+    @classmethod
+    def _known_hazards(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        codes = load_taxonomy().codes
+        bad = [c for c in v if c not in codes]
+        if bad:
+            raise ValueError(f"unknown hazard code(s) {', '.join(map(repr, bad))}; known: {', '.join(codes)}")
+        if len(set(v)) != len(v):
+            raise ValueError("hazard codes are duplicated")
+        return v
+
+
+class Profile(BaseModel):
+    """A framework profile. See docs/GATE.md for the meaning of each field."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    title: str = ""
+    version: int = 1
+    description: str = ""
+    reference: str = ""
+    statistic: Literal["asr", "ci_high"] = "ci_high"  # which ASR figure the thresholds apply to
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    min_attempts: int = Field(0, ge=0)
+    undersampled_level: Level = "high"  # an under-sampled category cannot be ruled out below this level
+    deploy_max_level: Level = "medium"  # deploy only if every tracked post-mitigation level is at most this
+    develop_max_level: Level = "high"  # develop further only if every tracked post level is at most this
+    safeguards_level: Level | None = None  # deploy at this level only with a sufficient safeguards report
+    hardened_security_pre_level: Level | None = None  # pre-mitigation level that requires hardened security
+    over_refusal_budget: float | None = Field(None, ge=0.0, le=1.0)
+    over_refusal_statistic: Literal["rate", "ci_low", "ci_high"] = "rate"
+    regression_alpha: float = Field(0.05, gt=0.0, lt=0.5)
+    default_thresholds: LevelThresholds | None = None
+    categories: list[ProfileCategory] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Profile:
+        ids = [c.id for c in self.categories]
+        dup = sorted({i for i in ids if ids.count(i) > 1})
+        if dup:
+            raise ValueError(f"category ids are duplicated: {', '.join(dup)}")
+        tax = load_taxonomy()
+        for c in self.categories:
+            if c.thresholds is None and self.default_thresholds is None:
+                raise ValueError(f"category {c.id!r} has no thresholds and the profile has no default_thresholds")
+            if c.hazards is None:
+                mapped = tax.codes_for_preparedness(c.id)
+                if not mapped:
+                    raise ValueError(f"category {c.id!r} needs `hazards`: the taxonomy maps no hazard to it")
+        if level_index(self.develop_max_level) < level_index(self.deploy_max_level):
+            raise ValueError("develop_max_level must not be below deploy_max_level")
+        if self.safeguards_level is not None and not (
+            level_index(self.deploy_max_level) < level_index(self.safeguards_level)
+            <= level_index(self.develop_max_level)
+        ):
+            raise ValueError("safeguards_level must be above deploy_max_level and at most develop_max_level")
+        if not any(c.tracked for c in self.categories):
+            raise ValueError("at least one category must be tracked")
+        return self
+
+    def thresholds_for(self, cat: ProfileCategory) -> LevelThresholds:
+        return cat.thresholds or self.default_thresholds  # type: ignore[return-value]
+
+    def hazards_for(self, cat: ProfileCategory) -> tuple[str, ...]:
+        if cat.hazards is not None:
+            return tuple(cat.hazards)
+        return load_taxonomy().codes_for_preparedness(cat.id)
+
+    def fingerprint(self) -> dict:
+        """The profile as plain data, with taxonomy mappings resolved (part of the scorecard's config)."""
+        d = self.model_dump(mode="json")
+        for c, raw in zip(self.categories, d["categories"], strict=True):
+            raw["hazards"] = list(self.hazards_for(c))
+            raw["thresholds"] = self.thresholds_for(c).model_dump()
+        return d
+
+
+def builtin_profiles() -> list[str]:
+    """Names of the profiles shipped in the package."""
+    files = resources.files(__package__).joinpath("profiles")
+    return sorted(p.name[:-5] for p in files.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_profile(name_or_path: str | Path | None = None) -> Profile:
+    """Load a shipped profile by name (default `bastion-default`) or a user's YAML file by path."""
+    ref = str(name_or_path) if name_or_path is not None else DEFAULT_PROFILE
+    if ref in builtin_profiles():
+        f = resources.files(__package__).joinpath("profiles", f"{ref}.yaml")
+        data, lines = load_yaml_text(f.read_text("utf-8"), f"<builtin>/{ref}.yaml")
+        return validate(Profile, data, lines, f"<builtin>/{ref}.yaml")
+    p = Path(ref)
+    if not p.exists():
+        raise ConfigError([f"unknown framework {ref!r}: not a built-in profile ({', '.join(builtin_profiles())}) "
+                           "and no such file"])
+    return load_model_file(Profile, p)
+
+
+__all__ = ["LEVELS", "Level", "LevelThresholds", "Profile", "ProfileCategory", "DEFAULT_PROFILE",
+           "builtin_profiles", "load_profile", "level_index"]

@@ -1,0 +1,113 @@
+"""Framework profiles: shipped ones load; a user's YAML is validated with file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bastion.preparedness import ConfigError, builtin_profiles, load_profile, load_safeguards
+
+
+def test_builtin_profiles_load():
+    assert {"openai-pf-v1", "openai-pf-v2", "bastion-default"} <= set(builtin_profiles())
+    d = load_profile()
+    assert d.name == "bastion-default" and d.statistic == "ci_high" and d.min_attempts > 0
+    assert d.over_refusal_budget is not None
+    # bastion-default maps the taxonomy's Preparedness field onto the categories.
+    hz = {c.id: d.hazards_for(c) for c in d.categories}
+    assert hz["cbrn"] == ("S9",) and set(hz["persuasion"]) == {"S5", "S13"}
+    v1 = load_profile("openai-pf-v1")
+    assert [c.id for c in v1.categories] == ["cybersecurity", "cbrn", "persuasion", "model_autonomy"]
+    v2 = load_profile("openai-pf-v2")
+    assert [c.id for c in v2.categories if c.tracked] == ["biological_chemical", "cybersecurity",
+                                                          "ai_self_improvement"]
+    assert v2.safeguards_level == "high" and any(not c.tracked for c in v2.categories)
+
+
+GOOD = """\
+name: my-profile
+statistic: ci_high
+min_attempts: 10
+default_thresholds: {medium: 0.05, high: 0.15, critical: 0.4}
+categories:
+  - id: cybersecurity
+    name: Cyber
+  - id: custom
+    name: Custom
+    hazards: [S1, S10]
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "profile.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_custom_profile_loads(tmp_path):
+    p = load_profile(write(tmp_path, GOOD))
+    assert p.name == "my-profile" and p.hazards_for(p.categories[1]) == ("S1", "S10")
+
+
+def errors_of(tmp_path, text) -> list[str]:
+    with pytest.raises(ConfigError) as ei:
+        load_profile(write(tmp_path, text))
+    return ei.value.problems
+
+
+def test_error_names_file_line_and_field_for_bad_value(tmp_path):
+    probs = errors_of(tmp_path, GOOD.replace("min_attempts: 10", "min_attempts: lots"))
+    assert len(probs) == 1
+    assert probs[0].startswith(f"{tmp_path / 'profile.yaml'}:3: min_attempts: ")
+
+
+def test_error_in_nested_list_item(tmp_path):
+    probs = errors_of(tmp_path, GOOD.replace("hazards: [S1, S10]", "hazards: [S1, S99]"))
+    assert len(probs) == 1
+    assert ":10: categories[1].hazards: unknown hazard code(s) 'S99'" in probs[0]
+
+
+def test_unknown_field_and_bad_level(tmp_path):
+    text = GOOD.replace("statistic: ci_high", "statistic: ci_high\ndeploy_max_level: extreme\ncolour: red")
+    probs = errors_of(tmp_path, text)
+    joined = "\n".join(probs)
+    assert ":3: deploy_max_level:" in joined
+    assert ":4: colour: Extra inputs are not permitted" in joined
+
+
+def test_thresholds_must_increase(tmp_path):
+    probs = errors_of(tmp_path, GOOD.replace("high: 0.15", "high: 0.5"))
+    assert len(probs) == 1 and ":4: default_thresholds: thresholds must increase" in probs[0]
+
+
+def test_category_without_mapping_needs_hazards(tmp_path):
+    probs = errors_of(tmp_path, GOOD.replace("    hazards: [S1, S10]\n", ""))
+    assert "needs `hazards`" in probs[0] and probs[0].split(":")[1] == "1"
+
+
+def test_missing_required_field(tmp_path):
+    probs = errors_of(tmp_path, GOOD.replace("    name: Cyber\n", ""))
+    assert ":6: categories[0].name: Field required" in probs[0]
+
+
+def test_yaml_syntax_error_has_line(tmp_path):
+    probs = errors_of(tmp_path, GOOD.replace("name: Custom", "name: [Custom"))
+    assert probs[0].startswith(f"{tmp_path / 'profile.yaml'}:") and "YAML syntax error" in probs[0]
+
+
+def test_unknown_framework_name():
+    with pytest.raises(ConfigError, match="unknown framework 'nope'"):
+        load_profile("nope")
+
+
+def test_safeguards_file_validated(tmp_path):
+    f = tmp_path / "sg.yaml"
+    f.write_text("categories:\n  cybersecurity:\n    sufficient: true\n  biology:\n    sufficient: yes\n")
+    with pytest.raises(ConfigError) as ei:
+        load_safeguards(f, ["cybersecurity", "biological_chemical"])
+    assert ei.value.problems[0].startswith(f"{f}:4: categories.biology: unknown category 'biology'")
+    f.write_text("categories:\n  cybersecurity:\n    sufficient: maybe\n")
+    with pytest.raises(ConfigError) as ei:
+        load_safeguards(f, ["cybersecurity"])
+    assert ei.value.problems[0].startswith(f"{f}:3: categories.cybersecurity.sufficient:")
