@@ -73,6 +73,7 @@ class TargetReply:
     guard_verdicts: dict[str, Any] = field(default_factory=dict)
     latency_ms: float = 0.0
     error: str | None = None
+    usage: dict[str, int] = field(default_factory=dict)  # token counts, when the target reports them
 
 
 @dataclass
