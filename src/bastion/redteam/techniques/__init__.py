@@ -1,0 +1,93 @@
+"""The technique library: registered single-turn converters and templates, composable with `+`.
+
+>>> t = get_technique("refusal_suppression+base64")
+>>> prompt = t.build("[PLACEHOLDER-BEHAVIOUR]", random.Random(0))
+>>> t.decode(...)   # undoes the base64 answer encoding            # doctest: +SKIP
+
+Spec syntax: `name` or `name:param` (e.g. `many_shot:32`, `best_of_n:16`, `template:jbc_aim`, `caesar:5`),
+joined by `+`; parts apply left to right to the user text, and the last part builds the conversation.
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+
+from bastion.redteam.base import TECHNIQUES, AttackPrompt, Technique
+
+from . import encodings, framings, instructions, sampling  # noqa: F401  (registers the techniques)
+from ._common import BaseTechnique
+from .encodings import Encoding
+from .framings import fill_template, template_names
+from .sampling import BestOfN, ManyShot
+
+__all__ = ["BaseTechnique", "BestOfN", "Composite", "Encoding", "ManyShot", "TECHNIQUES", "fill_template",
+           "get_technique", "list_techniques", "template_names"]
+
+
+class Composite(BaseTechnique):
+    """`a+b+c`: a, then b, transform the text; c builds the final conversation. Decoding runs in reverse."""
+
+    kind = "composite"
+
+    def __init__(self, parts: list[Technique]) -> None:
+        super().__init__(None)
+        if len(parts) < 2:
+            raise ValueError("a composite technique needs at least two parts")
+        self.parts = parts
+        self.name = "+".join(getattr(p, "spec", p.name) for p in parts)
+        self.description = " then ".join(p.name for p in parts)
+        self.reference = " ; ".join(dict.fromkeys(p.reference for p in parts))
+        self.answers_encoded = any(getattr(p, "answers_encoded", False) for p in parts)
+
+    @property
+    def spec(self) -> str:
+        return self.name
+
+    def transform(self, text: str, rng: random.Random) -> str:
+        for p in self.parts:
+            text = p.transform(text, rng)
+        return text
+
+    def build(self, seed_text: str, rng: random.Random) -> AttackPrompt:
+        text = seed_text
+        for p in self.parts[:-1]:
+            text = p.transform(text, rng)
+        prompt = self.parts[-1].build(text, rng)
+        prompt.technique = self.name
+        prompt.decode = self.decode if self.answers_encoded else None
+        return prompt
+
+    def decode(self, reply: str) -> str:
+        for p in reversed(self.parts):
+            if getattr(p, "answers_encoded", False):
+                reply = p.decode(reply)
+        return reply
+
+
+def _one(spec: str) -> Technique:
+    name, _, param = spec.strip().partition(":")
+    cls = TECHNIQUES.get(name)
+    if cls is None:
+        close = difflib.get_close_matches(name, TECHNIQUES, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (see `bastion redteam techniques`)"
+        raise ValueError(f"unknown technique {name!r}{hint}")
+    if issubclass(cls, BaseTechnique):
+        return cls(param or None)
+    if param:
+        raise ValueError(f"technique {name!r} takes no parameter (got {param!r})")
+    return cls()
+
+
+def get_technique(spec: str) -> Technique:
+    """A technique instance from a spec such as `base64`, `many_shot:16` or `refusal_suppression+base64`."""
+    if not spec or not spec.strip():
+        raise ValueError("empty technique spec")
+    parts = [_one(s) for s in spec.split("+")]
+    return parts[0] if len(parts) == 1 else Composite(parts)
+
+
+def list_techniques() -> list[tuple[str, str, str, str]]:
+    """(name, kind, description, reference) of every registered technique, sorted by kind then name."""
+    rows = [(c.name, c.kind, c.description, c.reference) for c in TECHNIQUES.values()]
+    return sorted(rows, key=lambda r: (r[1], r[0]))
