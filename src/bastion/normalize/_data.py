@@ -1,0 +1,36 @@
+"""Loads the normaliser's data tables (homoglyphs, leetspeak, common English words) once."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+_DIR = Path(__file__).with_name("data")
+
+
+def _load_json(name: str) -> dict:
+    with open(_DIR / name, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _homoglyph_maps() -> tuple[dict[int, str], dict[int, str]]:
+    """(script, latin): code point -> ASCII letter. See data/homoglyphs.json."""
+    raw = _load_json("homoglyphs.json")
+    out = []
+    for section in ("script", "latin"):
+        out.append({ord(ch): target for target, chars in raw[section].items() for ch in chars})
+    return out[0], out[1]
+
+
+def _leet_map() -> dict[str, tuple[str, ...]]:
+    return {k: tuple(v) for k, v in _load_json("leet.json")["map"].items()}
+
+
+def _english_words() -> frozenset[str]:
+    with open(_DIR / "english_words.txt", encoding="utf-8") as f:
+        return frozenset(w.strip() for w in f if w.strip() and not w.startswith("#"))
+
+
+SCRIPT_HOMOGLYPHS, LATIN_HOMOGLYPHS = _homoglyph_maps()
+LEET = _leet_map()
+ENGLISH_WORDS = _english_words()
