@@ -1,0 +1,190 @@
+"""RL-CAI / RLAIF: preference labels from a feedback model answering multiple-choice questions.
+
+For each pair a principle is sampled (seeded per record). The question is asked twice, with the responses
+in both orders; P(response_a better) is read from the logprobs of the answer letter in each order and
+the two estimates are averaged, which cancels a constant preference for the first (or second) slot.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bastion.llm import ChatResult, LLMClient, TokenLogprob
+
+from .batch import MalformedOutput, with_retries
+from .prompts import feedback_messages
+from .revise import principle_rng
+from .schema import Constitution, FeedbackExample, Principle, default_constitution
+
+COT_CLAMP = (0.4, 0.6)
+_STRIP = " \t\n()[].:*\"'"
+_ANSWER_RE = re.compile(r"\(\s*([AB])\s*\)|\b(?:answer|option|response)\s*(?:is|:)?\s*\(?([AB])\b|^\s*([AB])\s*[).:]?\s*$",
+                        re.IGNORECASE | re.MULTILINE)
+
+
+def _letter(token: str) -> str | None:
+    t = token.strip(_STRIP)
+    return t if t in ("A", "B") else None
+
+
+def letter_probs(logprobs: Sequence[TokenLogprob], last: bool = False) -> tuple[float, float] | None:
+    """(pA, pB) at the answer position: the first (or, after reasoning, the last) generated token that is
+    the letter A or B. Alternatives come from top_logprobs; tokens like '(A', ' A', 'A)' count as A."""
+    idx = [i for i, t in enumerate(logprobs) if _letter(t.token)]
+    if not idx:
+        # the sampled token may be something else with A/B among the alternatives
+        idx = [i for i, t in enumerate(logprobs) if any(_letter(k) for k in t.top)]
+        if not idx:
+            return None
+    tok = logprobs[idx[-1] if last else idx[0]]
+    mass = {"A": 0.0, "B": 0.0}
+    cands = dict(tok.top)
+    cands.setdefault(tok.token, tok.logprob)
+    for k, lp in cands.items():
+        if (letter := _letter(k)) is not None:
+            mass[letter] += math.exp(lp)
+    if tok.top and not (mass["A"] and mass["B"]):
+        # one letter absent from top-k: the other gets at most the leftover probability
+        rest = max(0.0, 1.0 - sum(math.exp(v) for v in cands.values()))
+        other = "B" if mass["A"] else "A"
+        mass[other] = max(mass[other], rest)
+    if not tok.top:
+        chosen = _letter(tok.token)
+        if chosen is None:
+            return None
+        p = math.exp(tok.logprob)
+        mass = {chosen: p, ("B" if chosen == "A" else "A"): 1.0 - p}
+    total = mass["A"] + mass["B"]
+    if total <= 0:
+        return None
+    return mass["A"] / total, mass["B"] / total
+
+
+def parse_answer(text: str, last: bool = False) -> str | None:
+    """The answer letter in free text ('(A)', 'The answer is B', 'A'); the last one after reasoning."""
+    found = [next(g for g in m.groups() if g).upper() for m in _ANSWER_RE.finditer(text or "")]
+    if not found:
+        return None
+    return found[-1] if last else found[0]
+
+
+@dataclass
+class OrderAnswer:
+    """One ordering's answer: p_first = probability the option shown as (A) is better."""
+
+    order: str  # "ab": response_a shown as (A); "ba": response_b shown as (A)
+    text: str
+    p_first: float
+    soft: bool
+    note: str = ""
+
+    @property
+    def p_a(self) -> float:
+        """Probability that the *original* response_a is better."""
+        return self.p_first if self.order == "ab" else 1.0 - self.p_first
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"order": self.order, "answer": self.text, "p_first": round(self.p_first, 6), "p_a": round(self.p_a, 6),
+             "soft": self.soft}
+        if self.note:
+            d["note"] = self.note
+        return d
+
+
+@dataclass
+class Label:
+    principle_id: str
+    p_a: float
+    soft: bool
+    answers: list[OrderAnswer] = field(default_factory=list)
+    clamped: bool = False
+
+
+class FeedbackLabeller:
+    """Ask a feedback model which of two responses better follows a sampled principle."""
+
+    def __init__(self, client: LLMClient, constitution: Constitution | None = None, *, cot: bool = False,
+                 top_logprobs: int = 5, few_shot: Sequence[FeedbackExample] | None = None,
+                 retries: int = 2, max_tokens: int | None = None, seed: int | None = None,
+                 clamp: tuple[float, float] = COT_CLAMP) -> None:
+        self.client = client
+        self.constitution = constitution or default_constitution()
+        self.cot = cot
+        self.top_logprobs = top_logprobs
+        self.few_shot = list(self.constitution.feedback_few_shot if few_shot is None else few_shot)
+        self.retries = retries
+        self.max_tokens = max_tokens or (512 if cot else 8)
+        self.seed = seed
+        self.clamp = clamp
+
+    async def _ask(self, prompt: Any, first: str, second: str, principle: Principle, order: str) -> OrderAnswer:
+        msgs = feedback_messages(prompt, first, second, principle, cot=self.cot, few_shot=self.few_shot)
+
+        async def go(attempt: int) -> OrderAnswer:
+            kw: dict[str, Any] = {"temperature": 0.0 if not self.cot else 0.7, "max_tokens": self.max_tokens,
+                                  "logprobs": True, "top_logprobs": self.top_logprobs}
+            if self.seed is not None:
+                kw["seed"] = self.seed + attempt
+            res: ChatResult = await self.client.achat(msgs, **kw)
+            return self._read(res, order)
+
+        return await with_retries(go, self.retries)
+
+    def _read(self, res: ChatResult, order: str) -> OrderAnswer:
+        text = res.text or ""
+        letter = parse_answer(text, last=self.cot)
+        if res.logprobs:
+            probs = letter_probs(res.logprobs, last=self.cot)
+            if probs is not None:
+                return OrderAnswer(order, text, probs[0], soft=True)
+            if letter is None:
+                raise MalformedOutput(f"no (A)/(B) answer in the feedback model's reply: {text[:80]!r}")
+            return OrderAnswer(order, text, 1.0 if letter == "A" else 0.0, soft=False,
+                               note="logprobs had no A/B token; hard label from text")
+        if letter is None:
+            raise MalformedOutput(f"no (A)/(B) answer in the feedback model's reply: {text[:80]!r}")
+        return OrderAnswer(order, text, 1.0 if letter == "A" else 0.0, soft=False,
+                           note="endpoint returned no logprobs; hard label from text")
+
+    async def alabel(self, prompt: Any, response_a: str, response_b: str, principle: Principle) -> Label:
+        """Both orderings, averaged; with cot each ordering's probability is clamped first."""
+        ab = await self._ask(prompt, response_a, response_b, principle, "ab")
+        ba = await self._ask(prompt, response_b, response_a, principle, "ba")
+        ps = [ab.p_a, ba.p_a]
+        if self.cot:
+            lo, hi = self.clamp
+            ps = [min(hi, max(lo, p)) for p in ps]
+        return Label(principle.id, sum(ps) / 2, soft=ab.soft and ba.soft, answers=[ab, ba], clamped=self.cot)
+
+
+async def label_record(labeller: FeedbackLabeller, key: str, rec: dict[str, Any], seed: int | None) -> dict[str, Any]:
+    """Label one `{prompt, response_a, response_b}` record into a TRL preference record."""
+    principle = labeller.constitution.sample(principle_rng(seed, "label", key))
+    prompt = rec.get("messages") or rec["prompt"]
+    lab = await labeller.alabel(prompt, rec["response_a"], rec["response_b"], principle)
+    a_wins = lab.p_a >= 0.5
+    out: dict[str, Any] = {
+        "key": key,
+        "prompt": rec["prompt"],
+        "chosen": rec["response_a"] if a_wins else rec["response_b"],
+        "rejected": rec["response_b"] if a_wins else rec["response_a"],
+        "chosen_prob": round(lab.p_a if a_wins else 1.0 - lab.p_a, 6),
+        "principle_id": lab.principle_id,
+        "model": labeller.client.model,
+        "seed": seed,
+        "label_type": "soft" if lab.soft else "hard",
+        "cot": labeller.cot,
+        "clamped": lab.clamped,
+        "raw": [a.to_dict() for a in lab.answers],
+    }
+    if not lab.soft:
+        out["note"] = "; ".join(sorted({a.note for a in lab.answers if a.note}))
+    if lab.p_a == 0.5:
+        out["tie"] = True
+    if "id" in rec:
+        out["id"] = rec["id"]
+    return out
