@@ -37,11 +37,12 @@ The script
     ``chunks``     explicit streaming pieces (default: the text split into words, whitespace kept).
     ``headers``    extra response headers (e.g. ``{"retry-after": "0"}``; 429/5xx default to ``retry-after-ms: 1``).
     ``finish_reason`` default ``"stop"``.
+    ``chunk_delay`` seconds to wait between streamed chunks (slow streams, client disconnects).
     ``usage``      override the usage dict (default: whitespace token counts).
 
 Other knobs: ``FakeLLM(script, api_key="k")`` answers 401 unless ``Authorization: Bearer k`` is sent;
 ``server.requests`` is every received chat request (JSON), ``server.calls`` their count, ``server.reset()``
-clears both.
+clears both. ``server.streams_aborted`` counts streams whose client went away before the end.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class FakeReply:
     headers: dict[str, str] = field(default_factory=dict)
     finish_reason: str = "stop"
     usage: dict[str, int] | None = None
+    chunk_delay: float = 0.0
 
 
 Script = Callable[[dict[str, Any]], "str | FakeReply"] | str | FakeReply | Sequence["str | FakeReply"]
@@ -108,6 +110,7 @@ class FakeLLM:
         self.host = host
         self.requests: list[dict[str, Any]] = []
         self.errors: list[BaseException] = []
+        self.streams_aborted = 0
         self._seq_index = 0
         self._lock = threading.Lock()
         self._server: uvicorn.Server | None = None
@@ -292,12 +295,17 @@ class FakeLLM:
         if reply.malformed:
             yield 'data: {"id": "broken", "choices": [\n\n'
             return
-        for i, piece in enumerate(pieces):
-            lp = None
-            if lps is not None and i < len(lps):
-                lp = {"content": [lps[i]]}
-            yield chunk({"content": piece}, lp=lp)
-            await asyncio.sleep(0)
+        try:
+            for i, piece in enumerate(pieces):
+                lp = None
+                if lps is not None and i < len(lps):
+                    lp = {"content": [lps[i]]}
+                yield chunk({"content": piece}, lp=lp)
+                await asyncio.sleep(reply.chunk_delay)
+        except BaseException:  # client disconnected: cancelled or closed mid-stream
+            with self._lock:
+                self.streams_aborted += 1
+            raise
         yield chunk({}, finish=reply.finish_reason)
         if (req.get("stream_options") or {}).get("include_usage"):
             body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,

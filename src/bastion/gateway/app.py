@@ -1,0 +1,858 @@
+"""The guarded OpenAI-compatible gateway (FastAPI).
+
+Request path: auth -> rate limit -> body limit/JSON -> input rail (latest turn, conversation, session)
+-> upstream (only if allowed) -> output rail (whole response, or streamed in checked windows) -> audit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import ipaddress
+import json
+import logging
+import os
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.guard import Verdict
+from bastion.guard.policy import ALLOW, Decision, Policy, PolicyError, merge_decisions
+
+from .audit import AuditLog
+from .batcher import GuardBatcher
+from .errors import ApiError, error_body
+from .keys import KeyStore
+from .metrics import Metrics
+from .ratelimit import RateLimiter
+from .sessions import SessionTracker
+from .streaming import StreamScanner, chunk_text
+
+log = logging.getLogger("bastion.gateway")
+
+# (prompt, response, decision) -> revised response. Installed by the constitution module (issue 6).
+Reviser = Callable[[str, str, Decision], Awaitable[str]]
+
+
+class GatewayConfig(BaseModel):
+    """Server settings (the CLI fills these from flags)."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    upstream: str  # base URL including /v1, e.g. http://127.0.0.1:8000/v1
+    upstream_api_key: str | None = Field(default=None, repr=False)
+    host: str = "127.0.0.1"
+    policy_path: Path | None = None
+    keys_path: Path | None = None
+    audit_path: Path | None = Path("bastion_audit.db")
+    audit_content: bool = False
+    audit_key: bytes | None = Field(default=None, repr=False)
+    max_body_bytes: int = Field(1_000_000, gt=0)
+    rate_limit_per_minute: float = Field(600.0, ge=0)  # per key (per client address without keys); 0 = off
+    upstream_timeout_s: float = Field(60.0, gt=0)  # max wait for the first byte / between stream chunks
+    connect_timeout_s: float = Field(5.0, gt=0)
+    policy_poll_s: float = Field(1.0, ge=0)  # 0: reload on SIGHUP only
+    guard_workers: int = Field(1, ge=1)
+    guard_max_batch: int = Field(64, ge=1)
+    insecure: bool = False
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, keys: KeyStore, insecure: bool) -> None:
+    """Refuse to expose an unauthenticated gateway beyond loopback."""
+    if not keys and not insecure and not is_loopback(host):
+        raise ValueError(f"refusing to listen on {host} without client API keys: add keys with "
+                         "`bastion keys add ID --keys FILE` (then --keys FILE) or pass --insecure")
+
+
+class PolicyStore:
+    """The live policy, reloaded on SIGHUP or file change; an invalid file keeps the old policy."""
+
+    def __init__(self, path: Path | None, validate: Callable[[Policy], None] | None = None,
+                 metrics: Metrics | None = None) -> None:
+        self.path = path
+        self.validate = validate
+        self.metrics = metrics
+        self.last_error: str | None = None
+        self.policy = self._load()
+        self._stamp = self._stat()
+
+    def _load(self) -> Policy:
+        p = Policy.load(self.path) if self.path else Policy.default()
+        if self.validate:
+            self.validate(p)
+        return p
+
+    def _stat(self) -> tuple[float, int] | None:
+        if not self.path:
+            return None
+        try:
+            st = os.stat(self.path)
+            return (st.st_mtime_ns, st.st_size)
+        except OSError:
+            return None
+
+    def reload(self) -> bool:
+        self._stamp = self._stat()
+        try:
+            new = self._load()
+        except PolicyError as e:
+            self.last_error = str(e)
+            log.error("policy reload rejected, keeping the previous policy: %s", e)
+            if self.metrics:
+                self.metrics.inc("bastion_policy_reloads_total", {"result": "rejected"})
+            return False
+        self.policy, self.last_error = new, None
+        log.info("policy reloaded (%s)", new.digest)
+        if self.metrics:
+            self.metrics.inc("bastion_policy_reloads_total", {"result": "ok"})
+        return True
+
+    def poll(self) -> bool | None:
+        """Reload if the file changed since the last load; None when unchanged."""
+        if self.path and self._stat() != self._stamp:
+            return self.reload()
+        return None
+
+
+@dataclass
+class _Ctx:
+    request_id: str
+    key_id: str | None
+    policy: Policy
+    started: float
+    body: dict[str, Any]
+    prompt: str = ""  # latest user turn: the context for output checks
+    input_decision: Decision = ALLOW
+    input_verdicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Gateway:
+    """Holds the shared state of one server: guard, policy, keys, limiter, sessions, audit, metrics."""
+
+    def __init__(self, config: GatewayConfig, guard: Any = None, keys: KeyStore | None = None,
+                 reviser: Reviser | None = None) -> None:
+        self.config = config
+        if guard is None:
+            from bastion.guard import Guard
+
+            guard = Guard()
+        self.guard = guard
+        self.reviser = reviser
+        self.metrics = Metrics()
+        self.keys = keys if keys is not None else (KeyStore.load(config.keys_path) if config.keys_path else KeyStore())
+        self.policies = PolicyStore(config.policy_path, self._validate_policy, self.metrics)
+        self.batcher = GuardBatcher(guard, max_batch=config.guard_max_batch, workers=config.guard_workers)
+        self.limiter = RateLimiter(config.rate_limit_per_minute)
+        self.sessions = SessionTracker()
+        self.audit = (AuditLog(config.audit_path, config.audit_content, config.audit_key)
+                      if config.audit_path else None)
+        self.client: httpx.AsyncClient | None = None
+        self.upstream = config.upstream.rstrip("/") + "/"
+
+    def _validate_policy(self, p: Policy) -> None:
+        if self.reviser is not None:
+            return
+        for pol in [p, *(p.for_key(k) for k in p.keys)]:
+            actions = [pol.action, pol.session.action, *(r.action for r in pol.categories.values())]
+            if "revise" in actions:
+                raise PolicyError("action 'revise' needs a reviser (the constitution module, issue 6), "
+                                  "which is not installed in this gateway; use block, redact or flag")
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self.client = httpx.AsyncClient(
+            base_url=self.upstream,
+            timeout=httpx.Timeout(self.config.upstream_timeout_s, connect=self.config.connect_timeout_s),
+            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200),
+        )
+
+    async def stop(self) -> None:
+        await self.batcher.close()
+        if self.client is not None:
+            await self.client.aclose()
+        if self.audit is not None:
+            await anyio.to_thread.run_sync(self.audit.close)
+
+    def upstream_headers(self) -> dict[str, str]:
+        h = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
+        if self.config.upstream_api_key:
+            h["authorization"] = f"Bearer {self.config.upstream_api_key}"
+        return h
+
+    # ---- auth / limits / body ------------------------------------------------------------------
+    def authenticate(self, request: Request) -> str | None:
+        if not self.keys:
+            return None
+        auth = request.headers.get("authorization", "")
+        token = auth[7:].strip() if auth[:7].lower() == "bearer " else request.headers.get("api-key", "")
+        k = self.keys.lookup(token) if token else None
+        if k is None:
+            raise ApiError(401, "Invalid or missing API key (send Authorization: Bearer <key>).",
+                           "authentication_error", "invalid_api_key")
+        return k.id
+
+    def rate_limit(self, request: Request, key_id: str | None, policy: Policy) -> None:
+        bucket = key_id or f"addr:{request.client.host if request.client else '?'}"
+        per_key = None
+        if key_id is not None:
+            for k in self.keys._by_hash.values():
+                if k.id == key_id:
+                    per_key = k.rate_limit_per_minute
+        rate = per_key or policy.rate_limit_per_minute
+        ok, wait = self.limiter.allow(bucket, rate)
+        if not ok:
+            self.metrics.inc("bastion_rate_limited_total", {"key": key_id or "anonymous"})
+            raise ApiError(429, f"Rate limit exceeded; retry in {wait:.1f}s.", "rate_limit_error",
+                           "rate_limit_exceeded", headers={"retry-after": str(max(1, int(wait + 0.999)))})
+
+    async def read_json(self, request: Request) -> Any:
+        limit = self.config.max_body_bytes
+        cl = request.headers.get("content-length")
+        if cl is not None:
+            try:
+                if int(cl) > limit:
+                    raise ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
+            except ValueError:
+                raise ApiError(400, "Invalid Content-Length header.") from None
+        buf = bytearray()
+        async for part in request.stream():
+            buf += part
+            if len(buf) > limit:
+                raise ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
+        try:
+            return json.loads(bytes(buf))
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(400, "Request body is not valid JSON.", code="invalid_json") from None
+
+    # ---- guard ---------------------------------------------------------------------------------
+    async def check(self, items: list[Any], rail: str) -> list[Verdict]:
+        t0 = time.perf_counter()
+        try:
+            return await self.batcher.check(items)
+        except Exception as e:  # noqa: BLE001 - fail closed with a clear error
+            log.exception("guard check failed")
+            raise ApiError(503, f"Guard check failed ({type(e).__name__}); request not forwarded.",
+                           "server_error", "guard_unavailable") from None
+        finally:
+            self.metrics.observe("bastion_guard_seconds", time.perf_counter() - t0, {"rail": rail})
+
+    def record(self, ctx: _Ctx, rail: str, decision: Decision, verdicts: list[dict[str, Any]],
+               latency_s: float | None, content: str) -> None:
+        for c in decision.categories or ("none",):
+            self.metrics.inc("bastion_decisions_total", {"rail": rail, "action": decision.action, "category": c})
+        if self.audit is None:
+            return
+        try:
+            self.audit.record(request_id=ctx.request_id, key_id=ctx.key_id, rail=rail, action=decision.action,
+                              categories=decision.categories, verdicts=verdicts,
+                              latency_ms=None if latency_s is None else latency_s * 1000, content=content,
+                              policy=ctx.policy.digest)
+        except Exception:  # noqa: BLE001 - never fail a request on the audit queue
+            log.exception("audit record failed")
+
+    # ---- input rail ----------------------------------------------------------------------------
+    async def input_rail(self, ctx: _Ctx, request: Request) -> Decision:
+        msgs = ctx.body["messages"]
+        pol = ctx.policy
+        texts = [(m.get("role", ""), message_text(m)) for m in msgs]
+        users = [t for r, t in texts if r == "user"]
+        latest = users[-1] if users else (texts[-1][1] if texts else "")
+        ctx.prompt = latest
+        conversation = "\n".join(f"{r}: {t}" for r, t in texts if t)
+
+        sid = session_id(request, ctx)
+        st = self.sessions.get(sid, pol.session.max_turns, pol.session.ttl_s) if pol.checks.session else None
+        session_text = ""
+        if st is not None:
+            present = set(users)
+            earlier = [t for t in st.turns if t not in present]
+            session_text = "\n".join([*earlier, *users[-pol.session.max_turns:]])
+
+        scopes: list[tuple[str, str]] = []
+        if pol.checks.input or pol.checks.attack:
+            scopes.append(("latest", latest))
+        if pol.checks.conversation and len(texts) > 1 and conversation != latest:
+            scopes.append(("conversation", conversation))
+        if st is not None and session_text and session_text not in (latest, conversation):
+            scopes.append(("session", session_text))
+        t0 = time.perf_counter()
+        verdicts = await self.check([s for _, s in scopes], "input") if scopes else []
+        latency = time.perf_counter() - t0
+
+        decisions = []
+        for (scope, _), v in zip(scopes, verdicts, strict=True):
+            d = pol.decide(v)
+            if scope == "latest" and not pol.checks.input:
+                d = pol.decide(_attack_only(v))
+            decisions.append(d)
+        if st is not None:
+            harm = verdicts[0].score if verdicts and scopes[0][0] == "latest" else 0.0
+            st.risk = st.risk * pol.session.decay + max(0.0, harm - pol.session.floor)
+            if latest:
+                st.turns.append(latest)
+            decisions.append(pol.decide_session(st.risk))
+        decision = merge_decisions(decisions)
+        ctx.input_decision = decision
+        ctx.input_verdicts = [{"scope": s, **v.to_dict()} for (s, _), v in zip(scopes, verdicts, strict=True)]
+        if st is not None:
+            ctx.input_verdicts.append({"scope": "session_risk", "risk": round(st.risk, 4)})
+        self.record(ctx, "input", decision, ctx.input_verdicts, latency,
+                    json.dumps(msgs, sort_keys=True, ensure_ascii=False))
+        return decision
+
+    # ---- output rail (non-streaming) -------------------------------------------------------------
+    async def output_rail(self, ctx: _Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], Decision]:
+        pol = ctx.policy
+        choices = [c for c in data.get("choices") or [] if isinstance(c, dict)]
+        texts = [choice_text(c) for c in choices]
+        idx = [i for i, t in enumerate(texts) if t]
+        if not pol.checks.output or not idx:
+            return data, ALLOW
+        t0 = time.perf_counter()
+        verdicts = await self.check([(ctx.prompt, texts[i]) for i in idx], "output")
+        latency = time.perf_counter() - t0
+        decisions = [pol.decide(v) for v in verdicts]
+        for i, d in zip(idx, decisions, strict=True):
+            if d.action == "revise" and self.reviser is not None:
+                revised = await self.reviser(ctx.prompt, texts[i], d)
+                v2 = (await self.check([(ctx.prompt, revised)], "output"))[0]
+                if pol.decide(v2).action in ("block", "revise", "redact"):
+                    continue  # still flagged: fall through to a block below
+                _set_choice_text(choices[i], revised)
+                decisions[idx.index(i)] = Decision("flag", d.categories, "", d.reasons + ("revised",))
+            elif d.action == "redact":
+                _set_choice_text(choices[i], pol.redaction)
+                choices[i]["finish_reason"] = "content_filter"
+        decision = merge_decisions(decisions)
+        vd = [{"scope": f"choice{i}", **v.to_dict()} for i, v in zip(idx, verdicts, strict=True)]
+        self.record(ctx, "output", decision, vd, latency, "\n".join(texts))
+        if decision.action in ("block", "revise"):
+            out = refusal_completion(ctx, decision, "output", vd, base=data)
+            return out, decision
+        data["bastion"] = bastion_field(ctx, decision, "output", vd)
+        return data, decision
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+def message_text(m: dict[str, Any]) -> str:
+    c = m.get("content")
+    parts: list[str] = []
+    if isinstance(c, str):
+        parts.append(c)
+    elif isinstance(c, list):
+        parts.extend(p.get("text", "") for p in c if isinstance(p, dict) and isinstance(p.get("text"), str))
+    for tc in m.get("tool_calls") or []:
+        fn = (tc or {}).get("function") or {} if isinstance(tc, dict) else {}
+        if isinstance(fn.get("arguments"), str):
+            parts.append(fn["arguments"])
+    return "\n".join(p for p in parts if p)
+
+
+def choice_text(c: dict[str, Any]) -> str:
+    m = c.get("message")
+    return message_text(m) if isinstance(m, dict) else ""
+
+
+def _set_choice_text(c: dict[str, Any], text: str) -> None:
+    m = c.setdefault("message", {"role": "assistant"})
+    m["content"] = text
+    m.pop("tool_calls", None)
+    c["logprobs"] = None
+
+
+def _attack_only(v: Verdict) -> Verdict:
+    from dataclasses import replace
+
+    return replace(v, score=0.0, unsafe=False, category_scores=())
+
+
+def session_id(request: Request, ctx: _Ctx) -> str:
+    """Explicit X-Bastion-Session header, else the OpenAI `user` field, else the first user message.
+    Scoped by API key so that one client cannot touch another's session."""
+    sid = request.headers.get("x-bastion-session") or ctx.body.get("user")
+    if not isinstance(sid, str) or not sid:
+        first = next((message_text(m) for m in ctx.body["messages"] if m.get("role") == "user"), "")
+        sid = "first:" + hashlib.sha256(first.encode("utf-8")).hexdigest()[:24]
+    return f"{ctx.key_id or '-'}|{sid}"
+
+
+def validate_chat(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "Request body must be a JSON object.")
+    msgs = body.get("messages")
+    if not isinstance(msgs, list) or not msgs:
+        raise ApiError(400, "`messages` must be a non-empty array.", code="invalid_messages")
+    for i, m in enumerate(msgs):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise ApiError(400, f"messages[{i}] must be an object with a string `role`.", code="invalid_messages")
+        c = m.get("content")
+        if c is not None and not isinstance(c, (str, list)):
+            raise ApiError(400, f"messages[{i}].content must be a string or an array of parts.",
+                           code="invalid_messages")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise ApiError(400, "`stream` must be a boolean.")
+    return body
+
+
+def bastion_field(ctx: _Ctx, decision: Decision, rail: str, verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {"request_id": ctx.request_id, "rail": rail, **decision.to_dict(), "policy": ctx.policy.digest,
+           "verdicts": verdicts}
+    if rail == "output" and ctx.input_decision.action != "allow":
+        out["input"] = ctx.input_decision.to_dict()
+    return out
+
+
+def refusal_completion(ctx: _Ctx, decision: Decision, rail: str, verdicts: list[dict[str, Any]],
+                       base: dict[str, Any] | None = None) -> dict[str, Any]:
+    base = base or {}
+    return {
+        "id": base.get("id") or f"chatcmpl-bastion-{ctx.request_id}",
+        "object": "chat.completion",
+        "created": base.get("created") or int(time.time()),
+        "model": base.get("model") or ctx.body.get("model") or "unknown",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": decision.refusal},
+                     "logprobs": None, "finish_reason": "content_filter"}],
+        "usage": base.get("usage") or {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
+        "bastion": bastion_field(ctx, decision, rail, verdicts),
+    }
+
+
+def sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n\n"
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+def refusal_stream(ctx: _Ctx, decision: Decision, verdicts: list[dict[str, Any]]) -> list[bytes]:
+    cid, created, model = f"chatcmpl-bastion-{ctx.request_id}", int(time.time()), ctx.body.get("model") or "unknown"
+
+    def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> bytes:
+        return sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}], **extra})
+
+    return [chunk({"role": "assistant", "content": decision.refusal}, None),
+            chunk({}, "content_filter", bastion=bastion_field(ctx, decision, "input", verdicts)), SSE_DONE]
+
+
+def upstream_error(exc: Exception, metrics: Metrics) -> ApiError:
+    if isinstance(exc, ApiError):
+        metrics.inc("bastion_upstream_errors_total", {"kind": exc.code or "error"})
+        return exc
+    if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        metrics.inc("bastion_upstream_errors_total", {"kind": "timeout"})
+        return ApiError(504, "The upstream model timed out.", "upstream_error", "upstream_timeout")
+    metrics.inc("bastion_upstream_errors_total", {"kind": "unreachable"})
+    return ApiError(502, f"The upstream model is unreachable ({type(exc).__name__}).", "upstream_error",
+                    "upstream_unreachable")
+
+
+async def upstream_status_error(resp: httpx.Response, metrics: Metrics) -> ApiError | JSONResponse:
+    """An upstream HTTP error: pass an OpenAI-style JSON error through, map anything else to 502."""
+    metrics.inc("bastion_upstream_errors_total", {"kind": f"http_{resp.status_code}"})
+    body = await resp.aread()
+    try:
+        data = json.loads(body[:1_000_000])
+        if isinstance(data, dict) and isinstance(data.get("error"), dict):
+            return JSONResponse(data, status_code=resp.status_code if resp.status_code >= 400 else 502)
+    except ValueError:
+        pass
+    return ApiError(502, f"The upstream model returned HTTP {resp.status_code}.", "upstream_error",
+                    "upstream_bad_status")
+
+
+# ---- the app ---------------------------------------------------------------------------------------
+def create_app(config: GatewayConfig, guard: Any = None, keys: KeyStore | None = None,
+               reviser: Reviser | None = None) -> FastAPI:
+    """Build the gateway app. `guard`: any object with `check_batch` (default: `Guard()`)."""
+    gw = Gateway(config, guard=guard, keys=keys, reviser=reviser)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gw.start()
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError, AttributeError):
+            loop.add_signal_handler(signal.SIGHUP, gw.policies.reload)  # main thread only
+        poller = None
+        if config.policy_path and config.policy_poll_s > 0:
+            async def poll() -> None:
+                while True:
+                    await asyncio.sleep(config.policy_poll_s)
+                    try:
+                        gw.policies.poll()
+                    except Exception:  # noqa: BLE001
+                        log.exception("policy poll failed")
+            poller = asyncio.create_task(poll())
+        try:
+            yield
+        finally:
+            if poller:
+                poller.cancel()
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signal.SIGHUP)
+            await gw.stop()
+
+    app = FastAPI(title="Bastion gateway", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.gateway = gw
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _any_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(error_body("Internal gateway error.", "server_error", "internal_error"), status_code=500)
+
+    app.add_middleware(_CountRequests, metrics=gw.metrics)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        pol = gw.policies
+        return {"status": "ok", "policy": pol.policy.digest, "policy_error": pol.last_error,
+                "model_version": getattr(getattr(gw.guard, "model", None), "version", "unknown"),
+                "keys": len(gw.keys), "audit": str(config.audit_path) if config.audit_path else None}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(gw.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> Response:
+        key_id = gw.authenticate(request)
+        gw.rate_limit(request, key_id, gw.policies.policy.for_key(key_id))
+        assert gw.client is not None
+        try:
+            r = await gw.client.get("models", headers=gw.upstream_headers())
+        except httpx.HTTPError as e:
+            raise upstream_error(e, gw.metrics) from None
+        if r.status_code != 200:
+            err = await upstream_status_error(r, gw.metrics)
+            if isinstance(err, ApiError):
+                raise err
+            return err
+        try:
+            return JSONResponse(r.json())
+        except ValueError:
+            raise upstream_error(ApiError(502, "The upstream model returned malformed JSON.", "upstream_error",
+                                          "upstream_malformed"), gw.metrics) from None
+
+    @app.post("/v1/guard/check")
+    async def guard_check(request: Request) -> dict[str, Any]:
+        key_id = gw.authenticate(request)
+        pol = gw.policies.policy.for_key(key_id)
+        gw.rate_limit(request, key_id, pol)
+        body = await gw.read_json(request)
+        items = body.get("items") if isinstance(body, dict) and "items" in body else [body]
+        if not isinstance(items, list) or not items or len(items) > 256:
+            raise ApiError(400, "`items` must be a non-empty array of at most 256 checks.")
+        norm: list[Any] = []
+        for i, it in enumerate(items):
+            if isinstance(it, str):
+                norm.append(it)
+            elif isinstance(it, dict) and isinstance(it.get("prompt"), str) and (
+                    it.get("response") is None or isinstance(it.get("response"), str)):
+                norm.append(it["prompt"] if it.get("response") is None else (it["prompt"], it["response"]))
+            else:
+                raise ApiError(400, f"items[{i}] must be a string or an object with string `prompt` "
+                                    "and optional string `response`.")
+        verdicts = await gw.check(norm, "check")
+        return {"results": [{"verdict": v.to_dict(), "decision": pol.decide(v).to_dict()} for v in verdicts],
+                "policy": pol.digest}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request) -> Response:
+        key_id = gw.authenticate(request)
+        pol = gw.policies.policy.for_key(key_id)
+        gw.rate_limit(request, key_id, pol)
+        body = validate_chat(await gw.read_json(request))
+        ctx = _Ctx(uuid.uuid4().hex[:16], key_id, pol, time.perf_counter(), body)
+        decision = await gw.input_rail(ctx, request)
+        stream = bool(body.get("stream"))
+        if decision.action in ("block", "revise"):
+            if stream:
+                return StreamingResponse(iter(refusal_stream(ctx, decision, ctx.input_verdicts)),
+                                         media_type="text/event-stream")
+            return JSONResponse(refusal_completion(ctx, decision, "input", ctx.input_verdicts))
+        if decision.action == "redact":
+            body = dict(body)
+            msgs = list(body["messages"])
+            for i in range(len(msgs) - 1, -1, -1):
+                if msgs[i].get("role") == "user":
+                    msgs[i] = {**msgs[i], "content": pol.redaction}
+                    break
+            body["messages"] = msgs
+        if stream:
+            return await _stream(gw, ctx, body)
+        return await _non_stream(gw, ctx, body)
+
+    return app
+
+
+_PATHS = {"/v1/chat/completions", "/v1/models", "/v1/guard/check", "/healthz", "/metrics"}
+
+
+class _CountRequests:
+    """Pure ASGI middleware (BaseHTTPMiddleware would get in the way of streaming and disconnects)."""
+
+    def __init__(self, app: Any, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [500]
+
+        async def send_status(msg: dict) -> None:
+            if msg["type"] == "http.response.start":
+                status[0] = msg["status"]
+            await send(msg)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            path = scope.get("path", "")
+            path = path if path in _PATHS else "other"
+            self.metrics.inc("bastion_requests_total", {"endpoint": path, "status": str(status[0])})
+            self.metrics.observe("bastion_request_seconds", time.perf_counter() - t0, {"endpoint": path})
+
+
+async def _non_stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
+    assert gw.client is not None
+    try:
+        r = await gw.client.post("chat/completions", json=body, headers=gw.upstream_headers())
+    except httpx.HTTPError as e:
+        raise upstream_error(e, gw.metrics) from None
+    if r.status_code != 200:
+        err = await upstream_status_error(r, gw.metrics)
+        if isinstance(err, ApiError):
+            raise err
+        return err
+    try:
+        data = r.json()
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise ValueError("no choices")
+    except ValueError:
+        raise upstream_error(ApiError(502, "The upstream model returned a malformed response.", "upstream_error",
+                                      "upstream_malformed"), gw.metrics) from None
+    out, _ = await gw.output_rail(ctx, data)
+    if ctx.input_decision.action != "allow" and "bastion" in out:
+        out["bastion"]["input"] = ctx.input_decision.to_dict()
+    return JSONResponse(out)
+
+
+async def _read_events(resp: httpx.Response, q: asyncio.Queue) -> None:
+    """Parse upstream SSE into ("chunk", dict) / ("done", None) / ("error", ApiError) items."""
+    try:
+        async for line in resp.aiter_lines():
+            if not line or line.startswith(":") or not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                await q.put(("done", None))
+                return
+            try:
+                obj = json.loads(data)
+            except ValueError:
+                await q.put(("error", ApiError(502, "The upstream model sent a malformed stream chunk.",
+                                               "upstream_error", "upstream_malformed")))
+                return
+            if not isinstance(obj, dict):
+                await q.put(("error", ApiError(502, "The upstream model sent a malformed stream chunk.",
+                                               "upstream_error", "upstream_malformed")))
+                return
+            if isinstance(obj.get("error"), dict):
+                msg = str(obj["error"].get("message") or "upstream error")
+                await q.put(("error", ApiError(502, f"The upstream model failed mid-stream: {msg}",
+                                               "upstream_error", "upstream_stream_error")))
+                return
+            await q.put(("chunk", obj))
+        await q.put(("done", None))
+    except httpx.HTTPError as e:
+        await q.put(("error", e))
+
+
+async def _stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
+    assert gw.client is not None
+    req = gw.client.build_request("POST", "chat/completions", json=body, headers=gw.upstream_headers())
+    try:
+        resp = await gw.client.send(req, stream=True)
+    except httpx.HTTPError as e:
+        raise upstream_error(e, gw.metrics) from None
+    if resp.status_code != 200:
+        try:
+            err = await upstream_status_error(resp, gw.metrics)
+        except httpx.HTTPError as e:
+            err = upstream_error(e, gw.metrics)
+        finally:
+            await resp.aclose()
+        if isinstance(err, ApiError):
+            raise err
+        return err
+    q: asyncio.Queue = asyncio.Queue(maxsize=1024)
+    reader = asyncio.create_task(_read_events(resp, q))
+    # Wait for the first event before answering 200, so a dead or broken upstream still gets 502/504.
+    try:
+        first = await q.get()
+    except BaseException:
+        reader.cancel()
+        with anyio.CancelScope(shield=True):
+            await resp.aclose()
+        raise
+    if first[0] == "error":
+        reader.cancel()
+        await resp.aclose()
+        raise upstream_error(first[1], gw.metrics)
+    return StreamingResponse(_guarded_stream(gw, ctx, resp, reader, q, first), media_type="text/event-stream",
+                             headers={"cache-control": "no-cache", "x-bastion-request-id": ctx.request_id})
+
+
+async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: asyncio.Task,
+                          q: asyncio.Queue, first: tuple[str, Any]) -> AsyncIterator[bytes]:
+    pol = ctx.policy
+    rules = pol.streaming
+    verdicts_seen: list[dict[str, Any]] = []
+    check_time = [0.0]
+
+    async def check(window: str) -> Decision:
+        t0 = time.perf_counter()
+        v = (await gw.check([(ctx.prompt, window)], "output"))[0]
+        check_time[0] += time.perf_counter() - t0
+        d = pol.decide(v)
+        if d.action == "redact":
+            d = Decision("redact", d.categories, pol.redaction, d.reasons)
+        if d.action != "allow" or not verdicts_seen:
+            verdicts_seen.append({"scope": "window", **v.to_dict()})
+        return d
+
+    scanner = StreamScanner(rules, check)
+    tail: list[dict[str, Any]] = []  # finish / usage chunks, released after the final check
+    meta: dict[str, Any] = {}
+    first_text_at: float | None = None
+    first_release_at: float | None = None
+    released_texts: list[str] = []
+    checking = pol.checks.output
+    outcome = "cancelled"
+    item: tuple[str, Any] | None = first
+    try:
+        while True:
+            if item is None:
+                deadline = scanner.hold_deadline() if checking else None
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    item = await asyncio.wait_for(q.get(), timeout)
+                except (TimeoutError, asyncio.TimeoutError):
+                    item = ("tick", None)
+            kind, payload = item
+            item = None
+            final = kind in ("done", "error")
+            if kind == "chunk":
+                for k in ("id", "created", "model", "system_fingerprint"):
+                    if k in payload and k not in meta:
+                        meta[k] = payload[k]
+                text = chunk_text(payload)
+                if text and first_text_at is None:
+                    first_text_at = time.perf_counter()
+                finishing = any(isinstance(c, dict) and c.get("finish_reason") for c in payload.get("choices") or [])
+                if not text and (finishing or not payload.get("choices")):
+                    tail.append(payload)
+                    continue
+                if not checking or (not text and not scanner.pending):
+                    if text:
+                        released_texts.append(text)
+                        if first_release_at is None:
+                            first_release_at = time.perf_counter()
+                    yield sse(payload)
+                    continue
+                scanner.add(payload, text)
+            if not checking:
+                if final:
+                    break
+                continue
+            n = scanner.plan(final=final)
+            if n:
+                released, decision = await scanner.scan(n)
+                if scanner.violation is not None:
+                    outcome = "violation"
+                    gw.metrics.inc("bastion_stream_chunks_total", {"outcome": "withheld"})
+                    yield sse(_violation_chunk(ctx, meta, scanner.violation, verdicts_seen))
+                    yield SSE_DONE
+                    return
+                for c in released:
+                    t = chunk_text(c)
+                    if t:
+                        released_texts.append(t)
+                        if first_release_at is None:
+                            first_release_at = time.perf_counter()
+                    gw.metrics.inc("bastion_stream_chunks_total", {"outcome": "released"})
+                    yield sse(c)
+            if kind == "error":
+                outcome = "error"
+                err = payload if isinstance(payload, ApiError) else upstream_error(payload, gw.metrics)
+                if isinstance(payload, ApiError):
+                    gw.metrics.inc("bastion_upstream_errors_total", {"kind": payload.code or "error"})
+                yield sse(err.body())
+                yield SSE_DONE
+                return
+            if kind == "done":
+                break
+        outcome = "stop"
+        field_ = bastion_field(ctx, merge_decisions(scanner.flags), "output", verdicts_seen)
+        fin = next((i for i, c in enumerate(tail)
+                    if any(isinstance(ch, dict) and ch.get("finish_reason") for ch in c.get("choices") or [])), None)
+        if fin is None:  # the upstream sent no finish chunk: add one carrying the verdict
+            tail.insert(0, {**_base_chunk(ctx, meta), "choices": [{"index": 0, "delta": {}, "logprobs": None,
+                                                                   "finish_reason": "stop"}]})
+            fin = 0
+        tail[fin] = {**tail[fin], "bastion": field_}
+        for c in tail:
+            yield sse(c)
+        yield SSE_DONE
+    finally:
+        reader.cancel()
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(Exception):
+                await resp.aclose()
+        if first_text_at is not None and first_release_at is not None:
+            gw.metrics.observe("bastion_stream_added_ttft_seconds", first_release_at - first_text_at)
+        if checking:
+            final_decision = scanner.violation or merge_decisions(scanner.flags)
+            if outcome not in ("stop", "violation"):
+                final_decision = Decision(final_decision.action, final_decision.categories,
+                                          final_decision.refusal, final_decision.reasons + (f"stream {outcome}",))
+            gw.record(ctx, "output", final_decision, verdicts_seen, check_time[0], "".join(released_texts))
+
+
+def _base_chunk(ctx: _Ctx, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"id": meta.get("id") or f"chatcmpl-bastion-{ctx.request_id}", "object": "chat.completion.chunk",
+            "created": meta.get("created") or int(time.time()), "model": meta.get("model") or ctx.body.get("model")}
+
+
+def _violation_chunk(ctx: _Ctx, meta: dict[str, Any], d: Decision, verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**_base_chunk(ctx, meta),
+            "choices": [{"index": 0, "delta": {"content": d.refusal}, "logprobs": None,
+                         "finish_reason": "content_filter"}],
+            "bastion": bastion_field(ctx, d, "output", verdicts)}

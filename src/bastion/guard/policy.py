@@ -1,0 +1,283 @@
+"""Policy: which checks run, thresholds per category, and what to do when a check fires.
+
+A policy is a YAML file validated by Pydantic. It maps guard verdicts to a `Decision`
+(allow / flag / redact / revise / block) and carries refusal messages and per-API-key overrides.
+
+>>> p = Policy.default()
+>>> p.for_key("team-a").action
+'block'
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+
+from bastion.taxonomy import HAZARD_CODES
+
+from .verdict import Verdict
+
+Action = Literal["allow", "flag", "redact", "revise", "block"]
+# Severity order: when several categories fire, the most severe action wins.
+ACTION_SEVERITY: dict[str, int] = {"allow": 0, "flag": 1, "redact": 2, "revise": 3, "block": 4}
+CATEGORY_CODES = HAZARD_CODES + ("attack", "session")
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be loaded; the message is one clear line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Checks(_Strict):
+    """Which checks run."""
+
+    input: bool = True  # the latest user turn
+    conversation: bool = True  # all user/assistant turns of the request as one text
+    session: bool = True  # risk accumulated across requests of one session
+    attack: bool = True  # jailbreak / prompt-injection detection on the input
+    output: bool = True  # the model's response (non-streaming and streaming)
+
+
+class PolicyThresholds(_Strict):
+    """Global thresholds, in [0, 1]; a category rule may override the harm threshold for its category."""
+
+    prompt_harm: float = Field(0.5, ge=0.0, le=1.0)
+    response_harm: float = Field(0.5, ge=0.0, le=1.0)
+    attack: float = Field(0.5, ge=0.0, le=1.0)
+    # A harm hit is attributed to every category whose score reaches this (the top category always counts).
+    category: float = Field(0.35, ge=0.0, le=1.0)
+
+
+class CategoryRule(_Strict):
+    """Per-category overrides."""
+
+    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    action: Action | None = None
+    refusal: str | None = None
+
+
+class SessionRules(_Strict):
+    """Session-level risk: risk <- risk * decay + max(0, score - floor) for each user turn."""
+
+    decay: float = Field(0.8, ge=0.0, le=1.0)
+    floor: float = Field(0.2, ge=0.0, le=1.0)
+    threshold: float = Field(1.0, gt=0.0)
+    max_turns: int = Field(8, ge=1, le=200)  # user turns kept per session for the joined-turns check
+    ttl_s: float = Field(3600.0, gt=0.0)
+    action: Action = "block"
+
+
+class StreamingRules(_Strict):
+    """How streamed output is buffered and checked (see docs/GATEWAY.md)."""
+
+    holdback: Literal["sentence", "word", "none"] = "sentence"
+    min_chars: int = Field(16, ge=1)  # do not check a shorter pending segment unless the stream ends
+    max_pending_chars: int = Field(400, ge=16)  # release even without a sentence end once this much is held
+    max_hold_ms: float = Field(400.0, ge=0.0)  # ... or once text has been held this long
+    context_chars: int = Field(600, ge=0)  # already released text prepended to each window
+
+
+class _PolicyBody(_Strict):
+    checks: Checks = Checks()
+    thresholds: PolicyThresholds = PolicyThresholds()
+    action: Action = "block"  # default action for a category without its own rule
+    categories: dict[str, CategoryRule] = {}
+    refusal: str = "I can't help with that request."
+    redaction: str = "[content removed by policy]"
+    session: SessionRules = SessionRules()
+    streaming: StreamingRules = StreamingRules()
+    rate_limit_per_minute: float | None = Field(None, gt=0)  # None: the server default
+
+    @field_validator("categories")
+    @classmethod
+    def _known_codes(cls, v: dict[str, CategoryRule]) -> dict[str, CategoryRule]:
+        unknown = sorted(set(v) - set(CATEGORY_CODES))
+        if unknown:
+            raise ValueError(f"unknown category code(s) {unknown}; known: {', '.join(CATEGORY_CODES)}")
+        return v
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the policy says about one verdict."""
+
+    action: str  # allow | flag | redact | revise | block
+    categories: tuple[str, ...] = ()
+    refusal: str = ""
+    reasons: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def blocked(self) -> bool:
+        return self.action in ("block", "revise")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "categories": list(self.categories), "reasons": list(self.reasons)}
+
+
+ALLOW = Decision("allow")
+
+
+class Policy(_PolicyBody):
+    """A validated policy. Load with `Policy.load(path)`, `Policy.from_yaml(text)` or `Policy.default()`."""
+
+    version: int = 1
+    keys: dict[str, dict[str, Any]] = {}  # key id -> partial policy overriding the fields above
+
+    _per_key: dict[str, Policy] = PrivateAttr(default_factory=dict)
+    _digest: str = PrivateAttr(default="")
+
+    def model_post_init(self, __context: Any) -> None:
+        base = self.model_dump(exclude={"keys", "version"})
+        for key_id, override in self.keys.items():
+            if not isinstance(override, dict):
+                raise ValueError(f"keys.{key_id} must be a mapping")
+            if "keys" in override:
+                raise ValueError(f"keys.{key_id}: per-key policies cannot nest `keys`")
+            merged = _deep_merge(base, override)
+            try:
+                self._per_key[key_id] = Policy.model_validate({**merged, "version": self.version})
+            except ValidationError as e:
+                err = e.errors()[0]
+                loc = ".".join(str(x) for x in err["loc"])
+                raise PolicyError(f"keys.{key_id}.{loc}: {err['msg']}") from None
+
+    # ---- loading -------------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "<policy>") -> Policy:
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise PolicyError(f"{source}: not valid YAML: {str(e).splitlines()[0]}") from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise PolicyError(f"{source}: the policy must be a mapping, got {type(raw).__name__}")
+        try:
+            p = cls.model_validate(raw)
+        except ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(str(x) for x in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+            raise PolicyError(f"{source}: {loc + ': ' if loc else ''}{msg}{more}") from None
+        except PolicyError as e:
+            raise PolicyError(f"{source}: {e}") from None
+        p._digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> Policy:
+        p = Path(path)
+        try:
+            text = p.read_text("utf-8")
+        except OSError as e:
+            raise PolicyError(f"{p}: cannot read policy: {e.strerror or e}") from None
+        return cls.from_yaml(text, source=str(p))
+
+    @classmethod
+    def default(cls) -> Policy:
+        text = resources.files(__package__).joinpath("default_policy.yaml").read_text("utf-8")
+        return cls.from_yaml(text, source="default_policy.yaml")
+
+    @property
+    def digest(self) -> str:
+        """Short hash of the source text (shown by /healthz and in the audit log)."""
+        return self._digest
+
+    def for_key(self, key_id: str | None) -> Policy:
+        """The effective policy for an API key id (the base policy when it has no override)."""
+        if key_id is None:
+            return self
+        p = self._per_key.get(key_id)
+        if p is None:
+            return self
+        p._digest = self._digest
+        return p
+
+    # ---- decisions -----------------------------------------------------------------------------
+    def rule(self, code: str) -> CategoryRule:
+        return self.categories.get(code) or CategoryRule()
+
+    def refusal_for(self, categories: tuple[str, ...]) -> str:
+        for c in categories:
+            r = self.categories.get(c)
+            if r is not None and r.refusal:
+                return r.refusal
+        return self.refusal
+
+    def decide(self, verdict: Verdict, *, attack: bool | None = None) -> Decision:
+        """Map one verdict to a decision. `attack` (default: `checks.attack`) turns the attack check on/off."""
+        t = self.thresholds
+        base = t.prompt_harm if verdict.kind == "prompt" else t.response_harm
+        hits: list[tuple[str, str]] = []  # (category, reason)
+        scores = sorted(verdict.category_scores, key=lambda kv: -kv[1])
+        top = scores[0][0] if scores else None
+        for code, s in scores:
+            thr = self.rule(code).threshold
+            thr = base if thr is None else thr
+            if verdict.score >= thr and (s >= t.category or code == top):
+                hits.append((code, f"{verdict.kind} harm {verdict.score:.2f} >= {thr:.2f} ({code} {s:.2f})"))
+        if not scores and verdict.score >= base:
+            hits.append(("unknown", f"{verdict.kind} harm {verdict.score:.2f} >= {base:.2f}"))
+        use_attack = self.checks.attack if attack is None else attack
+        if use_attack and verdict.attack_score is not None:
+            thr = self.rule("attack").threshold
+            thr = t.attack if thr is None else thr
+            if verdict.attack_score >= thr:
+                hits.append(("attack", f"attack {verdict.attack_score:.2f} >= {thr:.2f}"))
+        return self._combine(hits)
+
+    def decide_session(self, risk: float) -> Decision:
+        s = self.session
+        if risk < s.threshold:
+            return ALLOW
+        action = self.rule("session").action or s.action
+        return self._combine([("session", f"session risk {risk:.2f} >= {s.threshold:.2f}")], action)
+
+    def _combine(self, hits: list[tuple[str, str]], forced: str | None = None) -> Decision:
+        acted = []
+        for code, reason in hits:
+            action = forced or self.rule(code).action or self.action
+            if action != "allow":
+                acted.append((ACTION_SEVERITY[action], code, reason, action))
+        if not acted:
+            return ALLOW
+        acted.sort(key=lambda x: -x[0])
+        cats = tuple(dict.fromkeys(c for _, c, _, _ in acted))
+        action = acted[0][3]
+        text = self.redaction if action == "redact" else self.refusal_for(cats)
+        return Decision(action=action, categories=cats, refusal=text,
+                        reasons=tuple(r for _, _, r, _ in acted))
+
+
+def merge_decisions(decisions: list[Decision]) -> Decision:
+    """The most severe decision; categories and reasons of all non-allow decisions are kept."""
+    acted = [d for d in decisions if d.action != "allow"]
+    if not acted:
+        return ALLOW
+    worst = max(acted, key=lambda d: ACTION_SEVERITY[d.action])
+    cats = tuple(dict.fromkeys(c for d in acted for c in d.categories))
+    reasons = tuple(dict.fromkeys(r for d in acted for r in d.reasons))
+    return Decision(action=worst.action, categories=cats, refusal=worst.refusal, reasons=reasons)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _deep_merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+__all__ = ["Policy", "PolicyError", "Decision", "ALLOW", "ACTION_SEVERITY", "merge_decisions", "CATEGORY_CODES"]
