@@ -1,0 +1,580 @@
+"""The red-team runner: plan seeds x techniques (seeded), attack the target concurrently, judge, store.
+
+    cfg = CampaignConfig(target="guard", limit=100, seed=1)
+    result = run_campaign(cfg, Store("bastion.db"))          # or: await arun_campaign(...)
+    result.summaries[result.run_ids[0]]["categories"]
+
+Every attempt is written to the store as soon as it is judged; a resumed run (`resume_campaign`) rebuilds the
+same plan from the stored configuration and skips the attempts already stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import platform
+import random
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field, field_validator
+
+from bastion.llm import (
+    LLMAuthError,
+    LLMBadResponseError,
+    LLMClient,
+    LLMConnectionError,
+    LLMError,
+)
+from bastion.store import AttemptRecord, Store
+
+from .base import AttackPrompt, Judge, Judgement, Seed, Target, TargetReply
+from .judges import make_judge
+from .stats import summarize
+from .targets import (
+    CURRENT_SEED,
+    CompliantModel,
+    GuardedTarget,
+    PythonTarget,
+    TargetError,
+    TargetOptions,
+    make_target,
+)
+
+DIRECT = "direct"  # the seed as one plain user message (the baseline technique)
+
+# The default campaign: a baseline plus each technique family at its default parameters, and two composites.
+DEFAULT_TECHNIQUES: tuple[str, ...] = (
+    DIRECT, "base64", "hex", "rot13", "leetspeak", "unicode_confusables", "zero_width", "char_spacing",
+    "payload_splitting", "refusal_suppression", "prefix_injection", "style_injection", "distractors",
+    "instruction_override", "hypothetical", "fiction", "research", "dan", "jailbreak_template",
+    "adversarial_suffix", "many_shot:8", "best_of_n:4", "refusal_suppression+base64", "prefix_injection+leetspeak",
+)
+DEFAULT_LIMIT = 480  # harmful attempts (20 per default technique, ~34 per category)
+DEFAULT_BENIGN_LIMIT = 255  # benign look-alikes, sent directly (the whole shipped set)
+DEFAULT_ATTACK_LIMIT = 10  # seeds per attacker-LLM attack
+
+
+class CampaignError(RuntimeError):
+    """A run could not go on (bad target, auth failure, error storm); the run is marked failed."""
+
+
+class CampaignConfig(BaseModel):
+    """Everything that defines a campaign (stored with the run; API keys are never stored)."""
+
+    target: str = "guard"
+    model: str | None = None
+    guarded: bool = False
+    techniques: list[str] | None = None  # None: DEFAULT_TECHNIQUES
+    attacks: list[str] = Field(default_factory=list)
+    attacker_model: str | None = None
+    attacker_base_url: str | None = None
+    attack_limit: int = DEFAULT_ATTACK_LIMIT
+    attack_max_queries: int = 20
+    categories: list[str] | None = None
+    limit: int | None = DEFAULT_LIMIT  # harmful technique attempts; None: every seed x technique
+    benign_limit: int | None = DEFAULT_BENIGN_LIMIT
+    seed: int = 0
+    concurrency: int = 8
+    timeout: float = 60.0
+    max_retries: int = 3
+    rate_limit: float | None = None
+    judge: str = "guard"
+    judge_model: str | None = None
+    judge_base_url: str | None = None
+    max_consecutive_errors: int = 5
+    params: dict[str, Any] = Field(default_factory=dict)  # extra chat parameters for openai targets
+
+    @field_validator("limit", "benign_limit")
+    @classmethod
+    def _nonneg(cls, v: int | None) -> int | None:
+        if v is not None and v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @field_validator("concurrency")
+    @classmethod
+    def _pos(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be >= 1")
+        return v
+
+
+@dataclass(frozen=True)
+class Planned:
+    key: str
+    seed: Seed
+    technique: str  # technique spec, or the attack name for attacker-LLM attacks
+    kind: str = "technique"  # "technique" | "attack"
+
+
+@dataclass
+class Lane:
+    """One stored run fed by the campaign: its target and judges (a --guarded campaign has two)."""
+
+    run_id: str
+    target: Target
+    judges: list[Judge]
+    label: str | None = None
+    done: set[str] = field(default_factory=set)
+
+
+@dataclass
+class CampaignResult:
+    run_ids: list[str]
+    summaries: dict[str, dict[str, Any]]
+    status: str
+    labels: dict[str, str | None] = field(default_factory=dict)
+    error: str | None = None
+
+
+# ---- planning ----------------------------------------------------------------------------------------
+def _seeds(benign: bool, categories: Sequence[str] | None) -> list[Seed]:
+    from bastion.redteam.seeds import load_seeds
+
+    return load_seeds("benign" if benign else "harmful", categories=categories)
+
+
+def _interleave(seeds: list[Seed], rng: random.Random) -> list[Seed]:
+    """Shuffle within each category, then deal categories round-robin so any prefix is balanced."""
+    by_cat: dict[str, list[Seed]] = defaultdict(list)
+    for s in sorted(seeds, key=lambda s: s.id):
+        by_cat[s.category].append(s)
+    cats = sorted(by_cat)
+    for c in cats:
+        rng.shuffle(by_cat[c])
+    rng.shuffle(cats)
+    out: list[Seed] = []
+    i = 0
+    while len(out) < len(seeds):
+        for c in cats:
+            if i < len(by_cat[c]):
+                out.append(by_cat[c][i])
+        i += 1
+    return out
+
+
+def check_techniques(specs: Sequence[str]) -> None:
+    """Raise ValueError naming the first unknown or malformed technique spec."""
+    from bastion.redteam.techniques import get_technique
+
+    for s in specs:
+        if s != DIRECT:
+            get_technique(s)
+
+
+def plan_campaign(cfg: CampaignConfig) -> list[Planned]:
+    """The deterministic list of attempts for a config (the same config always gives the same plan).
+
+    Harmful seeds are dealt round-robin over categories and paired with techniques so that the first
+    `limit` attempts are balanced over both; each seed meets every technique before any pairing repeats."""
+    rng = random.Random(f"plan|{cfg.seed}")
+    techs = list(cfg.techniques or DEFAULT_TECHNIQUES)
+    harmful = _interleave(_seeds(False, cfg.categories), rng)
+    benign = _interleave(_seeds(True, cfg.categories), rng)
+    plan: list[Planned] = []
+    S, T = len(harmful), len(techs)
+    total = S * T if cfg.limit is None else min(cfg.limit, S * T)
+    for k in range(total):
+        i, p = k % S, k // S
+        tech = techs[(i + p) % T]
+        s = harmful[i]
+        plan.append(Planned(key=f"{s.id}|{tech}", seed=s, technique=tech))
+    nb = len(benign) if cfg.benign_limit is None else min(cfg.benign_limit, len(benign))
+    plan.extend(Planned(key=f"{s.id}|{DIRECT}", seed=s, technique=DIRECT) for s in benign[:nb])
+    for name in cfg.attacks:
+        plan.extend(Planned(key=f"{s.id}|attack:{name}", seed=s, technique=name, kind="attack")
+                    for s in harmful[: cfg.attack_limit])
+    return plan
+
+
+def build_prompts(item: Planned, run_seed: int) -> list[AttackPrompt]:
+    """The conversation(s) for a technique attempt; Best-of-N gives N variants to try in order."""
+    rng = random.Random(f"{run_seed}|{item.key}")
+    if item.technique == DIRECT:
+        return [AttackPrompt(messages=[{"role": "user", "content": item.seed.text}], technique=DIRECT)]
+    from bastion.redteam.techniques import BestOfN, get_technique
+
+    tech = get_technique(item.technique)
+    if isinstance(tech, BestOfN):
+        return tech.build_variants(item.seed.text, rng)
+    p = tech.build(item.seed.text, rng)
+    p.technique = item.technique
+    return [p]
+
+
+# ---- construction ------------------------------------------------------------------------------------
+def _versions(guard_service: Any) -> dict[str, Any]:
+    import bastion
+
+    v: dict[str, Any] = {"bastion": bastion.__version__, "python": platform.python_version()}
+    if guard_service is not None:
+        v["guard_model"] = guard_service.version
+        v["guard_thresholds"] = dict(guard_service.guard.thresholds.as_tuple())
+    return v
+
+
+def default_guard_service() -> Any:
+    """The shipped guard model behind a batching GuardService (tests replace this function)."""
+    from bastion.guard import Guard
+
+    from .guardsvc import GuardService
+
+    return GuardService(Guard())
+
+
+class _Services:
+    """Lazily built shared pieces: the guard service and LLM clients."""
+
+    def __init__(self, cfg: CampaignConfig, guard_factory: Callable[[], Any] | None) -> None:
+        self.cfg = cfg
+        self.guard_factory = guard_factory
+        self._guard: Any = None
+
+    def guard(self) -> Any:
+        if self._guard is None:
+            try:
+                self._guard = (self.guard_factory or default_guard_service)()
+            except Exception as e:  # noqa: BLE001 - one clear line for the CLI
+                raise CampaignError(f"cannot load the guard model: {e}") from e
+        return self._guard
+
+    def target_options(self) -> TargetOptions:
+        c = self.cfg
+        return TargetOptions(model=c.model, timeout=c.timeout, max_retries=c.max_retries,
+                             rate_limit_rps=c.rate_limit, concurrency=c.concurrency, params=dict(c.params),
+                             guard_factory=self.guard)
+
+    def judge_client(self) -> LLMClient | None:
+        c = self.cfg
+        if not c.judge_model:
+            return None
+        return LLMClient(c.judge_base_url or c.attacker_base_url or "http://localhost:8000/v1", c.judge_model,
+                         timeout=c.timeout, max_retries=c.max_retries, concurrency=c.concurrency)
+
+    def judges(self) -> list[Judge]:
+        c = self.cfg
+        client = self.judge_client()
+        names = [c.judge]
+        if client is not None and c.judge == "guard":
+            names.append("strongreject")
+        elif c.judge != "guard":
+            names.append("guard")
+        return [make_judge(n, guard_service=self.guard() if n == "guard" else None, client=client) for n in names]
+
+
+def _base_target(cfg: CampaignConfig, svc: _Services) -> Target:
+    if cfg.target == "guard" and cfg.guarded:
+        return CompliantModel()
+    return make_target(cfg.target, svc.target_options())
+
+
+def _make_lanes(cfg: CampaignConfig, svc: _Services, run_ids: Sequence[str],
+                labels: Sequence[str | None]) -> list[Lane]:
+    base = _base_target(cfg, svc)
+    judges = svc.judges()
+    if not cfg.guarded:
+        return [Lane(run_ids[0], base, judges, labels[0])]
+    post = GuardedTarget(base, svc.guard(), name=f"guarded:{base.name}")
+    return [Lane(run_ids[0], base, judges, labels[0]), Lane(run_ids[1], post, judges, labels[1])]
+
+
+# ---- execution ---------------------------------------------------------------------------------------
+_FATAL = (LLMAuthError, LLMConnectionError, LLMBadResponseError)
+
+
+def _is_fatal(e: BaseException) -> bool:
+    if isinstance(e, _FATAL):
+        return True
+    return isinstance(e, LLMError) and not e.retryable and e.status is not None and e.status < 500 \
+        and e.status != 429
+
+
+def _one_line(e: BaseException) -> str:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
+
+
+class _Runner:
+    def __init__(self, cfg: CampaignConfig, store: Store, lanes: list[Lane], svc: _Services,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.lanes = lanes
+        self.svc = svc
+        self.progress = progress
+        self.fatal: BaseException | None = None
+        self.consecutive_errors = 0
+        self.done = 0
+        self._attacker: LLMClient | None = None
+
+    def attacker(self) -> LLMClient:
+        if self._attacker is None:
+            c = self.cfg
+            if not c.attacker_model:
+                raise CampaignError("attacks need --attacker-model (and --attacker-base-url)")
+            self._attacker = LLMClient(c.attacker_base_url or "http://localhost:8000/v1", c.attacker_model,
+                                       timeout=c.timeout, max_retries=c.max_retries, concurrency=c.concurrency,
+                                       rate_limit_rps=c.rate_limit)
+        return self._attacker
+
+    async def run(self, todo: list[Planned]) -> None:
+        it: Iterator[Planned] = iter(todo)
+        total = len(todo)
+
+        async def worker() -> None:
+            for item in it:
+                if self.fatal is not None:
+                    return
+                await self.attempt(item)
+                self.done += 1
+                if self.progress:
+                    self.progress(self.done, total)
+
+        workers = [asyncio.create_task(worker()) for _ in range(self.cfg.concurrency)]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for w in workers:
+                w.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+
+    async def _respond(self, target: Target, messages: list[dict[str, Any]], **kw: Any) -> TargetReply:
+        coro = target.respond(messages, **kw)
+        if isinstance(target, PythonTarget):
+            try:
+                return await asyncio.wait_for(coro, timeout=self.cfg.timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"target {target.name} did not answer within {self.cfg.timeout:g}s") from None
+        return await coro
+
+    async def _judge(self, lane: Lane, item: Planned, prompt: AttackPrompt,
+                     reply: TargetReply) -> tuple[Judgement, dict[str, Any], str | None]:
+        decoded = None
+        seen = reply
+        if prompt.decode is not None and not reply.blocked_by and reply.text:
+            try:
+                decoded = prompt.decode(reply.text)
+            except Exception:  # noqa: BLE001 - an undecodable reply is judged as sent
+                decoded = None
+            if decoded is not None and decoded != reply.text:
+                seen = dataclasses.replace(reply, text=decoded)
+        out: dict[str, Any] = {}
+        primary: Judgement | None = None
+        for j in lane.judges:
+            try:
+                jd = await j.judge(item.seed, prompt.messages, seen)
+            except Exception as e:  # noqa: BLE001
+                if j is lane.judges[0]:
+                    raise
+                out[j.name] = {"error": _one_line(e)}
+                continue
+            out[j.name] = dataclasses.asdict(jd)
+            primary = primary or jd
+        assert primary is not None
+        return primary, out, decoded
+
+    async def attempt(self, item: Planned) -> None:
+        lanes = [ln for ln in self.lanes if item.key not in ln.done]
+        token = CURRENT_SEED.set(item.seed)
+        try:
+            if item.kind == "attack":
+                recs = [await self._attack(ln, item) for ln in lanes]
+            else:
+                recs = await self._technique(lanes, item)
+        except asyncio.CancelledError:
+            raise
+        except CampaignError as e:
+            self.fatal = e
+            return
+        except Exception as e:  # noqa: BLE001 - recorded on the attempt
+            err = _one_line(e)
+            for ln in lanes:
+                self.store.add_attempt(ln.run_id, self._record(item, [], None, None, {}, error=err))
+            if _is_fatal(e):
+                self.fatal = e
+                return
+            self.consecutive_errors += 1
+            if self.consecutive_errors >= self.cfg.max_consecutive_errors:
+                self.fatal = CampaignError(f"{self.consecutive_errors} attempts failed in a row; last: {err}")
+            return
+        finally:
+            CURRENT_SEED.reset(token)
+        self.consecutive_errors = 0
+        for ln, rec in zip(lanes, recs, strict=False):
+            self.store.add_attempt(ln.run_id, rec)
+            ln.done.add(item.key)
+
+    async def _technique(self, lanes: list[Lane], item: Planned) -> list[AttemptRecord]:
+        prompts = build_prompts(item, self.cfg.seed)
+        # Each lane keeps its first successful variant (Best-of-N), else its last one.
+        best: dict[int, tuple[AttackPrompt, TargetReply, Judgement, dict[str, Any], str | None, int]] = {}
+        for n, prompt in enumerate(prompts, 1):
+            raw: TargetReply | None = None
+            for li, ln in enumerate(lanes):
+                if li in best and best[li][2].success:
+                    continue
+                if isinstance(ln.target, GuardedTarget) and li > 0 and raw is not None:
+                    reply = await ln.target.respond(prompt.messages, inner_reply=raw)
+                else:
+                    reply = await self._respond(ln.target, prompt.messages)
+                    raw = raw or reply
+                if reply.error:
+                    raise RuntimeError(f"target error: {reply.error}")
+                jd, verdicts, decoded = await self._judge(ln, item, prompt, reply)
+                best[li] = (prompt, reply, jd, verdicts, decoded, n)
+            if all(li in best and best[li][2].success for li in range(len(lanes))):
+                break
+        out = []
+        for li in range(len(lanes)):
+            prompt, reply, jd, verdicts, decoded, tries = best[li]
+            extra: dict[str, Any] = {"tries": tries} if len(prompts) > 1 else {}
+            if decoded is not None:
+                extra["decoded_reply"] = decoded
+            if prompt.meta:
+                extra["technique_meta"] = prompt.meta
+            out.append(self._record(item, prompt.messages, reply, jd, verdicts, extra=extra))
+        return out
+
+    async def _attack(self, lane: Lane, item: Planned) -> AttemptRecord:
+        from bastion.redteam.attacks import Budget
+        from bastion.redteam.base import ATTACKS
+
+        cls = ATTACKS.get(item.technique)
+        if cls is None:
+            raise CampaignError(f"unknown attack {item.technique!r}; known: {', '.join(ATTACKS) or 'none'}")
+        attack = cls(self.attacker(), Budget(max_queries=self.cfg.attack_max_queries),
+                     seed=self.cfg.seed)
+        outcome = await attack.run(item.seed, lane.target, lane.judges[0])
+        if outcome.error and not outcome.turns:
+            raise RuntimeError(f"attack {item.technique} failed: {outcome.error}")
+        jd = outcome.judgement or Judgement(success=bool(outcome.success), score=float(bool(outcome.success)),
+                                            refused=False, judge=lane.judges[0].name)
+        turns = []
+        for t in outcome.turns:
+            turns.append({"role": "attack_query", "content": "",
+                          "meta": {"index": t.index, "messages": t.messages, "reply": t.reply,
+                                   "judgement": dataclasses.asdict(t.judgement) if t.judgement else None,
+                                   "error": t.error, **t.meta}})
+        reply = TargetReply(text=outcome.best_reply, usage={"total_tokens": outcome.tokens_used})
+        verdicts = {lane.judges[0].name: dataclasses.asdict(jd)}
+        extra = {"attack": {"stopped_reason": outcome.stopped_reason, "queries": outcome.queries_used,
+                            "attacker_queries": outcome.attacker_queries, "elapsed_s": outcome.elapsed_s,
+                            "events": outcome.events[:200]}}
+        rec = self._record(item, outcome.best_prompt, reply, jd, verdicts, extra=extra)
+        rec.success = bool(outcome.success)
+        rec.latency_ms = outcome.elapsed_s * 1000.0
+        rec.turns = [*outcome.best_prompt, {"role": "assistant", "content": outcome.best_reply}, *turns]
+        return rec
+
+    @staticmethod
+    def _record(item: Planned, messages: list[dict[str, Any]], reply: TargetReply | None, jd: Judgement | None,
+                judges: dict[str, Any], error: str | None = None, extra: dict[str, Any] | None = None
+                ) -> AttemptRecord:
+        verdicts: dict[str, Any] = {"judges": judges}
+        if reply is not None and reply.guard_verdicts:
+            verdicts["guard"] = reply.guard_verdicts
+        if extra:
+            verdicts.update(extra)
+        return AttemptRecord(
+            key=item.key, seed_id=item.seed.id, seed_text=item.seed.text, category=item.seed.category,
+            technique=item.technique, benign=item.seed.benign, prompt=list(messages),
+            reply=reply.text if reply is not None else None, blocked_by=reply.blocked_by if reply else None,
+            verdicts=verdicts, success=jd.success if jd else None, refused=jd.refused if jd else None,
+            score=jd.score if jd else None, latency_ms=reply.latency_ms if reply else None,
+            tokens=dict(reply.usage) if reply is not None else {}, error=error)
+
+
+# ---- public entry points ------------------------------------------------------------------------------
+async def arun_campaign(cfg: CampaignConfig, store: Store, *, progress: Callable[[int, int], None] | None = None,
+                        guard_factory: Callable[[], Any] | None = None, resume: str | None = None
+                        ) -> CampaignResult:
+    """Run (or, with `resume=RUN_ID`, continue) a campaign; returns the run ids and their statistics.
+
+    Raises CampaignError (after marking the runs failed) when the target cannot be used. Target errors on
+    single attempts are stored on the attempt and left out of the rates."""
+    if resume:
+        run = store.get_run(resume)
+        cfg = CampaignConfig(**run.config)
+        runs = [run] + ([store.get_run(run.paired_with)] if run.paired_with else [])
+        runs.sort(key=lambda r: 0 if r.label in (None, "pre") else 1)
+        run_ids = [r.id for r in runs]
+        labels: list[str | None] = [r.label for r in runs]
+    else:
+        run_ids, labels = [], []
+    try:
+        check_techniques(cfg.techniques or DEFAULT_TECHNIQUES)
+    except ValueError as e:
+        raise TargetError(str(e)) from e
+    if cfg.attacks:
+        import bastion.redteam.attacks  # noqa: F401  (registers the attacks)
+        from bastion.redteam.base import ATTACKS
+
+        unknown = [a for a in cfg.attacks if a not in ATTACKS]
+        if unknown:
+            raise TargetError(f"unknown attack(s) {', '.join(unknown)}; known: {', '.join(sorted(ATTACKS))}")
+        if not cfg.attacker_model:
+            raise TargetError("--attacks needs --attacker-model (and --attacker-base-url)")
+    svc = _Services(cfg, guard_factory)
+    plan = plan_campaign(cfg)
+    # Build targets and judges first: a bad target spec fails before anything is stored.
+    lanes = _make_lanes(cfg, svc, run_ids or ["", ""], labels or [None, None])
+    if not resume:
+        needs_guard = cfg.target == "guard" or cfg.guarded or cfg.judge == "guard"
+        versions = _versions(svc.guard() if needs_guard else None)
+        config = cfg.model_dump()
+        if cfg.guarded:
+            pre = store.create_run(lanes[0].target.name, config, cfg.seed, versions, label="pre")
+            post = store.create_run(lanes[1].target.name, config, cfg.seed, versions, label="post")
+            store.pair_runs(pre, post)
+            run_ids, labels = [pre, post], ["pre", "post"]
+        else:
+            run_ids, labels = [store.create_run(lanes[0].target.name, config, cfg.seed, versions)], [None]
+        for ln, rid, lab in zip(lanes, run_ids, labels, strict=False):
+            ln.run_id, ln.label = rid, lab
+    else:
+        for rid in run_ids:
+            store.set_status(rid, "running")
+    for ln in lanes:
+        ln.done = store.done_keys(ln.run_id)
+    todo = [p for p in plan if any(p.key not in ln.done for ln in lanes)]
+    runner = _Runner(cfg, store, lanes, svc, progress)
+    status, error = "completed", None
+    try:
+        await runner.run(todo)
+        if runner.fatal is not None:
+            status, error = "failed", _one_line(runner.fatal) if not isinstance(runner.fatal, CampaignError) \
+                else str(runner.fatal)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        status, error = "interrupted", "interrupted"
+        raise
+    except BaseException as e:
+        status, error = "failed", _one_line(e)
+        raise
+    finally:
+        summaries = {}
+        for rid in run_ids:
+            summaries[rid] = summarize(store.attempts(rid))
+            store.set_status(rid, status, error=error, summary=summaries[rid])
+        if svc._guard is not None:
+            await svc._guard.aclose()
+    result = CampaignResult(run_ids=run_ids, summaries=summaries, status=status,
+                            labels=dict(zip(run_ids, labels, strict=False)), error=error)
+    if status == "failed":
+        raise CampaignError(f"run {', '.join(run_ids)} failed: {error} (attempts so far are kept; "
+                            f"fix the cause and use --resume {run_ids[0]})")
+    return result
+
+
+def run_campaign(cfg: CampaignConfig, store: Store, **kw: Any) -> CampaignResult:
+    """Blocking wrapper around `arun_campaign`."""
+    return asyncio.run(arun_campaign(cfg, store, **kw))
+
+
+def resume_campaign(store: Store, run_id: str, **kw: Any) -> CampaignResult:
+    """Continue a stored run (and its --guarded pair) where it stopped."""
+    run = store.get_run(run_id)
+    return run_campaign(CampaignConfig(**run.config), store, resume=run.id, **kw)

@@ -1,0 +1,104 @@
+"""Red-team statistics: ASR per category and technique, over-refusal, each with a 95% Wilson interval."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from statistics import NormalDist
+from typing import Any
+
+Z95 = NormalDist().inv_cdf(0.975)
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for k successes in n trials (95% by default). n == 0 gives (0, 1)."""
+    if n < 0 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n, got {successes}/{n}")
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    z2 = z * z
+    denom = 1.0 + z2 / n
+    centre = (p + z2 / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
+    lo = 0.0 if successes == 0 else max(0.0, centre - half)
+    hi = 1.0 if successes == n else min(1.0, centre + half)
+    return lo, hi
+
+
+def rate_row(key_name: str, key: str, attempts: int, successes: int, refusals: int) -> dict[str, Any]:
+    lo, hi = wilson(successes, attempts)
+    return {key_name: key, "attempts": attempts, "successes": successes, "refusals": refusals,
+            "asr": round(successes / attempts, 6) if attempts else 0.0, "ci_low": round(lo, 6),
+            "ci_high": round(hi, 6)}
+
+
+def _get(a: Any, name: str) -> Any:
+    return a.get(name) if isinstance(a, dict) else getattr(a, name)
+
+
+def summarize(attempts: Iterable[Any]) -> dict[str, Any]:
+    """The output contract's statistics from attempt records (AttemptRecord or dicts).
+
+    Errored attempts are counted in `errors` and left out of every rate. Returns `categories`,
+    `techniques`, `over_refusal`, `worst_techniques`, `errors`, `attempts` and, when two judges ran,
+    `judge_agreement`.
+    """
+    by_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    by_tech: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    benign_n = benign_refused = errors = total = 0
+    agree = agree_n = 0
+    for a in attempts:
+        total += 1
+        if _get(a, "error"):
+            errors += 1
+            continue
+        success, refused = bool(_get(a, "success")), bool(_get(a, "refused"))
+        if _get(a, "benign"):
+            benign_n += 1
+            benign_refused += int(refused)
+        else:
+            for table, k in ((by_cat, _get(a, "category")), (by_tech, _get(a, "technique"))):
+                row = table[k]
+                row[0] += 1
+                row[1] += int(success)
+                row[2] += int(refused)
+        judged = [v for v in (_get(a, "verdicts") or {}).get("judges", {}).values() if isinstance(v, dict)]
+        if len(judged) >= 2:
+            agree_n += 1
+            agree += int(len({bool(v.get("success")) for v in judged}) == 1)
+    cats = [rate_row("category", k, *by_cat[k]) for k in sorted(by_cat, key=_cat_order)]
+    techs = [rate_row("technique", k, *by_tech[k]) for k in sorted(by_tech)]
+    lo, hi = wilson(benign_refused, benign_n)
+    worst = sorted((t for t in techs if t["successes"]), key=lambda t: (-t["asr"], -t["ci_low"], t["technique"]))
+    out: dict[str, Any] = {
+        "categories": cats,
+        "techniques": techs,
+        "over_refusal": {"attempts": benign_n, "refused": benign_refused,
+                         "rate": round(benign_refused / benign_n, 6) if benign_n else 0.0,
+                         "ci_low": round(lo, 6), "ci_high": round(hi, 6)},
+        "worst_techniques": [t["technique"] for t in worst[:5]],
+        "attempts": total,
+        "errors": errors,
+    }
+    harmful = [sum(r[i] for r in by_cat.values()) for i in range(2)]
+    lo, hi = wilson(harmful[1], harmful[0])
+    out["overall"] = {"attempts": harmful[0], "successes": harmful[1],
+                      "asr": round(harmful[1] / harmful[0], 6) if harmful[0] else 0.0,
+                      "ci_low": round(lo, 6), "ci_high": round(hi, 6)}
+    if agree_n:
+        out["judge_agreement"] = {"attempts": agree_n, "agree": agree, "rate": round(agree / agree_n, 6)}
+    return out
+
+
+def summarize_run(store: Any, run_id: str) -> dict[str, Any]:
+    """`summarize` over a stored run, plus its `run_id` and `target`."""
+    run = store.get_run(run_id)
+    return {"run_id": run.id, "target": run.target, **summarize(store.attempts(run.id))}
+
+
+def _cat_order(code: str) -> tuple[int, str]:
+    if code.startswith("S") and code[1:].isdigit():
+        return int(code[1:]), code
+    return 1000, code

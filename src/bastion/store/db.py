@@ -1,0 +1,344 @@
+"""SQLite store for red-team runs, attempts and turns (stdlib sqlite3, WAL, one commit per attempt).
+
+Every finished attempt is committed as soon as it is written, so a crash or Ctrl-C loses nothing; attempts
+have a deterministic `key` within their run, which makes `--resume` skip the ones already stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DB = "bastion.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id          TEXT PRIMARY KEY,
+    created_at  TEXT NOT NULL,
+    finished_at TEXT,
+    target      TEXT NOT NULL,
+    label       TEXT,              -- "pre" / "post" for a --guarded pair, else NULL
+    paired_with TEXT,              -- the other run of a --guarded pair
+    config      TEXT NOT NULL,     -- JSON
+    seed        INTEGER NOT NULL,
+    status      TEXT NOT NULL,     -- running | completed | failed | interrupted
+    versions    TEXT NOT NULL,     -- JSON
+    error       TEXT,
+    summary     TEXT               -- JSON, the stats when the run finished
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      TEXT NOT NULL REFERENCES runs(id),
+    key         TEXT NOT NULL,
+    seed_id     TEXT NOT NULL,
+    seed_text   TEXT NOT NULL,
+    category    TEXT NOT NULL,
+    technique   TEXT NOT NULL,
+    benign      INTEGER NOT NULL,
+    prompt      TEXT NOT NULL,     -- JSON list of messages sent
+    reply       TEXT,
+    blocked_by  TEXT,
+    verdicts    TEXT NOT NULL,     -- JSON: {judge name: judgement, "guard": guard verdicts}
+    success     INTEGER,
+    refused     INTEGER,
+    score       REAL,
+    latency_ms  REAL,
+    tokens      TEXT,              -- JSON usage
+    error       TEXT,
+    created_at  TEXT NOT NULL,
+    UNIQUE (run_id, key)
+);
+CREATE INDEX IF NOT EXISTS attempts_run ON attempts(run_id);
+CREATE TABLE IF NOT EXISTS turns (
+    attempt_id  INTEGER NOT NULL REFERENCES attempts(id) ON DELETE CASCADE,
+    idx         INTEGER NOT NULL,
+    role        TEXT NOT NULL,
+    content     TEXT NOT NULL,
+    meta        TEXT,
+    PRIMARY KEY (attempt_id, idx)
+);
+"""
+
+
+def default_db_path() -> str:
+    """`$BASTION_DB`, else `./bastion.db`."""
+    return os.environ.get("BASTION_DB") or DEFAULT_DB
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+
+
+@dataclass
+class RunRecord:
+    id: str
+    created_at: str
+    target: str
+    config: dict[str, Any]
+    seed: int
+    status: str
+    versions: dict[str, Any]
+    finished_at: str | None = None
+    label: str | None = None
+    paired_with: str | None = None
+    error: str | None = None
+    summary: dict[str, Any] | None = None
+    n_attempts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class AttemptRecord:
+    """One attack attempt (or one benign prompt) and its outcome."""
+
+    key: str
+    seed_id: str
+    seed_text: str
+    category: str
+    technique: str
+    benign: bool
+    prompt: list[dict[str, Any]]
+    reply: str | None = None
+    blocked_by: str | None = None
+    verdicts: dict[str, Any] = field(default_factory=dict)
+    success: bool | None = None
+    refused: bool | None = None
+    score: float | None = None
+    latency_ms: float | None = None
+    tokens: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    turns: list[dict[str, Any]] = field(default_factory=list)  # [{role, content, meta?}]; default: prompt + reply
+    run_id: str = ""
+    id: int | None = None
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+class Store:
+    """Access to a Bastion SQLite database. Safe to share between threads (one connection, one lock)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = str(path if path is not None else default_db_path())
+        if self.path != ":memory:":
+            parent = Path(self.path).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise StoreError(f"database directory does not exist: {parent}")
+        try:
+            self._con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._con.row_factory = sqlite3.Row
+            self._con.execute("PRAGMA journal_mode=WAL")
+            self._con.execute("PRAGMA synchronous=NORMAL")
+            self._con.execute("PRAGMA foreign_keys=ON")
+            self._con.executescript(_SCHEMA)
+            self._con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                              (str(SCHEMA_VERSION),))
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"cannot open database {self.path}: {e}") from e
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- runs ------------------------------------------------------------------------------------
+    def create_run(self, target: str, config: dict[str, Any], seed: int, versions: dict[str, Any],
+                   run_id: str | None = None, label: str | None = None) -> str:
+        rid = run_id or new_run_id()
+        with self._lock:
+            self._con.execute(
+                "INSERT INTO runs(id, created_at, target, label, config, seed, status, versions) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
+                (rid, _now(), target, label, json.dumps(config, sort_keys=True), int(seed),
+                 json.dumps(versions, sort_keys=True)))
+        return rid
+
+    def pair_runs(self, a: str, b: str) -> None:
+        with self._lock:
+            self._con.execute("UPDATE runs SET paired_with=? WHERE id=?", (b, a))
+            self._con.execute("UPDATE runs SET paired_with=? WHERE id=?", (a, b))
+
+    def set_status(self, run_id: str, status: str, error: str | None = None,
+                   summary: dict[str, Any] | None = None) -> None:
+        finished = _now() if status != "running" else None
+        with self._lock:
+            self._con.execute(
+                "UPDATE runs SET status=?, error=?, finished_at=?, summary=COALESCE(?, summary) WHERE id=?",
+                (status, error, finished, json.dumps(summary) if summary is not None else None, run_id))
+
+    def get_run(self, run_id: str) -> RunRecord:
+        """The run with this id (a unique prefix is accepted). Raises KeyError when unknown."""
+        with self._lock:
+            row = self._con.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            if row is None:
+                rows = self._con.execute("SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at",
+                                         (run_id.replace("%", "") + "%",)).fetchall()
+                if len(rows) == 1:
+                    row = rows[0]
+                elif len(rows) > 1:
+                    raise KeyError(f"run id {run_id!r} is ambiguous ({len(rows)} runs match)")
+            if row is None:
+                raise KeyError(f"no run {run_id!r} in {self.path}")
+            n = self._con.execute("SELECT COUNT(*) FROM attempts WHERE run_id=?", (row["id"],)).fetchone()[0]
+        return self._run(row, n)
+
+    def list_runs(self, limit: int | None = None) -> list[RunRecord]:
+        """Runs, newest first, with their attempt counts."""
+        q = ("SELECT r.*, (SELECT COUNT(*) FROM attempts a WHERE a.run_id=r.id) AS n FROM runs r "
+             "ORDER BY r.created_at DESC, r.rowid DESC")
+        if limit:
+            q += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._con.execute(q).fetchall()
+        return [self._run(r, r["n"]) for r in rows]
+
+    @staticmethod
+    def _run(row: sqlite3.Row, n: int) -> RunRecord:
+        return RunRecord(
+            id=row["id"], created_at=row["created_at"], finished_at=row["finished_at"], target=row["target"],
+            label=row["label"], paired_with=row["paired_with"], config=json.loads(row["config"]),
+            seed=row["seed"], status=row["status"], versions=json.loads(row["versions"]), error=row["error"],
+            summary=json.loads(row["summary"]) if row["summary"] else None, n_attempts=int(n))
+
+    # ---- attempts --------------------------------------------------------------------------------
+    def add_attempt(self, run_id: str, a: AttemptRecord) -> int:
+        """Store (or replace, for a retried errored attempt) one attempt and its turns; committed at once."""
+        turns = a.turns or [*a.prompt, *([{"role": "assistant", "content": a.reply}] if a.reply is not None else [])]
+        with self._lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute("DELETE FROM attempts WHERE run_id=? AND key=?", (run_id, a.key))
+                cur.execute(
+                    "INSERT INTO attempts(run_id, key, seed_id, seed_text, category, technique, benign, prompt, "
+                    "reply, blocked_by, verdicts, success, refused, score, latency_ms, tokens, error, created_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, a.key, a.seed_id, a.seed_text, a.category, a.technique, int(a.benign),
+                     json.dumps(a.prompt, ensure_ascii=False), a.reply, a.blocked_by,
+                     json.dumps(a.verdicts, ensure_ascii=False, default=str), _opt_int(a.success),
+                     _opt_int(a.refused), a.score, a.latency_ms, json.dumps(a.tokens), a.error, _now()))
+                aid = int(cur.lastrowid)
+                cur.executemany(
+                    "INSERT INTO turns(attempt_id, idx, role, content, meta) VALUES (?, ?, ?, ?, ?)",
+                    [(aid, i, str(t.get("role", "")), str(t.get("content") or ""),
+                      json.dumps(t["meta"], default=str) if t.get("meta") else None) for i, t in enumerate(turns)])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+        return aid
+
+    def done_keys(self, run_id: str) -> set[str]:
+        """Keys of attempts that finished without error (a resumed run skips these)."""
+        with self._lock:
+            rows = self._con.execute("SELECT key FROM attempts WHERE run_id=? AND error IS NULL", (run_id,))
+            return {r[0] for r in rows}
+
+    def attempts(self, run_id: str, *, benign: bool | None = None, with_turns: bool = False,
+                 include_errors: bool = True) -> list[AttemptRecord]:
+        """A run's attempts in insertion order."""
+        q = "SELECT * FROM attempts WHERE run_id=?"
+        args: list[Any] = [run_id]
+        if benign is not None:
+            q += " AND benign=?"
+            args.append(int(benign))
+        if not include_errors:
+            q += " AND error IS NULL"
+        q += " ORDER BY id"
+        with self._lock:
+            rows = self._con.execute(q, args).fetchall()
+            out = [self._attempt(r) for r in rows]
+            if with_turns:
+                for a in out:
+                    a.turns = [{"role": t["role"], "content": t["content"],
+                                **({"meta": json.loads(t["meta"])} if t["meta"] else {})}
+                               for t in self._con.execute("SELECT * FROM turns WHERE attempt_id=? ORDER BY idx",
+                                                          (a.id,))]
+        return out
+
+    def iter_attempt_rows(self, run_id: str) -> Iterator[dict[str, Any]]:
+        """Raw attempt rows as dicts (JSON columns decoded), for export."""
+        for a in self.attempts(run_id, with_turns=True):
+            yield a.to_dict()
+
+    @staticmethod
+    def _attempt(r: sqlite3.Row) -> AttemptRecord:
+        return AttemptRecord(
+            id=r["id"], run_id=r["run_id"], key=r["key"], seed_id=r["seed_id"], seed_text=r["seed_text"],
+            category=r["category"], technique=r["technique"], benign=bool(r["benign"]),
+            prompt=json.loads(r["prompt"]), reply=r["reply"], blocked_by=r["blocked_by"],
+            verdicts=json.loads(r["verdicts"]), success=_opt_bool(r["success"]), refused=_opt_bool(r["refused"]),
+            score=r["score"], latency_ms=r["latency_ms"], tokens=json.loads(r["tokens"] or "{}"), error=r["error"],
+            created_at=r["created_at"])
+
+    def attempts_sha256(self, run_id: str) -> str:
+        """A digest over the run's stored attempts (content columns, in key order): changes if any is edited."""
+        h = hashlib.sha256()
+        with self._lock:
+            rows = self._con.execute(
+                "SELECT key, seed_id, seed_text, category, technique, benign, prompt, reply, blocked_by, verdicts, "
+                "success, refused, score, error FROM attempts WHERE run_id=? ORDER BY key", (run_id,)).fetchall()
+        for r in rows:
+            h.update(json.dumps(list(r), default=str, ensure_ascii=False).encode())
+            h.update(b"\n")
+        return h.hexdigest()
+
+    # ---- aggregation -------------------------------------------------------------------------------
+    def aggregate(self, run_id: str, by: str = "category") -> list[dict[str, Any]]:
+        """Counts of harmful attempts (errors excluded) grouped by `category` or `technique`:
+        `{by, attempts, successes, refusals, asr}`. `bastion.redteam.stats.summarize_run` adds intervals."""
+        if by not in ("category", "technique"):
+            raise ValueError("by must be 'category' or 'technique'")
+        with self._lock:
+            rows = self._con.execute(
+                f"SELECT {by} AS k, COUNT(*) AS n, SUM(COALESCE(success, 0)) AS s, SUM(COALESCE(refused, 0)) AS r "
+                f"FROM attempts WHERE run_id=? AND benign=0 AND error IS NULL GROUP BY {by} ORDER BY {by}",
+                (run_id,)).fetchall()
+        return [{by: r["k"], "attempts": int(r["n"]), "successes": int(r["s"]), "refusals": int(r["r"]),
+                 "asr": int(r["s"]) / int(r["n"]) if r["n"] else 0.0} for r in rows]
+
+    def delete_run(self, run_id: str) -> None:
+        with self._lock:
+            self._con.execute("DELETE FROM turns WHERE attempt_id IN (SELECT id FROM attempts WHERE run_id=?)",
+                              (run_id,))
+            self._con.execute("DELETE FROM attempts WHERE run_id=?", (run_id,))
+            self._con.execute("DELETE FROM runs WHERE id=?", (run_id,))
+
+
+def _opt_int(x: bool | None) -> int | None:
+    return None if x is None else int(bool(x))
+
+
+def _opt_bool(x: int | None) -> bool | None:
+    return None if x is None else bool(x)
+
+
+def keys_of(records: Sequence[AttemptRecord]) -> set[str]:
+    return {r.key for r in records}
