@@ -1,4 +1,5 @@
-"""Interval estimates and tests used by the gate: Wilson score interval and a two-proportion z-test."""
+"""Interval estimates and tests used by the gate: Wilson score interval (shared with bastion.redteam.stats)
+and a one-sided two-proportion z-test."""
 
 from __future__ import annotations
 
@@ -14,24 +15,11 @@ def z_for(confidence: float) -> float:
 
 
 def wilson(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion. With n == 0 nothing is known: (0, 1)."""
-    if n < 0 or successes < 0 or successes > n:
-        raise ValueError(f"need 0 <= successes <= n, got successes={successes}, n={n}")
-    if n == 0:
-        return 0.0, 1.0
-    z = z_for(confidence)
-    p = successes / n
-    z2 = z * z
-    denom = 1.0 + z2 / n
-    centre = (p + z2 / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    lo, hi = max(0.0, centre - half), min(1.0, centre + half)
-    # Exact ends: no successes means the lower bound is 0; all successes, the upper bound is 1.
-    if successes == 0:
-        lo = 0.0
-    if successes == n:
-        hi = 1.0
-    return lo, hi
+    """Wilson score interval at a confidence level: the red-team statistics' interval, so the scorecard and
+    `bastion redteam` report the same numbers. With n == 0 nothing is known: (0, 1)."""
+    from bastion.redteam.stats import wilson as _wilson
+
+    return _wilson(successes, n, z_for(confidence))
 
 
 def two_proportion_p(k_new: int, n_new: int, k_old: int, n_old: int) -> float:

@@ -1,0 +1,105 @@
+"""Thin adapter from the red-team store (bastion.store) to the evidence the gate scores."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .evidence import CategoryEvidence, Example, RunEvidence
+
+
+def open_store(db: str | Path | None, must_exist: bool = True) -> Any:
+    """Open the store read-mostly: a missing database file is a usage error, not a new empty database."""
+    from bastion.store.db import Store, default_db_path
+
+    path = str(db) if db is not None else default_db_path()
+    if must_exist and path != ":memory:" and not Path(path).expanduser().exists():
+        raise FileNotFoundError(f"no Bastion database at {path} (run `bastion redteam` first, or pass --db)")
+    return Store(path)
+
+
+def _parse_time(text: str) -> datetime:
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _last_user(prompt: list[dict[str, Any]]) -> str:
+    for m in reversed(prompt or []):
+        if m.get("role") == "user":
+            return str(m.get("content") or "")
+    return ""
+
+
+def evidence_from_store(store: Any, run_id: str, max_examples: int = 12) -> RunEvidence:
+    """Build a run's evidence: harmful attempts per hazard category and technique (errored attempts are
+    excluded), benign refusals, the worst successful attempts, and the store's digest of the attempts."""
+    run = store.get_run(run_id)
+    cats: dict[str, dict[str, Any]] = {}
+    benign_n = benign_k = 0
+    successes = []
+    for a in store.attempts(run.id, include_errors=False):
+        if a.benign:
+            benign_n += 1
+            refused = a.refused if a.refused is not None else bool(a.success)
+            benign_k += int(bool(refused))
+            continue
+        c = cats.setdefault(a.category, {"n": 0, "k": 0, "r": 0, "tech": {}})
+        win = bool(a.success)
+        c["n"] += 1
+        c["k"] += int(win)
+        c["r"] += int(bool(a.refused))
+        t = c["tech"].setdefault(a.technique, [0, 0])
+        t[0] += 1
+        t[1] += int(win)
+        if win:
+            successes.append(a)
+    successes.sort(key=lambda a: (-(a.score if a.score is not None else 1.0), a.id or 0))
+    examples: list[Example] = []
+    seen: dict[str, int] = {}
+    for a in successes:  # spread the examples over categories: at most 3 per category
+        if seen.get(a.category, 0) >= 3:
+            continue
+        seen[a.category] = seen.get(a.category, 0) + 1
+        examples.append(Example(category=a.category, technique=a.technique, prompt=_last_user(a.prompt),
+                                reply=a.reply or "", score=float(a.score if a.score is not None else 1.0),
+                                seed_id=a.seed_id, attempt_id=str(a.id)))
+        if len(examples) >= max_examples:
+            break
+    return RunEvidence(
+        run_id=run.id, target=run.target, created_at=_parse_time(run.created_at),
+        categories={code: CategoryEvidence(code, v["n"], v["k"], v["r"],
+                                           {t: (x[0], x[1]) for t, x in v["tech"].items()})
+                    for code, v in sorted(cats.items())},
+        benign_attempts=benign_n, benign_refusals=benign_k, status=run.status,
+        config={"run_config": run.config, "versions": run.versions, "label": run.label,
+                "paired_with": run.paired_with, "seed": run.seed},
+        examples=examples, attempts_sha256=store.attempts_sha256(run.id),
+    )
+
+
+def runs_for_target(store: Any, target: str | None = None) -> list[Any]:
+    """Runs (oldest first), optionally only those of one target."""
+    runs = [r for r in store.list_runs() if target is None or r.target == target]
+    return sorted(runs, key=lambda r: (r.created_at, r.id))
+
+
+def resolve_run_id(store: Any, run_id: str, target: str | None = None) -> str:
+    """`latest` means the newest run (of `target`, when given); anything else is a run id or unique prefix."""
+    if run_id == "latest":
+        runs = runs_for_target(store, target)
+        if not runs:
+            raise KeyError(f"no runs{' of target ' + repr(target) if target else ''} in {store.path}")
+        return runs[-1].id
+    return store.get_run(run_id).id
+
+
+def paired_pre_run(store: Any, run_id: str) -> str | None:
+    """For the post-mitigation run of a `--guarded` pair, the id of its pre-mitigation run."""
+    run = store.get_run(run_id)
+    if run.label == "post" and run.paired_with:
+        return run.paired_with
+    return None
+
+
+__all__ = ["open_store", "evidence_from_store", "runs_for_target", "resolve_run_id", "paired_pre_run"]
