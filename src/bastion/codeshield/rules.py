@@ -162,8 +162,9 @@ class Ctx:
         if self._tainted is None:
             names: set[str] = set()
             if self.ruleset.assign_re:
-                assigns = [(m.group("name"), m.group("rhs"))
-                           for m in re.finditer(self.ruleset.assign_re, self.text, re.M)]
+                # A destructuring target ({ a, b } = req.query) taints each name in it.
+                assigns = [(n, m.group("rhs")) for m in re.finditer(self.ruleset.assign_re, self.text, re.M)
+                           for n in re.findall(r"\$?[A-Za-z_][\w$]*", m.group("name"))]
                 for _ in range(3):
                     before = len(names)
                     for name, rhs in assigns:
