@@ -149,24 +149,24 @@ def extract_json_items(text: str) -> list[dict[str, Any]]:
     if not text:
         return []
     variants = [m.group(1) for m in _FENCE_RE.finditer(text)] + [text]
-    for raw in variants:
-        for fixed in (raw, _TRAILING_COMMA_RE.sub(r"\1", raw.translate(_SMART_QUOTES))):
-            items: list[dict[str, Any]] = []
-            for obj in _decode_candidates(fixed):
-                if isinstance(obj, list):
-                    objs = [o for o in obj if isinstance(o, dict)]
-                    if objs:
-                        return objs
-                elif isinstance(obj, dict):
-                    inner = next((v for v in obj.values() if isinstance(v, list)
-                                  and v and all(isinstance(o, dict) for o in v)), None)
-                    if inner is not None and "prompt" not in obj:
-                        return inner
-                    if "prompt" in obj:
-                        items.append(obj)
-            if items:
-                # raw_decode from every '{' also yields nested objects; keep top-level-looking ones
-                return _dedupe(items)
+    forms = [f for raw in variants for f in (raw, _TRAILING_COMMA_RE.sub(r"\1", raw.translate(_SMART_QUOTES)))]
+    # pass 1: a list of objects (or an object wrapping one) anywhere in the text
+    for form in forms:
+        for obj in _decode_candidates(form):
+            if isinstance(obj, list):
+                objs = [o for o in obj if isinstance(o, dict)]
+                if objs:
+                    return objs
+            elif isinstance(obj, dict) and "prompt" not in obj:
+                inner = next((v for v in obj.values() if isinstance(v, list)
+                              and v and all(isinstance(o, dict) for o in v)), None)
+                if inner is not None:
+                    return inner
+    # pass 2: loose objects (one per line, or separated by prose)
+    for form in forms[1::2]:
+        items = [o for o in _decode_candidates(form) if isinstance(o, dict) and "prompt" in o]
+        if items:
+            return _dedupe(items)
     return []
 
 
