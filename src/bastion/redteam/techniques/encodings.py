@@ -46,8 +46,9 @@ class Base64(Encoding):
         return base64.b64encode(text.encode("utf-8")).decode("ascii")
 
     def decode(self, reply: str) -> str:
-        """Decode the longest base64 run in the reply; the reply itself if none decodes to text."""
-        for cand in sorted(self._chunk.findall(reply), key=len, reverse=True):
+        """Decode the whole reply, else its longest base64 run (8+ chars); the reply itself if none decodes."""
+        runs = [c for c in self._chunk.findall(reply) if len(c) >= 8]
+        for cand in [reply.strip(), *sorted(runs, key=len, reverse=True)]:
             raw = re.sub(r"\s+", "", cand)
             raw += "=" * (-len(raw) % 4)
             try:
@@ -71,7 +72,7 @@ class Hex(Encoding):
         return text.encode("utf-8").hex()
 
     def decode(self, reply: str) -> str:
-        for cand in sorted(self._run.findall(reply), key=len, reverse=True):
+        for cand in [reply.strip(), *sorted(self._run.findall(reply), key=len, reverse=True)]:
             raw = re.sub(r"[\s:]", "", cand)
             try:
                 return bytes.fromhex(raw).decode("utf-8")
@@ -175,8 +176,11 @@ class Leetspeak(Encoding):
         return "".join(_LEET.get(c, c) for c in text)
 
     def decode(self, reply: str) -> str:
-        """Lossy inverse: digits inside words become letters."""
-        return re.sub(r"(?<=[A-Za-z])[013457]|[013457](?=[A-Za-z])", lambda m: _UNLEET[m.group()], reply)
+        """Lossy inverse: leet digits in words that also hold letters become letters (pure numbers stay)."""
+        def fix(m: re.Match[str]) -> str:
+            w = m.group()
+            return "".join(_UNLEET.get(c, c) for c in w) if any(c.isalpha() for c in w) else w
+        return re.sub(r"[A-Za-z0-9]+", fix, reply)
 
 
 # Latin -> Cyrillic/Greek look-alikes (Unicode TR39 confusables)
