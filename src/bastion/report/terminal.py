@@ -86,8 +86,8 @@ def render_trend(trend: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     cats = trend["categories"]
     t = Table(title=f"Trend for target {trend['target']} ({trend['framework']})")
-    t.add_column("Run")
-    t.add_column("Date")
+    t.add_column("Run", no_wrap=True)
+    t.add_column("Date", no_wrap=True)
     t.add_column("Overall")
     for c in cats:
         t.add_column(c)
