@@ -35,6 +35,8 @@ LANGS: dict[str, LangSpec] = {
         LangSpec("java", (), (".java",), "tree_sitter_java"),
         LangSpec("go", ("golang",), (".go",), "tree_sitter_go"),
         LangSpec("php", ("php5", "php7", "php8"), (".php", ".phtml"), "tree_sitter_php", "language_php"),
+        # PHP without an opening <?php tag (typical of snippets in answers): same node types.
+        LangSpec("php_only", (), (), "tree_sitter_php", "language_php_only", rules="php"),
     )
 }
 
@@ -75,6 +77,13 @@ def ts_language(lang: str) -> ts.Language:
 def parser(lang: str) -> ts.Parser:
     """A cached tree-sitter parser (parsers are cheap to reuse; grammars load once per process)."""
     return ts.Parser(ts_language(lang))
+
+
+def grammar_for(lang: str, code: str) -> str:
+    """The grammar to parse this code with (PHP snippets often lack the opening tag)."""
+    if lang == "php" and "<?php" not in code and "<?=" not in code:
+        return "php_only"
+    return lang
 
 
 def parse(lang: str, data: bytes) -> Any:

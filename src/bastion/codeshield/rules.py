@@ -24,7 +24,12 @@ _BLOCKISH = frozenset({
     "class_body", "declaration_list", "field_declaration_list", "constructor_body", "switch_block",
     "switch_body", "expression_switch_statement", "text_interpolation", "class_definition",
 })
-_FUNCTIONISH = ("function", "method", "lambda", "arrow_function", "func_literal", "constructor")
+_FUNCTIONISH = frozenset({
+    "function_definition", "function_declaration", "function_expression", "arrow_function", "lambda",
+    "method_definition", "method_declaration", "constructor_declaration", "func_literal", "generator_function",
+    "generator_function_declaration", "anonymous_function", "anonymous_function_creation_expression",
+    "lambda_expression", "decorated_definition",
+})
 
 
 @dataclass(frozen=True)
@@ -242,7 +247,8 @@ def _scope_text(ctx: Ctx, node: ts.Node, scope: str) -> str:
         return ctx.text
     n = node
     if scope == "function":
-        while n.parent is not None and not any(f in n.type for f in _FUNCTIONISH):
+        n = n.parent or n
+        while n.parent is not None and n.type not in _FUNCTIONISH:
             n = n.parent
         return ctx.node_text(n)
     while n.parent is not None and n.parent.type not in _BLOCKISH:

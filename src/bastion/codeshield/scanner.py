@@ -116,12 +116,13 @@ def _scan_block(block: CodeBlock, *, min_severity: str = "low", path: str | None
     if not candidates:
         return []
     data = code.encode("utf-8", "surrogatepass")
-    tree = languages.parse(lang, data)
+    grammar = languages.grammar_for(lang, code)
+    tree = languages.parse(grammar, data)
     ctx = Ctx(data, code, ruleset)
     lines = data.split(b"\n")
     found: list[Finding] = []
     for rule in candidates:
-        for node in _rule_hits(rule, lang, tree.root_node, ctx):
+        for node in _rule_hits(rule, grammar, tree.root_node, ctx):
             found.append(_finding(rule, lang, node, lines, block, path, index))
     return _dedupe(found)
 
