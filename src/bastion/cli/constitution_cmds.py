@@ -12,11 +12,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompletedColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-err = Console(stderr=True)
-out = Console()
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
 
 cons_app = typer.Typer(name="constitution", no_args_is_help=True,
                        help="Constitutional AI: critique->revise, RLAIF labels, constitution->classifier data.")
@@ -61,7 +61,7 @@ def _run_with_progress(label: str, fn: Callable[[Callable[[int], None], Callable
     from bastion.constitution.jsonl import InputError
     from bastion.store import StoreError
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompletedColumn(),
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=err, transient=False) as prog:
         task = prog.add_task(label, total=None)
 
@@ -219,8 +219,8 @@ def sft_cmd(
 
         try:
             redteam += redteam_items_from_run(from_run, db)
-        except StoreError as e:
-            raise _usage(str(e)) from None
+        except (StoreError, KeyError) as e:
+            raise _usage(str(e.args[0] if isinstance(e, KeyError) and e.args else e)) from None
         err.print(f"run {from_run}: {len(redteam)} successful attack(s)")
     def _prompts(path: Path, source: str) -> list[dict[str, Any]]:
         if not path.is_file():
@@ -229,7 +229,13 @@ def sft_cmd(
                             isinstance(r.get("messages"), list) else "needs 'prompt' (string) or 'messages' (list)")
         for b in loaded.bad:
             err.print(f"[yellow]skipped bad input line[/yellow] {b}", highlight=False)
-        return [{"source": source, **r} for _, r in loaded.records]
+        from bastion.constitution.sft import last_user
+
+        recs = [{"source": source, **r} for _, r in loaded.records]
+        for r in recs:
+            if not isinstance(r.get("prompt"), str):
+                r["prompt"] = last_user(r["messages"])
+        return recs
 
     if redteam_prompts:
         redteam += _prompts(redteam_prompts, "redteam")
