@@ -133,7 +133,8 @@ def _trend_section(trend: dict[str, Any] | None) -> str:
         pts = [(i, r["categories"][c]["asr"]) for i, r in enumerate(runs) if r["categories"][c]["asr"] is not None]
         if pts and any(r["categories"][c]["tracked"] for r in runs):
             series.append((c, pts))
-    ticks = [(i, r["created_at"][:10]) for i, r in enumerate(runs)]
+    every = max(1, (len(runs) + 7) // 8)  # at most ~8 date labels
+    ticks = [(i, r["created_at"][:10]) for i, r in enumerate(runs) if i % every == 0 or i == len(runs) - 1]
     svg = line_chart(series, "run date", "ASR", title=f"ASR per category across {len(runs)} runs",
                      x_ticks=ticks, x_max=max(len(runs) - 1, 1))
     rows = "".join(f"<tr><td class='mono'>{_e(r['run_id'])}</td><td>{_e(r['created_at'][:19])}</td>"
