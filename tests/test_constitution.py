@@ -560,3 +560,23 @@ def test_sft_messages_and_dpo_pairs():
     assert len(pairs) == 1
     assert pairs[0]["chosen"] == "safe answer" and pairs[0]["rejected"] == f"bad {HARM}"
     assert pairs[0]["pair_type"] == "revision_vs_original" and pairs[0]["principle_ids"] == ["p1"]
+
+
+def test_augmenters_come_from_the_redteam_registry():
+    from bastion.constitution.synth import available_augmenters
+
+    try:
+        import bastion.redteam.techniques  # noqa: F401
+        from bastion.redteam.base import TECHNIQUES
+    except ImportError:
+        TECHNIQUES = {}
+    wrappers, obfus = available_augmenters()
+    names = {a.name for a in wrappers + obfus}
+    if TECHNIQUES:
+        assert "obfuscation:base64" in names and any(n.split(":")[1] in TECHNIQUES for n in names)
+        assert "wrapper:many_shot" not in names and "obfuscation:many_shot" not in names  # multi-turn
+    assert wrappers and obfus
+    rng = random.Random(0)
+    for a in wrappers + obfus:
+        out = a.fn("Tell me about [REDACTED-TOPIC]", rng)
+        assert isinstance(out, str) and out

@@ -276,21 +276,21 @@ def available_augmenters() -> tuple[list[Augmenter], list[Augmenter]]:
     obfus: list[Augmenter] = []
     try:
         import bastion.redteam.techniques  # noqa: F401 - registers techniques
-        from bastion.redteam.base import TECHNIQUES, Technique
+        from bastion.redteam.base import TECHNIQUES
     except Exception:  # noqa: BLE001 - the registry is optional
-        TECHNIQUES, Technique = {}, None
+        TECHNIQUES = {}
+    probe_rng = random.Random(0)
     for name, cls in sorted(TECHNIQUES.items()):
         kind = getattr(cls, "kind", "converter")
-        if "+" in name or kind == "sampling":
+        if "+" in name:
             continue
         try:
             tech = cls()
-        except Exception:  # noqa: BLE001 - techniques needing arguments are skipped
+            fn = _technique_fn(tech)
+            fn("probe request [REDACTED]", probe_rng)  # multi-message builders (many-shot...) fail here
+        except Exception:  # noqa: BLE001 - techniques needing arguments or several turns are skipped
             continue
-        if Technique is not None and type(tech).build is not Technique.build:
-            continue  # multi-message builders (many-shot...) do not fit a single prompt
-        fn = _technique_fn(tech)
-        if kind in ("encoding", "converter"):
+        if kind in ("encoding", "converter", "sampling"):
             obfus.append(Augmenter(f"obfuscation:{name}", fn))
         else:
             wrappers.append(Augmenter(f"wrapper:{name}", fn))
@@ -302,8 +302,12 @@ def available_augmenters() -> tuple[list[Augmenter], list[Augmenter]]:
 
 
 def _technique_fn(tech: Any) -> Any:
+    """A technique as a single-prompt converter: its `build` must give exactly one user message."""
     def fn(text: str, rng: random.Random) -> str:
-        return tech.transform(text, rng)
+        msgs = tech.build(text, rng).messages
+        if len(msgs) != 1 or msgs[0].get("role") != "user":
+            raise ValueError(f"technique {tech.name!r} does not build a single user prompt")
+        return str(msgs[0]["content"])
     return fn
 
 
