@@ -69,22 +69,50 @@ _STRENGTH = {
 
 # ---- character classes ---------------------------------------------------------------------------
 _ZW = (
-    "\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200d\u2060-\u2064\u206a-\u206f"
+    "\u00ad\u034f\u115f\u1160\u17b4\u17b5\u180e\u200b\u2060-\u2064\u206a-\u206f"
     "\u3164\ufeff\uffa0\ufe00-\ufe0f\U000e0000-\U000e007f\U000e0100-\U000e01ef"
 )
+_JOINERS = "\u200c\u200d"
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _CTRL = "\x00-\x08\x0e-\x1f\x7f-\x9f"
 _SURR = "\ud800-\udfff"
-_HIDDEN_RUN = re.compile(f"[{_ZW}{_BIDI}{_CTRL}{_SURR}]+")
+_HIDDEN_RUN = re.compile(f"[{_ZW}{_JOINERS}{_BIDI}{_CTRL}{_SURR}]+")
 _ASCII_HIDDEN = re.compile(f"[{_CTRL}]")
+_SURROGATE = re.compile(f"[{_SURR}]")
 _VS = re.compile("[\ufe00-\ufe0f\U000e0100-\U000e01ef]")
 _TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
 _RLO_SPAN = re.compile("\u202e([^\u202c\u2069\n]*)")
 _STYLED = re.compile("[\uff21-\uff3a\uff41-\uff5a\U0001d400-\U0001d7ff\u24b6-\u24e9\U0001f130-\U0001f149]")
 _CJK = re.compile("[\u3000-\u30ff\u3400-\u9fff\uac00-\ud7af]")
-_SCRIPT_CHARS = re.compile("[" + "".join(re.escape(chr(c)) for c in SCRIPT_HOMOGLYPHS) + "]")
-_LATIN_CHARS = re.compile("[" + "".join(re.escape(chr(c)) for c in LATIN_HOMOGLYPHS) + "]")
-_NONASCII_WORD = re.compile(r"(?<!\w)[A-Za-z0-9_]*[^\x00-\x7f\W]\w*")
+def _char_class(codes) -> str:
+    """Contents of a regex character class for these code points, as ranges (sre scans ranges fast)."""
+    out, run = [], []
+    for c in sorted(set(codes)) + [-2]:
+        if run and c == run[-1] + 1:
+            run.append(c)
+            continue
+        if run:
+            a, b = run[0], run[-1]
+            out.append(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}")
+        run = [c]
+    return "".join(out)
+
+
+_SCRIPT_SET = _char_class(SCRIPT_HOMOGLYPHS)
+_LATIN_SET = _char_class(LATIN_HOMOGLYPHS)
+# ZWJ/ZWNJ are kept between characters that need them (emoji sequences, Indic, Arabic, ...).
+_JOINABLE = f"[^\\x00-\\u058f{_SCRIPT_SET}{_LATIN_SET}]"
+_STRIP = re.compile(
+    f"[{_ZW}{_BIDI}{_CTRL}]+|(?<!{_JOINABLE})[{_JOINERS}]+|[{_JOINERS}]+(?!{_JOINABLE})"
+)
+MAX_CLASSIFIED_RUNS = 256  # hidden-character runs inspected for signals (stripping itself is unlimited)
+_SCRIPT_CHARS = re.compile(f"[{_SCRIPT_SET}]")
+_LATIN_CHARS = re.compile(f"[{_LATIN_SET}]")
+# A look-alike letter touching an ASCII letter: the word mixes scripts ("bоmb" with Cyrillic о).
+_MIXED = re.compile(f"[{_SCRIPT_SET}](?:(?<=[A-Za-z].)|(?=[A-Za-z]))")
+# A whole word made only of look-alike letters ("сор"): folded only between Latin words.
+_ALL_LOOKALIKE = re.compile(f"[{_SCRIPT_SET}](?<![^\\W\\d_].)[{_SCRIPT_SET}]*(?![^\\W\\d_])")
+MAX_HOMOGLYPH_WORDS = 2048
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
 _PREV_WORD = re.compile(r"(\w+)\W*$")
 _NEXT_WORD = re.compile(r"\W*(\w+)")
@@ -94,35 +122,52 @@ _SPACED = re.compile(
     r"(?<![^\s\"'(\[{<])[^\W_](?![^\W_])"
     r"(?:(?:[ \t]{1,3}|[ \t]?[.\-_*|~+\u00b7\u2022][ \t]?)[^\W_](?![^\W_])){3,}"
 )
+# Cheap pre-check (starts at a separator, so ordinary prose is scanned fast): two spaced characters.
+_SPACED_HINT = re.compile(r"[\s.\-_*|~+\u00b7\u2022][^\W_][ \t.\-_*|~+\u00b7\u2022]{1,3}[^\W_](?![^\W_])")
 _WIDE_GAP = re.compile(r"[ \t]{2,}")
 _SPACED_SEP = re.compile(r"[\s.\-_*|~+\u00b7\u2022]+")
 
-_LEET_HINT = re.compile(r"[A-Za-z][0-9@$!]|[0-9@$][A-Za-z]")
-_LEET_TOKEN = re.compile(r"[A-Za-z0-9@$!]+")
+# A leet character touching an ASCII letter; starts with the leet class so prose is scanned fast.
+_LC = "[" + re.escape("".join(LEET)) + "]"
+# Where a leet word can be: leet characters between letters ("b0mb"), or before/after two letters.
+_LEET_HINT = re.compile(
+    f"{_LC}(?:(?<=[A-Za-z].){_LC}{{0,2}}(?=[A-Za-z])|(?<![A-Za-z0-9@$!].){_LC}?(?=[A-Za-z]{{2}})"
+    f"|(?<=[A-Za-z]{{2}}.){_LC}?(?![A-Za-z0-9@$!]))"
+)
+_TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@$!")
+_PREV_TOKEN = re.compile(r"(?<![A-Za-z0-9@$!])([A-Za-z0-9@$!]{1,4})[ \t]+$")
+_NEXT_TOKEN = re.compile(r"[ \t]+([A-Za-z0-9@$!]{1,4})(?![A-Za-z0-9@$!])")
+MAX_LEET_TOKENS = 4096
+MAX_TOKEN = 40
 _LEET_CHARS = "".join(LEET)
 _SHAPE = str.maketrans(
     {**{c: "L" for c in "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"},
      **{c: "D" for c in _LEET_CHARS},
      **{c: "N" for c in "0123456789" if c not in LEET}}
 )
-_LEET_INTERIOR = re.compile(r"LD{1,2}L")
+_LEET_INTERIOR = re.compile(r"LD{1,3}L")
 _LEET_EDGE = re.compile(r"^(?:D{1,2}L{2,}|L{2,}D{1,2})$")
 _HEXLIKE = re.compile(r"^[0-9A-Fa-f]{6,}$")
 _CLASSIC_LEET = set("034@$57")
+_LEET_LOWER = str.maketrans({k: v[0] for k, v in LEET.items()})
+_LEET_UPPER = str.maketrans({k: v[0].upper() for k, v in LEET.items()})
+_MULTI_LEET = frozenset(k for k, v in LEET.items() if len(v) > 1)
 
 _URL = re.compile(r"(?<!\S)[^\s%]*(?:%[0-9A-Fa-f]{2}[^\s%]*){2,}")
 _URL_ESC = re.compile(r"%([0-9A-Fa-f]{2})")
 _HEX_ESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}|\\u00[0-9A-Fa-f]{2}){3,}")
+# Hex of text: every byte of ASCII text begins with a digit, so matches start at [0-7] (fast scan).
 _HEX_SPACED = re.compile(
-    r"(?<![0-9A-Za-z])(?:0x)?[0-9A-Fa-f]{2}(?:(?:, ?|[ :;-])(?:0x)?[0-9A-Fa-f]{2}){2,}(?![0-9A-Za-z])"
+    r"[0-7](?<![0-9A-Za-z].)(?:x[0-9A-Fa-f])?[0-9A-Fa-f]"
+    r"(?:(?:, ?|[ :;-])(?:0x)?[0-9A-Fa-f]{2}){2,}(?![0-9A-Za-z])"
 )
-_HEX_CAT = re.compile(r"(?<![0-9A-Za-z])(?:0x)?(?:[0-9A-Fa-f]{2}){6,}(?![0-9A-Za-z])")
+_HEX_CAT = re.compile(r"[0-7](?<![0-9A-WYZa-wyz].)[0-9A-Fa-f](?:[0-9A-Fa-f]{2}){5,}(?![0-9A-Za-z])")
 _HEX_DIGITS = re.compile(r"[^0-9A-Fa-f]|0x|\\x|\\u00")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
 _B64_URLSAFE = str.maketrans("-_", "+/")
 _NONPRINT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\ud800-\udfff]")
 
-_SEGMENT = re.compile(r"[^\n.!?;:\"()\[\]{}<>]+")
+_SEGMENT = re.compile(r"[^\n.!?;:\"()\[\]{}<>]{5,}")
 _WORD = re.compile(r"[a-z]+")
 _ROT13 = str.maketrans(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
@@ -211,48 +256,40 @@ def _canonical(text: str, sig: dict[str, float]) -> str:
 
 
 def _strip_hidden(text: str, sig: dict[str, float]) -> str:
-    out: list[str] = []
-    pos = 0
+    """Remove invisible, bidi and control characters (C-speed), replace lone surrogates, and record
+    what was found: zero-width characters inside a word are a strong signal, elsewhere weak."""
     n = len(text)
-    for m in _HIDDEN_RUN.finditer(text):
+    for i, m in enumerate(_HIDDEN_RUN.finditer(text)):
+        if i >= MAX_CLASSIFIED_RUNS:
+            break
         s, e = m.span()
-        out.append(text[pos:s])
-        pos = e
         prev = text[s - 1] if s else ""
         nxt = text[e] if e < n else ""
-        in_word = prev.isalnum() and nxt.isalnum()
-        for ch in m.group():
+        in_word = prev.isalnum() and nxt.isalnum() and (prev.isascii() or nxt.isascii())
+        run = m.group()
+        for ch in run:
             o = ord(ch)
-            if 0xD800 <= o <= 0xDFFF:
-                out.append("\ufffd")
-            elif ch in "\u200c\u200d" and _keeps_joiner(prev, nxt):
-                out.append(ch)  # emoji sequences, Indic and Arabic scripts need their joiners
-            elif o < 0xA0:
+            if 0xD800 <= o <= 0xDFFF or 0xE0000 <= o <= 0xE007F:
+                continue  # surrogates are replaced; tag characters get their own view
+            if o < 0xA0:
                 _bump(sig, "control_chars", 0.6 if in_word else 0.2)
             elif ch in _BIDI_SET:
                 _bump(sig, "bidi", _STRENGTH["bidi_override"] if ch in "\u202d\u202e" else 0.3)
-            elif _VS.match(ch):
-                if in_word and prev.isascii():
-                    _bump(sig, "zero_width", _STRENGTH["zero_width"])
-            elif 0xE0000 <= o <= 0xE007F:
-                pass  # tag characters: decoded into their own view
+            elif ch in _JOINERS and not in_word:
+                pass  # emoji sequences and non-Latin scripts use joiners legitimately
+            elif _VS.match(ch) and not in_word:
+                pass  # emoji presentation selectors
             elif ch == "\ufeff" and s == 0:
                 pass  # byte-order mark
             else:
                 _bump(sig, "zero_width", _STRENGTH["zero_width"] if in_word else 0.25)
-    out.append(text[pos:])
-    return "".join(out)
+    t = _STRIP.sub("", text)
+    if not t.isascii() and _SURROGATE.search(t):
+        t = _SURROGATE.sub("\ufffd", t)
+    return t
 
 
 _BIDI_SET = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _keeps_joiner(prev: str, nxt: str) -> bool:
-    if not prev or not nxt:
-        return False
-    a, b = ord(prev), ord(nxt)
-    return (a >= 0x0590 and b >= 0x0590 and a not in SCRIPT_HOMOGLYPHS and b not in SCRIPT_HOMOGLYPHS
-            and a not in LATIN_HOMOGLYPHS and b not in LATIN_HOMOGLYPHS)
 
 
 def _decode_tags(m: re.Match[str]) -> str:
@@ -263,21 +300,42 @@ def _decode_tags(m: re.Match[str]) -> str:
 def _fold_script_homoglyphs(t: str, sig: dict[str, float]) -> str:
     """Fold look-alike letters of other scripts, but only in words that mix them with Latin letters,
     or all-look-alike words whose neighbours are Latin. Genuine Cyrillic/Greek text is untouched."""
-    reps: list[tuple[int, int, str]] = []
-    for m in _NONASCII_WORD.finditer(t):
-        w = m.group()
-        if not _SCRIPT_CHARS.search(w):
-            continue
-        folded = w.translate(SCRIPT_HOMOGLYPHS)
-        if folded == w:
-            continue
-        if _ASCII_LETTER.search(w):
-            reps.append((m.start(), m.end(), folded))
-            _bump(sig, "homoglyph", _STRENGTH["homoglyph"])
-        elif folded.isascii() and _latin_neighbours(t, m.start(), m.end()):
-            reps.append((m.start(), m.end(), folded))
+    reps: dict[int, tuple[int, str]] = {}
+    n = len(t)
+    pos = 0
+    while len(reps) < MAX_HOMOGLYPH_WORDS:
+        m = _MIXED.search(t, pos)
+        if not m:
+            break
+        s, e = _word_bounds(t, m.start(), n)
+        reps[s] = (e, t[s:e].translate(SCRIPT_HOMOGLYPHS))
+        pos = e
+    else:
+        # Deliberately garbled text: fold everything rather than spend unbounded time.
+        _bump(sig, "homoglyph", _STRENGTH["homoglyph"])
+        return t.translate(SCRIPT_HOMOGLYPHS)
+    if reps:
+        _bump(sig, "homoglyph", _STRENGTH["homoglyph"])
+    checked = 0
+    for m in _ALL_LOOKALIKE.finditer(t):
+        checked += 1
+        if checked > MAX_HOMOGLYPH_WORDS:
+            break
+        s, e = m.span()
+        if s not in reps and _latin_neighbours(t, s, e):
+            reps[s] = (e, m.group().translate(SCRIPT_HOMOGLYPHS))
             _bump(sig, "homoglyph", _STRENGTH["homoglyph_context"])
-    return _splice(t, reps) if reps else t
+    return _splice(t, [(s, e, w) for s, (e, w) in sorted(reps.items())]) if reps else t
+
+
+def _word_bounds(t: str, i: int, n: int) -> tuple[int, int]:
+    s = i
+    while s > 0 and i - s < 64 and (t[s - 1].isalnum() or t[s - 1] == "_"):
+        s -= 1
+    e = i + 1
+    while e < n and e - i < 64 and (t[e].isalnum() or t[e] == "_"):
+        e += 1
+    return s, e
 
 
 def _latin_neighbours(t: str, s: int, e: int) -> bool:
@@ -293,10 +351,12 @@ def _latin_neighbours(t: str, s: int, e: int) -> bool:
 
 # ---- character spacing ---------------------------------------------------------------------------
 def _despace(t: str, sig: dict[str, float]) -> list[tuple[int, int, str]]:
+    if not _SPACED_HINT.search(t):
+        return []
     reps = []
     for m in _SPACED.finditer(t):
         region = m.group()
-        if sum(c.isalpha() for c in region) < 2:
+        if sum(map(str.isalpha, region)) < 2:
             continue  # "1.1.1.1", "2 4 6 8"
         if _WIDE_GAP.search(region):
             words = [_SPACED_SEP.sub("", g) for g in _WIDE_GAP.split(region)]
@@ -333,14 +393,13 @@ def _segment(s: str) -> list[str]:
         parts.append((back[i], i))
         i = back[i]
     parts.reverse()
-    # merge consecutive unknown pieces
     out: list[str] = []
     unknown = False
     for j, i in parts:
         w = s[j:i]
         known = low[j:i] in ENGLISH_WORDS
         if not known and unknown and out:
-            out[-1] += w
+            out[-1] += w  # merge consecutive unknown pieces
         else:
             out.append(w)
         unknown = not known
@@ -349,40 +408,63 @@ def _segment(s: str) -> list[str]:
 
 # ---- leetspeak -----------------------------------------------------------------------------------
 def _deleet(t: str, sig: dict[str, float]) -> list[tuple[int, int, str]]:
-    if not _LEET_HINT.search(t):
-        return []
-    toks = [(m.start(), m.end(), m.group()) for m in _LEET_TOKEN.finditer(t)]
-    out: dict[int, str] = {}
+    out: dict[int, tuple[int, str]] = {}
     strength = 0.0
-    for k, (s, e, tok) in enumerate(toks):
-        if tok.isalpha() or tok.isdigit():
+    n = len(t)
+    pos = 0
+    for _ in range(MAX_LEET_TOKENS):
+        m = _LEET_HINT.search(t, pos)
+        if not m:
+            break
+        s, e = _token_bounds(t, m.start(), n)
+        pos = max(e, m.end())
+        tok = t[s:e]
+        if s in out or len(tok) > MAX_TOKEN:
             continue
         if (s and t[s - 1] in "/\\.=&?#%:") or t[e:e + 1] in ("/", "\\", "=", "@") or (
-            e + 1 < len(t) and t[e] == "." and t[e + 1].isalnum()
+            e + 1 < n and t[e] == "." and t[e + 1].isalnum()
         ):
             continue  # URLs, paths, e-mail addresses, file names
         new = _leet_word(tok)
-        if new is not None:
-            out[k] = new
-            w = 0.6 if any(c in _CLASSIC_LEET for c in tok) else 0.35
-            strength = 1.0 - (1.0 - strength) * (1.0 - w)
+        if new is None:
+            continue
+        out[s] = (e, new)
+        w = 0.6 if any(c in _CLASSIC_LEET for c in tok) else 0.35
+        strength = 1.0 - (1.0 - strength) * (1.0 - w)
+        # Short neighbours of a leet word ("70", "4", "m3"): "h0w 70 m4k3", "t3ll m3".
+        p = _PREV_TOKEN.search(t, max(0, s - 16), s)
+        if p and p.start(1) not in out and _leetable(p.group(1)):
+            out[p.start(1)] = (p.end(1), _choose(p.group(1), False))
+        q = _NEXT_TOKEN.match(t, e)
+        if q and _leetable(q.group(1)):
+            out[q.start(1)] = (q.end(1), _choose(q.group(1), False))
     if not out:
         return []
-    # All-leet tokens ("70", "4") between leet words: "h0w 70 m4k3".
-    for k, (_s, _e, tok) in enumerate(toks):
-        if k in out or len(tok) > 4 or tok.translate(_SHAPE).strip("D"):
-            continue
-        if (k - 1) in out or (k + 1) in out:
-            out[k] = _choose(tok, upper=False)
     _bump(sig, "leetspeak", min(strength, 0.9))
-    return [(toks[k][0], toks[k][1], new) for k, new in sorted(out.items())]
+    return [(s, e, new) for s, (e, new) in sorted(out.items())]
+
+
+def _token_bounds(t: str, i: int, n: int) -> tuple[int, int]:
+    s = i
+    while s > 0 and i - s <= MAX_TOKEN and t[s - 1] in _TOKEN_CHARS:
+        s -= 1
+    e = i + 1
+    while e < n and e - i <= MAX_TOKEN and t[e] in _TOKEN_CHARS:
+        e += 1
+    return s, e
+
+
+def _leetable(tok: str) -> bool:
+    """Short tokens next to a leet word are read as leet too: "70", "4", "m3", "t0"."""
+    shape = tok.translate(_SHAPE)
+    return "D" in shape and "N" not in shape
 
 
 def _leet_word(tok: str) -> str | None:
     shape = tok.translate(_SHAPE)
     if "N" in shape or shape.count("L") < 2 or (len(tok) >= 6 and _HEXLIKE.match(tok)):
         return None
-    upper = tok.upper() == tok and any(c.isalpha() for c in tok)
+    upper = tok.upper() == tok
     if _LEET_INTERIOR.search(shape):
         return _choose(tok, upper)
     if _LEET_EDGE.match(shape):
@@ -393,19 +475,18 @@ def _leet_word(tok: str) -> str | None:
 
 
 def _choose(tok: str, upper: bool) -> str:
-    """Replace leet characters; where a character has several readings ('1' -> i/l), prefer the
-    one that yields a common English word."""
+    """Replace leet characters; where one has several readings ('1' -> i/l), prefer the reading that
+    yields a common English word."""
+    table = _LEET_UPPER if upper else _LEET_LOWER
+    if not any(c in _MULTI_LEET for c in tok):
+        return tok.translate(table)
     variants = [""]
     for c in tok:
         opts = LEET.get(c)
-        if not opts:
-            variants = [v + c for v in variants]
+        if not opts or len(opts) == 1 or len(variants) * len(opts) > 16:
+            variants = [v + c.translate(table) for v in variants]
         else:
-            if upper:
-                opts = tuple(o.upper() for o in opts)
-            variants = [v + o for v in variants for o in opts] if len(variants) * len(opts) <= 16 else [
-                v + opts[0] for v in variants
-            ]
+            variants = [v + (o.upper() if upper else o) for v in variants for o in opts]
     for v in variants:
         if v.lower() in ENGLISH_WORDS:
             return v
@@ -421,8 +502,9 @@ def _payloads(t: str, sig: dict[str, float], budget: list[int], depth: int):
     def free(s: int, e: int) -> bool:
         return all(e <= a or s >= b for a, b in taken)
 
+    long_tokens = _long_tokens(t, 12)
     for finder in (_find_hex_escapes, _find_url, _find_hex_spaced, _find_hex_cat, _find_base64):
-        for s, e, kind, dec, strength in finder(t, budget):
+        for s, e, kind, dec, strength in finder(t, budget, long_tokens):
             if free(s, e):
                 taken.append((s, e))
                 found.append((s, e, kind, dec, strength))
@@ -457,9 +539,9 @@ def _texty(s: str, min_len: int = 3) -> bool:
         return False
     if len(_NONPRINT.findall(s)) > 0.02 * n:
         return False
-    letters = sum(map(str.isalpha, s))
+    alnum = sum(map(str.isalnum, s))
     spaces = s.count(" ") + s.count("\n")
-    return letters >= 2 and (letters + spaces) >= 0.6 * n
+    return (alnum + spaces) >= 0.6 * n and sum(map(str.isalpha, s)) >= 2
 
 
 def _utf8(b: bytes) -> str | None:
@@ -476,7 +558,7 @@ def _spend(budget: list[int], n: int) -> bool:
     return True
 
 
-def _find_hex_escapes(t: str, budget: list[int]):
+def _find_hex_escapes(t: str, budget: list[int], _long: list[tuple[int, str]]):
     if "\\" not in t:
         return
     for i, m in enumerate(_HEX_ESC.finditer(t)):
@@ -488,7 +570,7 @@ def _find_hex_escapes(t: str, budget: list[int]):
             yield m.start(), m.end(), "hex", dec, _STRENGTH["hex"]
 
 
-def _find_url(t: str, budget: list[int]):
+def _find_url(t: str, budget: list[int], _long: list[tuple[int, str]]):
     if "%" not in t:
         return
     for i, m in enumerate(_URL.finditer(t)):
@@ -498,11 +580,11 @@ def _find_url(t: str, budget: list[int]):
         dec = _utf8(unquote_to_bytes(tok))
         if dec is None or dec == tok or _NONPRINT.search(dec):
             continue
-        alnum = any(chr(int(h, 16)).isalnum() for h in _URL_ESC.findall(tok))
+        alnum = any(chr(int(h, 16)).isalnum() for h in _URL_ESC.findall(tok) if int(h, 16) < 128)
         yield m.start(), m.end(), "url", dec, _STRENGTH["url_alnum" if alnum else "url_reserved"]
 
 
-def _find_hex_spaced(t: str, budget: list[int]):
+def _find_hex_spaced(t: str, budget: list[int], _long: list[tuple[int, str]]):
     for i, m in enumerate(_HEX_SPACED.finditer(t)):
         if i >= MAX_CANDIDATES or not _spend(budget, len(m.group())):
             return
@@ -514,39 +596,59 @@ def _find_hex_spaced(t: str, budget: list[int]):
             yield m.start(), m.end(), "hex", dec, _STRENGTH["hex"]
 
 
-def _find_hex_cat(t: str, budget: list[int]):
-    for i, m in enumerate(_HEX_CAT.finditer(t)):
-        if i >= MAX_CANDIDATES or not _spend(budget, len(m.group())):
-            return
-        raw = m.group()
-        raw = raw[2:] if raw[:2] in ("0x", "0X") else raw
-        if raw.isdigit() or raw.isalpha():
-            continue
-        dec = _utf8(bytes.fromhex(raw))
-        if dec is not None and _texty(dec, 4):
-            yield m.start(), m.end(), "hex", dec, _STRENGTH["hex"]
+def _long_tokens(t: str, min_len: int) -> list[tuple[int, str]]:
+    """(offset, token) for whitespace-separated ASCII tokens of at least `min_len` characters.
+    str.split runs at C speed, so ordinary prose costs little here."""
+    out = []
+    pos = 0
+    for tok in t.split():
+        if len(tok) >= min_len:
+            i = t.find(tok, pos)
+            pos = i + len(tok)
+            if tok.isascii():
+                out.append((i, tok))
+    return out
 
 
-def _find_base64(t: str, budget: list[int]):
+def _find_hex_cat(t: str, budget: list[int], long_tokens: list[tuple[int, str]]):
+    i = 0
+    for off, tok in long_tokens:
+        for m in _HEX_CAT.finditer(tok):
+            i += 1
+            if i > MAX_CANDIDATES or not _spend(budget, len(m.group())):
+                return
+            raw = m.group()
+            if raw.isdigit():
+                continue
+            dec = _utf8(bytes.fromhex(raw))
+            if dec is not None and _texty(dec, 4):
+                yield off + m.start(), off + m.end(), "hex", dec, _STRENGTH["hex"]
+
+
+def _find_base64(t: str, budget: list[int], long_tokens: list[tuple[int, str]]):
     tried = 0
-    for m in _B64.finditer(t):
-        cand = m.group()
-        core = cand.rstrip("=")
-        # Plain words, paths and identifiers: base64 of text nearly always mixes case and digits.
-        if core.islower() or core.isupper() or core.isalpha() and ("/" in core or "_" in core):
+    for off, tok in long_tokens:
+        if len(tok) < 16:
             continue
-        if len(cand) > MAX_DECODE_CHARS:
-            continue
-        tried += 1
-        if tried > MAX_CANDIDATES or not _spend(budget, len(cand)):
-            return
-        dec = _b64_text(core)
-        kind = "base64"
-        if dec is None:
-            dec = _b64_text(core.translate(_ROT13))  # rot13 applied to a base64 string
-            kind = "rot13+base64"
-        if dec is not None:
-            yield m.start(), m.end(), kind, dec, _STRENGTH["base64"] if kind == "base64" else _STRENGTH["nested"]
+        for m in _B64.finditer(tok):
+            cand = m.group()
+            core = cand.rstrip("=")
+            # Words, paths and identifiers: base64 of text nearly always mixes case and digits.
+            if core.islower() or core.isupper() or (core.isalpha() and ("/" in core or "_" in core)):
+                continue
+            if len(cand) > MAX_DECODE_CHARS:
+                continue  # images and archives, not smuggled text
+            tried += 1
+            if tried > MAX_CANDIDATES or not _spend(budget, len(cand)):
+                return
+            dec = _b64_text(core)
+            kind = "base64"
+            if dec is None:
+                dec = _b64_text(core.translate(_ROT13))  # rot13 applied to a base64 string
+                kind = "rot13+base64"
+            if dec is not None:
+                strength = _STRENGTH["base64"] if kind == "base64" else _STRENGTH["nested"]
+                yield off + m.start(), off + m.end(), kind, dec, strength
 
 
 def _b64_text(core: str) -> str | None:
@@ -566,30 +668,41 @@ def _b64_text(core: str) -> str | None:
 # ---- rot13 and reversed text (word statistics) ---------------------------------------------------
 def _segment_decodings(t: str, sig: dict[str, float]) -> list[tuple[str, list[tuple[int, int, str]]]]:
     """Sentences that read as much more English after rot13 or after reversal."""
+    low = t.lower()
+    # Early out: a segment qualifies only with >= 2 hits from words that are not English already.
+    unknown = " ".join(w for w in _WORD.findall(low) if w not in ENGLISH_WORDS)
+    if not unknown:
+        return []
+    known = ENGLISH_WORDS.__contains__
+    try_rot = sum(map(known, unknown.translate(_ROT13).split())) >= 2
+    try_rev = sum(map(known, unknown[::-1].split())) >= 2
+    if not (try_rot or try_rev):
+        return []
     rot: list[tuple[int, int, str]] = []
     rev: list[tuple[int, int, str]] = []
-    words_set = ENGLISH_WORDS
-    for m in _SEGMENT.finditer(t):
-        seg = m.group()
-        low = seg.lower()
-        words = _WORD.findall(low)
+    for m in _SEGMENT.finditer(low):
+        seg_low = m.group()
+        words = _WORD.findall(seg_low)
         n = len(words)
         if n < 2:
             continue
-        h0 = sum(w in words_set for w in words)
+        h0 = sum(map(known, words))
         if 2 * h0 >= n:
             continue  # already English
-        need = max(2, 0.4 * n)
-        h13 = sum(w.translate(_ROT13) in words_set for w in words)
-        if h13 >= need and h13 >= 2 * h0 + 1:
-            rot.append((m.start(), m.end(), seg.translate(_ROT13)))
-            continue
-        hrv = sum(w[::-1] in words_set for w in words)
-        if hrv >= need and hrv >= 2 * h0 + 1:
-            core = seg.strip()
-            lead = seg[: len(seg) - len(seg.lstrip())]
-            trail = seg[len(lead) + len(core):]
-            rev.append((m.start(), m.end(), lead + core[::-1] + trail))
+        need = max(2.0, 0.4 * n)
+        if try_rot:
+            h13 = sum(map(known, _WORD.findall(seg_low.translate(_ROT13))))
+            if h13 >= need and h13 >= 2 * h0 + 1:
+                rot.append((m.start(), m.end(), t[m.start():m.end()].translate(_ROT13)))
+                continue
+        if try_rev:
+            hrv = sum(map(known, _WORD.findall(seg_low[::-1])))
+            if hrv >= need and hrv >= 2 * h0 + 1:
+                seg = t[m.start():m.end()]
+                core = seg.strip()
+                lead = seg[: len(seg) - len(seg.lstrip())]
+                trail = seg[len(lead) + len(core):]
+                rev.append((m.start(), m.end(), lead + core[::-1] + trail))
     out = []
     if rot:
         _bump(sig, "rot13", _STRENGTH["rot13"])
