@@ -7,7 +7,7 @@ import openai
 import pytest
 
 from tests.fakellm import FakeReply, last_user
-from tests.test_gateway_support import HARM, chat, gateway, sse_events, stream_text  # noqa: F401
+from tests.test_gateway_support import HARM, chat, gateway_fixture, sse_events, stream_text  # noqa: F401
 
 LEAK_CHUNKS = ["Here is the plan. ", "Step one: [REDACTED-", "HARM", "FUL-", "STEP] and then", " more text.",
                " AFTER-VIOLATION tail."]

@@ -99,8 +99,8 @@ class GW:
         return self.url + "/v1"
 
 
-@pytest.fixture
-def gateway(fake_llm: Callable[..., FakeLLM], tmp_path: Path) -> Iterator[Callable[..., GW]]:
+@pytest.fixture(name="gateway")
+def gateway_fixture(fake_llm: Callable[..., FakeLLM], tmp_path: Path) -> Iterator[Callable[..., GW]]:
     """``gateway(script, policy="yaml", keys=KeyStore(...), upstream=url, **config)`` -> a live gateway."""
     started: list[ServerThread] = []
 
