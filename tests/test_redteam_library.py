@@ -20,6 +20,7 @@ from bastion.redteam.techniques import (
     BaseTechnique,
     Composite,
     Encoding,
+    campaign,
     fill_template,
     get_technique,
     list_techniques,
@@ -128,7 +129,7 @@ def test_registry_has_required_techniques_with_metadata():
     rows = list_techniques()
     assert len(rows) >= 20
     for name, kind, description, reference in rows:
-        assert kind in {"encoding", "instruction", "framing", "sampling"}, name
+        assert kind in {"encoding", "instruction", "framing", "sampling", "converter"}, name
         assert description and "\n" not in description and len(description) < 120, name
         assert reference.startswith("https://"), name
 
@@ -229,6 +230,17 @@ def test_composition_applies_in_order_and_decodes():
     # encodings nested twice decode in reverse order
     d = get_technique("rot13+base64")
     assert d.decode(base64.b64encode(b"[ERQNPGRQ]").decode()) == "[REDACTED]"
+
+
+def test_campaigns_are_valid_specs():
+    specs = campaign()
+    assert specs[0] == "direct" and len(specs) >= 15
+    for spec in specs + campaign("encodings") + campaign("templates"):
+        get_technique(spec).build(PAYLOAD, random.Random(0))
+    assert get_technique("direct").build(PAYLOAD, random.Random(0)).messages == [
+        {"role": "user", "content": PAYLOAD}]
+    with pytest.raises(ValueError, match="unknown campaign"):
+        campaign("nope")
 
 
 def test_bad_specs_give_clear_errors():

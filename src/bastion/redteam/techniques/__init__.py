@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import difflib
 import random
+from functools import lru_cache
+from importlib import resources
+
+import yaml
 
 from bastion.redteam.base import TECHNIQUES, AttackPrompt, Technique
 
@@ -21,8 +25,8 @@ from .encodings import Encoding
 from .framings import fill_template, template_names
 from .sampling import BestOfN, ManyShot
 
-__all__ = ["BaseTechnique", "BestOfN", "Composite", "Encoding", "ManyShot", "TECHNIQUES", "fill_template",
-           "get_technique", "list_techniques", "template_names"]
+__all__ = ["BaseTechnique", "BestOfN", "Composite", "Encoding", "ManyShot", "TECHNIQUES", "campaign",
+           "fill_template", "get_technique", "list_techniques", "template_names"]
 
 
 class Composite(BaseTechnique):
@@ -91,3 +95,16 @@ def list_techniques() -> list[tuple[str, str, str, str]]:
     """(name, kind, description, reference) of every registered technique, sorted by kind then name."""
     rows = [(c.name, c.kind, c.description, c.reference) for c in TECHNIQUES.values()]
     return sorted(rows, key=lambda r: (r[1], r[0]))
+
+
+@lru_cache(maxsize=1)
+def _campaigns() -> dict[str, list[str]]:
+    return yaml.safe_load(resources.files(__package__).joinpath("campaigns.yaml").read_text(encoding="utf-8"))
+
+
+def campaign(name: str = "default") -> list[str]:
+    """A named list of technique specs from `campaigns.yaml` (`default`: baseline plus one of each family)."""
+    data = _campaigns()
+    if name not in data:
+        raise ValueError(f"unknown campaign {name!r} (choose from {', '.join(sorted(data))})")
+    return list(data[name])

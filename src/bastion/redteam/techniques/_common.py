@@ -34,6 +34,7 @@ class BaseTechnique(Technique):
 
     answers_encoded: bool = False
     reversible: bool = False
+    requires_llm: bool = False  # converters and templates run offline
     param_name: str | None = None  # e.g. "n" or "shift"; None: the technique takes no parameter
 
     def __init__(self, param: str | None = None) -> None:

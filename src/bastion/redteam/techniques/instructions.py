@@ -11,6 +11,17 @@ from ._common import BaseTechnique, pick
 JAILBROKEN = "https://arxiv.org/abs/2307.02483"  # Wei et al. 2023
 
 
+@register_technique
+class Direct(BaseTechnique):
+    name = "direct"
+    kind = "converter"
+    description = "Sends the behaviour unchanged (the no-attack baseline)."
+    reference = "https://arxiv.org/abs/2402.04249"  # HarmBench: direct request baseline
+
+    def transform(self, text: str, rng: random.Random) -> str:
+        return text
+
+
 class Wrapper(BaseTechnique):
     """Wraps the request in one of the technique's phrasings (`phrasings.yaml`)."""
 
