@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import tree_sitter as ts
@@ -66,14 +66,14 @@ def rules_key(lang: str) -> str:
     return s.rules or s.name
 
 
-@lru_cache(maxsize=None)
+@cache
 def ts_language(lang: str) -> ts.Language:
     spec = LANGS[lang]
     mod = __import__(spec.module)
     return ts.Language(getattr(mod, spec.func)())
 
 
-@lru_cache(maxsize=None)
+@cache
 def parser(lang: str) -> ts.Parser:
     """A cached tree-sitter parser (parsers are cheap to reuse; grammars load once per process)."""
     return ts.Parser(ts_language(lang))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
@@ -66,7 +66,7 @@ class RuleSet:
     any_prefilter: re.Pattern[str] = field(repr=False, default=re.compile(r"(?!x)x"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compile_re(p: str) -> re.Pattern[str]:
     return re.compile(p)
 
@@ -89,7 +89,7 @@ def hazard_for(cwe: str) -> str:
     return "S14" if cwe in set(_meta()["s14_cwes"]) else "S2"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_ruleset(key: str) -> RuleSet:
     """Load and validate one rule file (cached per process)."""
     data = yaml.safe_load(resources.files(__package__).joinpath(f"rules/{key}.yaml").read_text("utf-8"))
@@ -126,7 +126,7 @@ def all_rules() -> list[Rule]:
     return [r for k in RULE_FILES for r in load_ruleset(k).rules]
 
 
-@lru_cache(maxsize=None)
+@cache
 def compiled_query(lang: str, rule_id: str, query: str) -> ts.Query:
     """The rule's query compiled for one grammar (TypeScript and C++ reuse the JS and C rules)."""
     try:
@@ -135,7 +135,7 @@ def compiled_query(lang: str, rule_id: str, query: str) -> ts.Query:
         raise ValueError(f"rule {rule_id}: query does not compile for {lang}: {e}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def any_prefilter(lang: str) -> re.Pattern[str]:
     return load_ruleset(languages.rules_key(lang)).any_prefilter
 
