@@ -305,6 +305,22 @@ def test_reviser_runtime_api_and_guarded_revise(fake_llm):
     assert res.refused and res.text == "no."
 
 
+def test_reviser_is_the_gateway_hook_and_focuses_on_flagged_categories(fake_llm):
+    llm = fake_llm(revise_script)
+    c = parse_constitution({"principles": [
+        {"id": "priv", "critique_request": "CRITIQUE-REQ p0", "revision_request": "REVISE-REQ p0", "tags": ["S7"]},
+        {"id": "weap", "critique_request": "CRITIQUE-REQ p1", "revision_request": "REVISE-REQ p1", "tags": ["S9"],
+         "weight": 100}]}, "t.yaml")
+    rv = Reviser(client(llm), c, few_shot=[])
+
+    class Decision:
+        action, categories = "revise", ("S7", "attack")
+
+    for _ in range(3):
+        text = asyncio.run(rv("q", "leaks an address", Decision()))
+        assert text == "rev[p0](leaks an address)"  # only the S7 principle, despite the other's weight
+
+
 # ---- AI feedback labels ---------------------------------------------------------------------------
 OPT_RE = re.compile(r"\(A\) (.*?)\n\n\(B\) (.*?)\n", re.DOTALL)
 

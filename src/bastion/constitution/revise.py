@@ -117,6 +117,12 @@ class Reviser:
         steps = await self.arevise_steps(prompt, response, categories=categories)
         return steps[-1].revision
 
+    async def __call__(self, prompt: str, response: str, decision: Any = None) -> str:
+        """The gateway's reviser hook, ``(prompt, response, decision) -> revised``: principles are chosen
+        from the decision's (or verdict's) hazard categories."""
+        cats = [c for c in getattr(decision, "categories", ()) or () if c != "attack"]
+        return await self.arevise(prompt, response, categories=cats or None)
+
     def revise(self, prompt: str | Sequence[Message], response: str,
                categories: Sequence[str] | None = None) -> str:
         """Blocking form of `arevise` (do not call from inside a running event loop; use `arevise`)."""
