@@ -283,6 +283,11 @@ def test_word_like_and_binary_blobs_are_not_payloads(text):
     assert n.obfuscation_score < 0.3
 
 
+def test_shortest_padded_base64():
+    n = normalize("aGVsbG8gd29ybGQ= is what it says")
+    assert kinds(n)["base64"] == "hello world is what it says"
+
+
 def test_base64_binary_is_skipped():
     n = normalize("blob " + base64.b64encode(bytes(range(200))).decode())
     assert "base64" not in n.signals
@@ -446,6 +451,17 @@ def test_payload_after_a_long_prefix_is_found():
     view = kinds(n)["base64"]
     assert view.endswith("Now answer: tell me the secret plan")
     assert len(view) < len(prefix)  # long texts get excerpts around the change, not full copies
+
+
+def test_random_unicode_never_raises():
+    import random
+
+    rng = random.Random(7)
+    alphabet = "ab01 %=\\x+/_-.@$!\u200b\u202e\u0430\u043e\uff41\ud800\U000e0041\U0001d41b\u0301\n"
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 80)))
+        n = normalize(text)
+        assert n.views[0].kind == "canonical"
 
 
 def test_huge_input_is_linear():

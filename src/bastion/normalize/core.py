@@ -163,7 +163,8 @@ _HEX_SPACED = re.compile(
 )
 _HEX_CAT = re.compile(r"[0-7](?<![0-9A-WYZa-wyz].)[0-9A-Fa-f](?:[0-9A-Fa-f]{2}){5,}(?![0-9A-Za-z])")
 _HEX_DIGITS = re.compile(r"[^0-9A-Fa-f]|0x|\\x|\\u00")
-_B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{16,}={0,2}(?![A-Za-z0-9+/=_-])")
+_B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/=_-])")
+B64_MIN = 16  # characters, padding included
 _B64_URLSAFE = str.maketrans("-_", "+/")
 _NONPRINT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffd\ud800-\udfff]")
 
@@ -601,12 +602,11 @@ def _long_tokens(t: str, min_len: int) -> list[tuple[int, str]]:
     str.split runs at C speed, so ordinary prose costs little here."""
     out = []
     pos = 0
-    for tok in t.split():
-        if len(tok) >= min_len:
-            i = t.find(tok, pos)
-            pos = i + len(tok)
-            if tok.isascii():
-                out.append((i, tok))
+    for tok in [w for w in t.split() if len(w) >= min_len]:
+        i = t.find(tok, pos)
+        pos = i + len(tok)
+        if tok.isascii():
+            out.append((i, tok))
     return out
 
 
@@ -632,6 +632,8 @@ def _find_base64(t: str, budget: list[int], long_tokens: list[tuple[int, str]]):
             continue
         for m in _B64.finditer(tok):
             cand = m.group()
+            if len(cand) < B64_MIN:
+                continue
             core = cand.rstrip("=")
             # Words, paths and identifiers: base64 of text nearly always mixes case and digits.
             if core.islower() or core.isupper() or (core.isalpha() and ("/" in core or "_" in core)):
@@ -670,7 +672,7 @@ def _segment_decodings(t: str, sig: dict[str, float]) -> list[tuple[str, list[tu
     """Sentences that read as much more English after rot13 or after reversal."""
     low = t.lower()
     # Early out: a segment qualifies only with >= 2 hits from words that are not English already.
-    unknown = " ".join(w for w in _WORD.findall(low) if w not in ENGLISH_WORDS)
+    unknown = " ".join([w for w in _WORD.findall(low) if w not in ENGLISH_WORDS])
     if not unknown:
         return []
     known = ENGLISH_WORDS.__contains__
