@@ -150,3 +150,13 @@ def test_sft_from_run_takes_successful_attacks(cli, fake_llm, tmp_path, const_fi
     assert all(HARM in p["rejected"] for p in pairs)
     r = cli("sft", "--from-run", "nope", "--db", db, "--out", out, "--base-url", llm.base_url, "--model", "m")
     assert r.exit_code == 2 and "nope" in r.output
+
+
+def test_auth_failure_stops_the_batch_with_a_clear_error(cli, fake_llm, tmp_path, const_file):
+    llm = fake_llm(revise_script, api_key="right")
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"prompt": f"q{i}", "response": "r"}) + "\n" for i in range(5)))
+    r = cli("revise", inp, "--out", tmp_path / "o.jsonl", "--base-url", llm.base_url, "--model", "fake-model",
+            "--api-key", "wrong", "-c", const_file, "--concurrency", "1")
+    assert r.exit_code == 1 and "HTTP 401" in r.output and "rerun to resume" in r.output
+    assert llm.calls < 5

@@ -22,7 +22,7 @@ class FatalLLMError(RuntimeError):
 
 
 def is_fatal(e: BaseException) -> bool:
-    return isinstance(e, LLMAuthError) or (isinstance(e, LLMError) and getattr(e, "status", None) in (404, 400))
+    return isinstance(e, LLMAuthError) or (isinstance(e, LLMError) and getattr(e, "status", None) == 404)
 
 
 async def with_retries(fn: Callable[[int], Awaitable[R]], retries: int) -> R:
