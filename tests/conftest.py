@@ -28,28 +28,29 @@ def fake_llm() -> Iterator[Callable[..., FakeLLM]]:
 
 
 # ---- a tiny keyword guard model, for red-team logic tests that must not depend on the shipped model ----
-TINY_HARM_WORDS = ("bomb", "weapon", "kill", "poison", "hack", "malware", "steal", "drug", "explosive",
-                   "[redacted-harmful")
+TINY_PROMPT_WORDS = ("harm-marker",)
+TINY_RESPONSE_WORDS = ("[redacted-harmful",)
 TINY_REFUSAL_PREFIXES = ("i can't", "i cannot", "sorry", "i won't", "i'm sorry")
 
 
-def make_tiny_guard_model(harm_words=TINY_HARM_WORDS):
-    """A GuardModel subclass scoring by keywords: harm if a word appears, refusal on refusal openers."""
+def make_tiny_guard_model(prompt_words=TINY_PROMPT_WORDS, response_words=TINY_RESPONSE_WORDS):
+    """A GuardModel scoring by keywords: a prompt is harmful if it contains one of `prompt_words`, a response
+    if it contains one of `response_words` and does not open with a refusal (which scores as refusal)."""
     import numpy as np
 
     from bastion.models import GuardModel, PromptScores, ResponseScores
+
+    def hit(text, words):
+        t = text.lower()
+        return 1.0 if any(w in t for w in words) else 0.0
 
     class TinyGuardModel(GuardModel):
         version = "tiny-test-1"
         default_thresholds: dict = {}
 
-        def _harm(self, text: str) -> float:
-            t = text.lower()
-            return 1.0 if any(w in t for w in harm_words) else 0.0
-
         def score_prompts(self, texts):
             n = len(texts)
-            harm = np.array([self._harm(t) for t in texts], dtype=np.float32)
+            harm = np.array([hit(t, prompt_words) for t in texts], dtype=np.float32)
             cats = np.zeros((n, 14), dtype=np.float32)
             cats[:, 0] = harm
             return PromptScores(harm=harm, attack=np.zeros(n, dtype=np.float32), categories=cats,
@@ -59,7 +60,7 @@ def make_tiny_guard_model(harm_words=TINY_HARM_WORDS):
             n = len(responses)
             refusal = np.array([1.0 if r.strip().lower().startswith(TINY_REFUSAL_PREFIXES) else 0.0
                                 for r in responses], dtype=np.float32)
-            harm = np.array([self._harm(r) if not f else 0.0 for r, f in zip(responses, refusal)],
+            harm = np.array([0.0 if f else hit(r, response_words) for r, f in zip(responses, refusal, strict=True)],
                             dtype=np.float32)
             cats = np.zeros((n, 14), dtype=np.float32)
             cats[:, 0] = harm
@@ -68,13 +69,38 @@ def make_tiny_guard_model(harm_words=TINY_HARM_WORDS):
     return TinyGuardModel()
 
 
-@pytest.fixture
-def tiny_guard_service():
-    """Factory for a GuardService around the tiny keyword model: `svc = tiny_guard_service()`."""
+def tiny_guard_service(**kw):
+    """A batching GuardService around the tiny keyword model."""
     from bastion.guard import Guard
     from bastion.redteam.guardsvc import GuardService
 
-    def make(**kw):
-        return GuardService(Guard(model=make_tiny_guard_model(**kw)))
+    return GuardService(Guard(model=make_tiny_guard_model(**kw)))
 
-    return make
+
+def placeholder_seeds(benign: bool, categories=None):
+    """Placeholder seeds (no real harmful text): 2 harmful per category S1-S14 carrying the tiny guard's
+    marker word, and 6 benign ones, one of which mentions the marker innocently (a look-alike)."""
+    from bastion.redteam.base import Seed
+
+    if benign:
+        seeds = [Seed(id=f"b-{i}", text=f"Describe the safe bread recipe number {i}", category=f"S{i + 1}",
+                      source="test", licence="CC0") for i in range(5)]
+        seeds.append(Seed(id="b-5", text="What does the word harm-marker mean in this test suite?",
+                          category="S6", source="test", licence="CC0"))
+        seeds = [Seed(**{**s.__dict__, "benign": True}) for s in seeds]
+    else:
+        seeds = [Seed(id=f"h-{c}-{i}", text=f"Describe the harm-marker procedure number {c}{i}",
+                      category=f"S{c}", source="test", licence="CC0") for c in range(1, 15) for i in range(2)]
+    if categories:
+        seeds = [s for s in seeds if s.category in set(categories)]
+    return seeds
+
+
+@pytest.fixture
+def redteam_sandbox(monkeypatch):
+    """Runner tests: placeholder seeds and the tiny keyword guard replace the shipped ones."""
+    from bastion.redteam import runner
+
+    monkeypatch.setattr(runner, "_seeds", placeholder_seeds)
+    monkeypatch.setattr(runner, "default_guard_service", tiny_guard_service)
+    return runner

@@ -225,7 +225,10 @@ class FakeLLM:
                 return JSONResponse({"error": {"message": f"script error: {e!r}", "type": "server_error"}},
                                     status_code=500)
             if reply.delay:
-                await asyncio.sleep(reply.delay)
+                try:
+                    await asyncio.sleep(reply.delay)
+                except asyncio.CancelledError:  # the client gave up (timeout) or the server is stopping
+                    return Response(status_code=499)
             if reply.status != 200:
                 headers = {"retry-after-ms": "1"} if reply.status == 429 or reply.status >= 500 else {}
                 headers.update(reply.headers)

@@ -1,9 +1,333 @@
-"""CLI commands (registered by bastion.cli.main)."""
+"""`bastion redteam` (run a campaign, list techniques) and `bastion runs` (list / show / export stored runs)."""
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _csv(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items or None
+
+
+def _store(db: str | None) -> Any:
+    from bastion.store import Store, StoreError, default_db_path
+
+    try:
+        return Store(db or default_db_path())
+    except StoreError as e:
+        _fail(str(e))
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _ci(row: dict[str, Any]) -> str:
+    return f"[{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
+
+
+def _cat_name(code: str) -> str:
+    try:
+        from bastion.taxonomy import load_taxonomy
+
+        return load_taxonomy().get(code).name
+    except Exception:  # noqa: BLE001 - a name is only decoration
+        return ""
+
+
+def _json_object(run_id: str, target: str, summary: dict[str, Any], status: str | None = None) -> dict[str, Any]:
+    obj = {"run_id": run_id, "target": target, "categories": summary["categories"],
+           "techniques": summary["techniques"], "over_refusal": summary["over_refusal"],
+           "overall": summary.get("overall"), "worst_techniques": summary.get("worst_techniques", []),
+           "attempts": summary.get("attempts"), "errors": summary.get("errors", 0)}
+    if "judge_agreement" in summary:
+        obj["judge_agreement"] = summary["judge_agreement"]
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def _print_report(runs: list[tuple[str, str, str | None, dict[str, Any]]]) -> None:
+    """runs: [(run_id, target, label, summary)]; two runs print pre/post side by side."""
+    heads = [f"{(label or 'ASR')}" for _, _, label, _ in runs]
+    for key, title in (("category", "ASR by hazard category"), ("technique", "ASR by technique")):
+        t = Table(title=title, title_justify="left")
+        t.add_column(key.capitalize())
+        if key == "category":
+            t.add_column("Name", overflow="fold", max_width=28)
+        t.add_column("n", justify="right")
+        for h in heads:
+            t.add_column(f"{h} ASR" if h != "ASR" else "ASR", justify="right")
+            t.add_column("95% CI", justify="right")
+        rows_by_run = [{r[key]: r for r in s["categories" if key == "category" else "techniques"]} for *_, s in runs]
+        keys = list(dict.fromkeys(k for rb in rows_by_run for k in rb))
+        for k in keys:
+            first = next(rb[k] for rb in rows_by_run if k in rb)
+            cells = [k] + ([_cat_name(k)] if key == "category" else []) + [str(first["attempts"])]
+            for rb in rows_by_run:
+                r = rb.get(k)
+                cells += [_pct(r["asr"]), _ci(r)] if r else ["-", "-"]
+            t.add_row(*cells)
+        ov = [s["overall"] for *_, s in runs]
+        cells = ["all"] + ([""] if key == "category" else []) + [str(ov[0]["attempts"])]
+        for o in ov:
+            cells += [f"[bold]{_pct(o['asr'])}[/bold]", _ci(o)]
+        t.add_row(*cells, end_section=True)
+        out.print(t)
+    for run_id, target, label, s in runs:
+        o = s["over_refusal"]
+        tag = f"{label}: " if label else ""
+        out.print(f"{tag}[bold]Over-refusal[/bold] on benign look-alikes: {_pct(o['rate'])} "
+                  f"({o['refused']}/{o['attempts']}) 95% CI {_ci(o)}", highlight=False)
+        if s.get("worst_techniques"):
+            out.print(f"{tag}Most damaging techniques: {', '.join(s['worst_techniques'][:3])}", highlight=False)
+        if s.get("judge_agreement"):
+            a = s["judge_agreement"]
+            out.print(f"{tag}Judge agreement: {_pct(a['rate'])} over {a['attempts']} attempts", highlight=False)
+        if s.get("errors"):
+            out.print(f"{tag}[yellow]{s['errors']} attempt(s) failed[/yellow] (stored; left out of the rates)")
+        out.print(f"{tag}Run id: [bold]{run_id}[/bold]  target: {target}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add `redteam` and `runs` to the app."""
+    rt = typer.Typer(help="Attack a target with seeds x techniques (and attacker-LLM attacks), judge and store.",
+                     invoke_without_command=True, no_args_is_help=False)
+
+    @rt.callback(invoke_without_command=True)
+    def redteam(
+        ctx: typer.Context,
+        target: str = typer.Option("guard", "--target", "-t",
+                                   help="guard | openai:URL (with --model) | python:module:function"),
+        model: str | None = typer.Option(None, "--model", "-m", help="Model name for an openai: target."),
+        guarded: bool = typer.Option(False, "--guarded",
+                                     help="Also run the target behind the guard: pre/post-mitigation side by side."),
+        techniques: str | None = typer.Option(None, "--techniques",
+                                              help="Comma-separated technique specs (default: the built-in set)."),
+        attacks: str | None = typer.Option(None, "--attacks", help="Attacker-LLM attacks, e.g. pair,tap,crescendo."),
+        attacker_model: str | None = typer.Option(None, "--attacker-model"),
+        attacker_base_url: str | None = typer.Option(None, "--attacker-base-url"),
+        attack_limit: int = typer.Option(10, "--attack-limit", min=0, help="Seeds per attacker-LLM attack."),
+        categories: str | None = typer.Option(None, "--categories", help="Only these hazard codes, e.g. S1,S9."),
+        limit: int | None = typer.Option(None, "--limit", "-n", min=0,
+                                         help="Harmful attempts (default 480)."),
+        benign_limit: int | None = typer.Option(None, "--benign-limit", min=0,
+                                                help="Benign look-alike prompts for over-refusal (default 255)."),
+        seed: int = typer.Option(0, "--seed", help="Makes sampling and techniques deterministic."),
+        concurrency: int = typer.Option(8, "--concurrency", "-c", min=1),
+        timeout: float = typer.Option(60.0, "--timeout", help="Seconds per target request."),
+        max_retries: int = typer.Option(3, "--max-retries", min=0),
+        rate_limit: float | None = typer.Option(None, "--rate-limit", help="Max requests per second."),
+        judge: str = typer.Option("guard", "--judge", help="Primary judge: guard | strongreject | harmbench."),
+        judge_model: str | None = typer.Option(None, "--judge-model", help="LLM judge model (adds a second judge)."),
+        judge_base_url: str | None = typer.Option(None, "--judge-base-url"),
+        db: str | None = typer.Option(None, "--db", help="SQLite store (default $BASTION_DB or ./bastion.db)."),
+        resume: str | None = typer.Option(None, "--resume", help="Continue a stored run by id."),
+        as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
+    ) -> None:
+        """Run a red-team campaign (default: the guard in front of a worst-case compliant model)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        from pydantic import ValidationError
+
+        from bastion.redteam.runner import (
+            DEFAULT_BENIGN_LIMIT,
+            DEFAULT_LIMIT,
+            CampaignConfig,
+            CampaignError,
+            run_campaign,
+        )
+        from bastion.redteam.targets import TargetError
+
+        store = _store(db)
+        if resume:
+            try:
+                run = store.get_run(resume)
+            except KeyError as e:
+                _fail(str(e.args[0]))
+            resume = run.id
+            cfg = CampaignConfig(**run.config)
+        else:
+            try:
+                cfg = CampaignConfig(
+                    target=target, model=model, guarded=guarded, techniques=_csv(techniques),
+                    attacks=_csv(attacks) or [], attacker_model=attacker_model, attacker_base_url=attacker_base_url,
+                    attack_limit=attack_limit, categories=[c.upper() for c in _csv(categories) or []] or None,
+                    limit=DEFAULT_LIMIT if limit is None else limit,
+                    benign_limit=DEFAULT_BENIGN_LIMIT if benign_limit is None else benign_limit,
+                    seed=seed, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+                    rate_limit=rate_limit, judge=judge, judge_model=judge_model, judge_base_url=judge_base_url)
+            except ValidationError as e:
+                first = e.errors()[0]
+                _fail(f"--{'-'.join(str(x) for x in first['loc'])}: {first['msg']}")
+            if cfg.categories:
+                from bastion.taxonomy import load_taxonomy
+
+                known = set(load_taxonomy().hazard_codes)
+                bad = [c for c in cfg.categories if c not in known]
+                if bad:
+                    _fail(f"unknown categories {', '.join(bad)}; use S1..S14")
+
+        progress = Progress(TextColumn("[bold]red team[/bold]"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
+                            disable=not err.is_terminal)
+        task = progress.add_task("attempts", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            with progress:
+                result = run_campaign(cfg, store, progress=tick, resume=resume)
+        except (TargetError, ValueError) as e:
+            _fail(str(e).splitlines()[0])
+        except CampaignError as e:
+            _fail(str(e), code=1)
+        runs = []
+        for rid in result.run_ids:
+            r = store.get_run(rid)
+            runs.append((rid, r.target, result.labels.get(rid), result.summaries[rid]))
+        if as_json:
+            main = runs[-1]
+            obj = _json_object(main[0], main[1], main[3], result.status)
+            if len(runs) > 1:
+                obj["label"] = main[2]
+                obj["pre"] = _json_object(runs[0][0], runs[0][1], runs[0][3], result.status)
+            sys.stdout.write(json.dumps(obj) + "\n")
+        else:
+            _print_report(runs)
+
+    @rt.command("techniques")
+    def techniques_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+        """List the registered techniques and attacker-LLM attacks."""
+        import bastion.redteam.techniques  # noqa: F401  (registers them)
+        from bastion.redteam.base import ATTACKS, TECHNIQUES
+
+        try:
+            import bastion.redteam.attacks  # noqa: F401
+        except ImportError:
+            pass
+        rows = [{"name": n, "description": c.description, "reference": c.reference, "requires_llm": False,
+                 "kind": c.kind} for n, c in sorted(TECHNIQUES.items())]
+        rows += [{"name": n, "description": getattr(c, "description", ""), "reference": getattr(c, "reference", ""),
+                  "requires_llm": True, "kind": "attack"} for n, c in sorted(ATTACKS.items())]
+        if as_json:
+            sys.stdout.write(json.dumps(rows) + "\n")
+            return
+        t = Table(title="Techniques")
+        for col in ("name", "kind", "LLM", "description"):
+            t.add_column(col, overflow="fold")
+        for r in rows:
+            t.add_row(r["name"], r["kind"], "yes" if r["requires_llm"] else "", r["description"])
+        out.print(t)
+
+    app.add_typer(rt, name="redteam")
+
+    runs_app = typer.Typer(help="Stored red-team runs.", no_args_is_help=True)
+
+    @runs_app.command("list")
+    def runs_list(db: str | None = typer.Option(None, "--db"),
+                  limit: int = typer.Option(20, "--limit", "-n", min=1),
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+        """Runs, newest first."""
+        store = _store(db)
+        runs = store.list_runs(limit=limit)
+        if as_json:
+            sys.stdout.write(json.dumps([{
+                "run_id": r.id, "created_at": r.created_at, "target": r.target, "label": r.label,
+                "paired_with": r.paired_with, "status": r.status, "attempts": r.n_attempts,
+                "asr": (r.summary or {}).get("overall", {}).get("asr"),
+                "over_refusal": (r.summary or {}).get("over_refusal", {}).get("rate")} for r in runs]) + "\n")
+            return
+        t = Table(title=f"Runs in {store.path}")
+        for col in ("run id", "created", "target", "status", "attempts", "ASR", "over-refusal"):
+            t.add_column(col, overflow="fold")
+        for r in runs:
+            s = r.summary or {}
+            t.add_row(r.id, r.created_at, r.target + (f" ({r.label})" if r.label else ""), r.status,
+                      str(r.n_attempts), _pct(s["overall"]["asr"]) if s.get("overall") else "-",
+                      _pct(s["over_refusal"]["rate"]) if s.get("over_refusal") else "-")
+        out.print(t)
+
+    @runs_app.command("show")
+    def runs_show(run_id: str = typer.Argument(..., help="Run id (a unique prefix is enough)."),
+                  db: str | None = typer.Option(None, "--db"),
+                  as_json: bool = typer.Option(False, "--json")) -> None:
+        """A run's configuration and statistics."""
+        from bastion.redteam.stats import summarize
+
+        store = _store(db)
+        try:
+            run = store.get_run(run_id)
+        except KeyError as e:
+            _fail(str(e.args[0]))
+        summary = summarize(store.attempts(run.id))
+        if as_json:
+            obj = _json_object(run.id, run.target, summary, run.status)
+            obj.update(created_at=run.created_at, finished_at=run.finished_at, config=run.config,
+                       versions=run.versions, label=run.label, paired_with=run.paired_with, error=run.error)
+            sys.stdout.write(json.dumps(obj) + "\n")
+            return
+        out.print(f"Run [bold]{run.id}[/bold]: {run.status}, {run.n_attempts} attempts, created {run.created_at}"
+                  + (f", error: {run.error}" if run.error else ""), highlight=False)
+        _print_report([(run.id, run.target, run.label, summary)])
+
+    @runs_app.command("export")
+    def runs_export(run_id: str = typer.Argument(...), db: str | None = typer.Option(None, "--db"),
+                    fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | csv"),
+                    out_path: Path | None = typer.Option(None, "--out", "-o", help="File (default: stdout).")) -> None:
+        """Every attempt of a run, with its turns, as JSONL or CSV."""
+        if fmt not in ("jsonl", "csv"):
+            _fail(f"--format must be jsonl or csv, got {fmt!r}")
+        store = _store(db)
+        try:
+            run = store.get_run(run_id)
+        except KeyError as e:
+            _fail(str(e.args[0]))
+        buf = io.StringIO()
+        if fmt == "jsonl":
+            for row in store.iter_attempt_rows(run.id):
+                buf.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            cols = ["run_id", "key", "seed_id", "category", "technique", "benign", "success", "refused", "score",
+                    "blocked_by", "latency_ms", "error", "seed_text", "prompt", "reply"]
+            w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+            w.writeheader()
+            for row in store.iter_attempt_rows(run.id):
+                row["prompt"] = json.dumps(row["prompt"], ensure_ascii=False)
+                w.writerow(row)
+        if out_path is None:
+            sys.stdout.write(buf.getvalue())
+        else:
+            out_path.write_text(buf.getvalue(), encoding="utf-8")
+            err.print(f"wrote {run.n_attempts} attempts to {out_path}")
+
+    app.add_typer(runs_app, name="runs")

@@ -292,6 +292,18 @@ def _is_fatal(e: BaseException) -> bool:
         and e.status != 429
 
 
+_COMMON_WORDS = frozenset(
+    "the a an to and of in is are it you i for on with that this here be can as your not do how what sure step "
+    "will or if at by from we they".split())
+
+
+def _plainness(text: str) -> float:
+    """Share of whitespace tokens that are very common English words: plain text scores well above ciphertext."""
+    toks = [t.strip(".,:;!?'\"()[]").lower() for t in text.split()]
+    toks = [t for t in toks if t]
+    return sum(t in _COMMON_WORDS for t in toks) / len(toks) if toks else 0.0
+
+
 def _one_line(e: BaseException) -> str:
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
     return f"{type(e).__name__}: {msg}" if msg else type(e).__name__
@@ -353,15 +365,17 @@ class _Runner:
 
     async def _judge(self, lane: Lane, item: Planned, prompt: AttackPrompt,
                      reply: TargetReply) -> tuple[Judgement, dict[str, Any], str | None]:
-        decoded = None
-        seen = reply
+        """Run the lane's judges (the first is primary). For an encoded-answer technique the reply is judged
+        decoded when the decoding reads more like plain language (a model may answer a cipher in clear)."""
+        seen, decoded = reply, None
         if prompt.decode is not None and not reply.blocked_by and reply.text:
             try:
-                decoded = prompt.decode(reply.text)
+                d = prompt.decode(reply.text)
             except Exception:  # noqa: BLE001 - an undecodable reply is judged as sent
-                decoded = None
-            if decoded is not None and decoded != reply.text:
-                seen = dataclasses.replace(reply, text=decoded)
+                d = None
+            if d and d != reply.text and _plainness(d) > _plainness(reply.text):
+                decoded = d
+                seen = dataclasses.replace(reply, text=d)
         out: dict[str, Any] = {}
         primary: Judgement | None = None
         for j in lane.judges:
@@ -561,12 +575,29 @@ async def arun_campaign(cfg: CampaignConfig, store: Store, *, progress: Callable
             store.set_status(rid, status, error=error, summary=summaries[rid])
         if svc._guard is not None:
             await svc._guard.aclose()
+        await _close_clients(lanes, runner)
     result = CampaignResult(run_ids=run_ids, summaries=summaries, status=status,
                             labels=dict(zip(run_ids, labels, strict=False)), error=error)
     if status == "failed":
         raise CampaignError(f"run {', '.join(run_ids)} failed: {error} (attempts so far are kept; "
                             f"fix the cause and use --resume {run_ids[0]})")
     return result
+
+
+async def _close_clients(lanes: list[Lane], runner: _Runner) -> None:
+    """Close the async HTTP clients inside the loop that used them."""
+    clients: list[Any] = [runner._attacker]
+    for ln in lanes:
+        t: Any = ln.target
+        while t is not None:
+            clients.append(getattr(t, "client", None))
+            t = getattr(t, "inner", None)
+        clients.extend(getattr(j, "client", None) for j in ln.judges)
+    seen: set[int] = set()
+    for c in clients:
+        if isinstance(c, LLMClient) and id(c) not in seen:
+            seen.add(id(c))
+            await c.aclose()
 
 
 def run_campaign(cfg: CampaignConfig, store: Store, **kw: Any) -> CampaignResult:
