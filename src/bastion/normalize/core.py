@@ -198,13 +198,12 @@ def normalize(text: str) -> Normalized:
     # Alternative readings of the original that canonicalisation cannot express in place.
     if not text.isascii():
         if "\u202e" in text:
-            alt = _RLO_SPAN.sub(lambda m: m.group(1)[::-1], text)
-            add("reversed", _excerpt_if_long(_canonical(alt, {}), canonical, long))
+            add("reversed", _alt_view(text, _RLO_SPAN, lambda m: m.group(1)[::-1], long))
         if _TAG_RUN.search(text):
-            alt = _TAG_RUN.sub(_decode_tags, text)
-            if alt != text:
+            alt = _alt_view(text, _TAG_RUN, _decode_tags, long)
+            if alt != canonical:
                 _bump(sig, "tag_chars", _STRENGTH["tag_chars"])
-                add("tags", _excerpt_if_long(_canonical(alt, {}), canonical, long))
+                add("tags", alt)
 
     # Character spacing, then leetspeak on top of it.
     base = canonical
@@ -225,6 +224,8 @@ def normalize(text: str) -> Normalized:
         before = len(views)
         add(kind, _render(canonical, [(start, end, decoded)], long))
         n_payload += len(views) > before
+    for kind, reps in _segment_decodings(canonical, sig):
+        add(kind, _render(canonical, reps, long))
 
     return Normalized(
         original=text,
@@ -524,10 +525,6 @@ def _payloads(t: str, sig: dict[str, float], budget: list[int], depth: int):
             _bump(sig, "nested", _STRENGTH["nested"])
         for k, v in inner_sig.items():
             _bump(sig, k, v)
-    if depth == 1:
-        for kind, reps in _segment_decodings(t, sig):
-            a, b = reps[0][0], reps[-1][1]
-            yield a, b, kind, _splice(t[a:b], [(s - a, e - a, new) for s, e, new in reps])
 
 
 _SIGNAL_OF = {"base64": "base64", "rot13+base64": "base64", "hex": "hex", "url": "url_encoding"}
@@ -684,7 +681,7 @@ def _segment_decodings(t: str, sig: dict[str, float]) -> list[tuple[str, list[tu
     rev: list[tuple[int, int, str]] = []
     for m in _SEGMENT.finditer(low):
         seg_low = m.group()
-        words = _WORD.findall(seg_low)
+        words = [w for w in _WORD.findall(seg_low) if len(w) > 1]  # "a"/"i" <-> "n"/"v" prove nothing
         n = len(words)
         if n < 2:
             continue
@@ -692,13 +689,14 @@ def _segment_decodings(t: str, sig: dict[str, float]) -> list[tuple[str, list[tu
         if 2 * h0 >= n:
             continue  # already English
         need = max(2.0, 0.4 * n)
+        joined = " ".join(words)  # ASCII: translate and slicing stay on the fast path
         if try_rot:
-            h13 = sum(map(known, _WORD.findall(seg_low.translate(_ROT13))))
+            h13 = sum(map(known, joined.translate(_ROT13).split()))
             if h13 >= need and h13 >= 2 * h0 + 1:
                 rot.append((m.start(), m.end(), t[m.start():m.end()].translate(_ROT13)))
                 continue
         if try_rev:
-            hrv = sum(map(known, _WORD.findall(seg_low[::-1])))
+            hrv = sum(map(known, joined[::-1].split()))
             if hrv >= need and hrv >= 2 * h0 + 1:
                 seg = t[m.start():m.end()]
                 core = seg.strip()
@@ -763,15 +761,16 @@ def _render(t: str, reps: list[tuple[int, int, str]], long: bool) -> str:
     return "\n...\n".join(parts)
 
 
-def _excerpt_if_long(alt: str, canonical: str, long: bool) -> str:
-    if not long or alt == canonical:
-        return alt
-    # Excerpt around the first difference (binary search on slice equality: C speed).
-    lo, hi = 0, min(len(alt), len(canonical))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if alt[:mid] == canonical[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    return alt[max(0, lo - EXCERPT_CONTEXT): lo + 4 * EXCERPT_CONTEXT]
+def _alt_view(text: str, rx: re.Pattern[str], fn, long: bool) -> str:
+    """Canonical form of `text` with each match of `rx` replaced by `fn(match)`; for long texts,
+    excerpts around the first few matches only."""
+    if not long:
+        return _canonical(rx.sub(fn, text), {})
+    parts = []
+    for i, m in enumerate(rx.finditer(text)):
+        if i >= MAX_PAYLOAD_VIEWS:
+            break
+        s, e = m.span()
+        window = text[max(0, s - EXCERPT_CONTEXT):s] + fn(m) + text[e:e + EXCERPT_CONTEXT]
+        parts.append(_canonical(window, {}))
+    return "\n...\n".join(parts)
