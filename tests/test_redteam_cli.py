@@ -1,0 +1,124 @@
+"""`bastion redteam` and `bastion runs` end to end (Typer runner, real store, scripted targets), plus one run on
+the shipped guard model."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from bastion.cli.main import app
+from bastion.models import DEFAULT_MODEL_DIR
+
+runner = CliRunner()
+CONTRACT_ROW = {"attempts", "successes", "refusals", "asr", "ci_low", "ci_high"}
+
+
+def _invoke(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def _json(result) -> object:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_redteam_json_contract_and_runs_commands(redteam_sandbox, tmp_path):
+    db = str(tmp_path / "b.db")
+    obj = _json(_invoke("redteam", "--target", "python:tests.test_redteam_runner:selective", "--techniques",
+                        "direct,atbash", "--limit", "28", "--benign-limit", "6", "--seed", "5", "--db", db, "--json"))
+    assert {"run_id", "target", "categories", "techniques", "over_refusal"} <= set(obj)
+    assert obj["target"] == "python:tests.test_redteam_runner:selective"
+    assert all(CONTRACT_ROW | {"category"} <= set(c) for c in obj["categories"])
+    techs = {t["technique"]: t for t in obj["techniques"]}
+    assert set(techs) == {"direct", "atbash"} and CONTRACT_ROW <= set(techs["direct"])
+    assert techs["direct"]["asr"] == 0.0 and techs["atbash"]["asr"] == 1.0
+    assert set(obj["over_refusal"]) == {"attempts", "refused", "rate", "ci_low", "ci_high"}
+    assert obj["over_refusal"]["attempts"] == 6
+    rid = obj["run_id"]
+
+    runs = _json(_invoke("runs", "list", "--db", db, "--json"))
+    assert runs[0]["run_id"] == rid and runs[0]["status"] == "completed" and runs[0]["attempts"] == 34
+    shown = _json(_invoke("runs", "show", rid[:15], "--db", db, "--json"))
+    assert shown["run_id"] == rid and shown["categories"] == obj["categories"]
+    assert shown["config"]["seed"] == 5
+
+    res = _invoke("runs", "export", rid, "--db", db, "--format", "csv")
+    assert res.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert len(rows) == 34 and {"key", "technique", "success", "reply"} <= set(rows[0])
+    out = tmp_path / "a.jsonl"
+    assert _invoke("runs", "export", rid, "--db", db, "--out", str(out)).exit_code == 0
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 34 and lines[0]["turns"]
+
+    # the terminal report
+    res = _invoke("runs", "show", rid, "--db", db)
+    assert "ASR by hazard category" in res.stdout and "Over-refusal" in res.stdout and rid in res.stdout
+
+
+def test_redteam_table_guarded_and_resume(redteam_sandbox, tmp_path, fake_llm):
+    llm = fake_llm("Sure, here is [REDACTED-HARMFUL-STEP 1].")
+    db = str(tmp_path / "b.db")
+    res = _invoke("redteam", "--target", f"openai:{llm.base_url}", "--model", "m", "--guarded", "--techniques",
+                  "direct", "--limit", "14", "--benign-limit", "2", "--db", db)
+    assert res.exit_code == 0, res.output
+    for text in ("ASR by hazard category", "ASR by technique", "pre ASR", "post ASR", "Over-refusal", "Run id"):
+        assert text in res.stdout
+    runs = _json(_invoke("runs", "list", "--db", db, "--json"))
+    assert {r["label"] for r in runs} == {"pre", "post"}
+    pre = next(r for r in runs if r["label"] == "pre")
+    assert pre["asr"] == 1.0
+    # resuming a finished run does nothing more and reports the same numbers
+    calls = llm.calls
+    obj = _json(_invoke("redteam", "--resume", pre["run_id"], "--db", db, "--json"))
+    assert llm.calls == calls and obj["pre"]["run_id"] == pre["run_id"]
+
+
+def test_redteam_usage_errors(redteam_sandbox, tmp_path):
+    db = str(tmp_path / "b.db")
+    for args, msg in ((["--target", "nope"], "unknown target"), (["--techniques", "base65"], "unknown technique"),
+                      (["--resume", "missing"], "no run"), (["--categories", "S99"], "unknown categories"),
+                      (["--target", "openai:http://127.0.0.1:9/v1"], "--model")):
+        res = _invoke("redteam", *args, "--db", db)
+        assert res.exit_code == 2, (args, res.output)
+        assert msg in res.stderr
+    res = _invoke("runs", "show", "missing", "--db", db)
+    assert res.exit_code == 2
+
+
+def test_redteam_target_failure_exit_1(redteam_sandbox, tmp_path, fake_llm):
+    from tests.fakellm import FakeReply
+
+    llm = fake_llm(FakeReply("bad key", status=401))
+    db = str(tmp_path / "b.db")
+    res = _invoke("redteam", "--target", f"openai:{llm.base_url}", "--model", "m", "--limit", "4", "--db", db)
+    assert res.exit_code == 1 and "401" in res.stderr and "--resume" in res.stderr
+    assert _json(_invoke("runs", "list", "--db", db, "--json"))[0]["status"] == "failed"
+
+
+def test_techniques_json():
+    rows = _json(_invoke("redteam", "techniques", "--json"))
+    names = {r["name"] for r in rows}
+    assert {"base64", "rot13", "many_shot", "best_of_n"} <= names and len(rows) >= 20
+    assert all(set(r) >= {"name", "description", "reference", "requires_llm"} for r in rows)
+    assert not any(r["requires_llm"] for r in rows if r["name"] == "base64")
+
+
+@pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "manifest.json").exists(), reason="shipped guard model not built yet")
+def test_default_guard_target_end_to_end(tmp_path):
+    """The README's first command, on the real embedded guard and the real seed library (small limit)."""
+    db = str(tmp_path / "b.db")
+    t0 = time.monotonic()
+    obj = _json(_invoke("redteam", "--limit", "48", "--benign-limit", "20", "--db", db, "--json"))
+    assert time.monotonic() - t0 < 120
+    assert obj["target"] == "guard"
+    assert sum(c["attempts"] for c in obj["categories"]) == 48
+    assert obj["over_refusal"]["attempts"] == 20
+    direct = next(t for t in obj["techniques"] if t["technique"] == "direct")
+    # plain harmful requests are the easiest thing for the guard to stop
+    assert direct["asr"] <= 0.5
