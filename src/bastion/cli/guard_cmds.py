@@ -1,9 +1,214 @@
-"""CLI commands (registered by bastion.cli.main)."""
+"""Guard commands: `check`, `classify`, `eval`. Their output formats are a contract other tools rely on."""
 
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+err = Console(stderr=True)
+out = Console()
+
+
+def _guard(threshold_opts: dict[str, float | None] | None = None, model: Path | None = None, threads: int | None = None):
+    from bastion.guard import Guard
+
+    try:
+        g = Guard(model=model, threads=threads)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    kw = {k: v for k, v in (threshold_opts or {}).items() if v is not None}
+    if kw:
+        try:
+            g = g.with_thresholds(**kw)
+        except ValueError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+    return g
+
+
+def _print_verdict(v: Any, title: str) -> None:
+    color = "red" if v.unsafe or v.attack else "green"
+    label = "UNSAFE" if v.unsafe else ("ATTACK" if v.attack else "SAFE")
+    t = Table(title=f"{title}: [{color}]{label}[/]", show_header=False)
+    t.add_row("harm score", f"{v.score:.3f}  (threshold {dict(v.thresholds)['prompt_harm' if v.kind == 'prompt' else 'response_harm']})")
+    if v.categories:
+        from bastion.taxonomy import load_taxonomy
+
+        tax = load_taxonomy()
+        t.add_row("categories", ", ".join(f"{c} {tax.get(c).name}" for c in v.categories))
+    if v.attack_score is not None:
+        t.add_row("attack score", f"{v.attack_score:.3f}  ({'attack' if v.attack else 'no attack'})")
+    if v.refusal_score is not None:
+        t.add_row("refusal score", f"{v.refusal_score:.3f}  ({'refuses' if v.refusal else 'complies'})")
+    if v.obfuscation:
+        t.add_row("obfuscation", ", ".join(v.obfuscation))
+    t.add_row("windows", str(v.windows))
+    t.add_row("model", v.model_version)
+    out.print(t)
+
+
+def _classify_line(g: Any, line: str) -> tuple[dict[str, Any] | None, tuple[str, str | None] | None]:
+    """Parse one input line; returns (error_record, None) or (None, (prompt, response))."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return {"error": f"invalid JSON: {exc.msg} at column {exc.colno}"}, None
+    if not isinstance(rec, dict):
+        return {"error": "line is not a JSON object"}, None
+    if not isinstance(rec.get("prompt"), str):
+        return {"id": rec.get("id"), "error": "missing or non-string 'prompt'"} if "id" in rec else \
+            {"error": "missing or non-string 'prompt'"}, None
+    resp = rec.get("response")
+    if resp is not None and not isinstance(resp, str):
+        return {"id": rec.get("id"), "error": "'response' must be a string"}, None
+    return None, (rec["prompt"], resp)
+
+
+def _record(rec_id: Any, v: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"id": rec_id, "unsafe": v.unsafe, "score": v.score, "categories": list(v.categories)}
+    if v.kind == "prompt":
+        d["attack"] = v.attack
+        d["attack_score"] = v.attack_score
+    else:
+        d["refusal"] = v.refusal
+        d["refusal_score"] = v.refusal_score
+    return d
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add guard commands to the app."""
+
+    @app.command("check")
+    def check(
+        text: str = typer.Argument(None, help="Prompt to check (or use --prompt/--response)."),
+        prompt: str = typer.Option(None, "--prompt", help="The prompt (context for --response)."),
+        response: str = typer.Option(None, "--response", help="A model response to check."),
+        as_json: bool = typer.Option(False, "--json", help="Print the verdict object as JSON."),
+        model: Path = typer.Option(None, "--model", help="Model directory (default: embedded)."),
+    ) -> None:
+        """Check one prompt, or one prompt + response."""
+        p = prompt if prompt is not None else text
+        if p is None:
+            err.print("[red]error:[/] give a prompt: bastion check \"text\" or --prompt \"...\" [--response \"...\"]")
+            raise typer.Exit(2)
+        if prompt is not None and text is not None:
+            err.print("[red]error:[/] give the prompt either as an argument or with --prompt, not both")
+            raise typer.Exit(2)
+        g = _guard(model=model)
+        v = g.check_response(p, response) if response is not None else g.check_prompt(p)
+        if as_json:
+            sys.stdout.write(v.to_json() + "\n")
+        else:
+            _print_verdict(v, "response" if response is not None else "prompt")
+
+    @app.command("classify")
+    def classify(
+        file: str = typer.Argument(..., help="JSONL file with {prompt, response?, id?} per line, or - for stdin."),
+        out_path: Path = typer.Option(None, "--out", help="Write results here instead of stdout."),
+        batch: int = typer.Option(64, "--batch", min=1, max=4096, help="Lines per model batch."),
+        model: Path = typer.Option(None, "--model", help="Model directory (default: embedded)."),
+    ) -> None:
+        """Classify a JSONL file: exactly one output line per input line, in order."""
+        if file == "-":
+            src = sys.stdin
+        else:
+            try:
+                src = open(file, encoding="utf-8", errors="replace")  # noqa: SIM115
+            except OSError as exc:
+                err.print(f"[red]error:[/] cannot read {file}: {exc.strerror}")
+                raise typer.Exit(1) from None
+        g = _guard(model=model)
+        dst = open(out_path, "w", encoding="utf-8") if out_path else sys.stdout  # noqa: SIM115
+        total = None
+        if file != "-":
+            try:
+                total = Path(file).stat().st_size
+            except OSError:
+                total = None
+        show = err.is_terminal
+        from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
+
+        progress = Progress(TextColumn("classify"), BarColumn(), TransferSpeedColumn(), console=err,
+                            disable=not show)
+        task = progress.add_task("lines", total=total)
+        n = 0
+
+        def flush(buf: list[tuple[dict | None, Any, tuple[str, str | None] | None]]) -> None:
+            items = [it for (e, _i, it) in buf if e is None]
+            verdicts = iter(g.check_batch(items)) if items else iter(())
+            for e, rid, it in buf:
+                rec = e if e is not None else _record(rid, next(verdicts))
+                dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
+
+        with progress:
+            buf: list = []
+            for line in src:
+                n += 1
+                nbytes = len(line.encode("utf-8", "replace"))
+                if not line.strip():
+                    buf.append(({"error": "empty line"}, None, None))
+                else:
+                    e, it = _classify_line(g, line)
+                    rid = None
+                    if e is None:
+                        try:
+                            rid = json.loads(line).get("id")
+                        except Exception:  # pragma: no cover - already parsed above
+                            rid = None
+                    buf.append((e, rid, it))
+                if len(buf) >= batch:
+                    flush(buf)
+                    buf = []
+                progress.advance(task, nbytes)
+            if buf:
+                flush(buf)
+        dst.flush()
+        if out_path:
+            dst.close()
+
+    @app.command("eval")
+    def eval_cmd(
+        file: Path = typer.Argument(..., help="JSONL with a text field and a 0/1 label."),
+        label_field: str = typer.Option("label", "--label-field"),
+        task: str = typer.Option("prompt", "--task", help="prompt | response | refusal | attack"),
+        text_field: str = typer.Option("prompt", "--text-field"),
+        response_field: str = typer.Option("response", "--response-field"),
+        model: Path = typer.Option(None, "--model"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Measure the guard on your own labelled data: precision, recall, F1, FPR, AUPRC, threshold table."""
+        from bastion.guard.evaluate import evaluate_file
+
+        if task not in ("prompt", "response", "refusal", "attack"):
+            err.print(f"[red]error:[/] --task must be prompt, response, refusal or attack (got {task!r})")
+            raise typer.Exit(2)
+        if not file.is_file():
+            err.print(f"[red]error:[/] cannot read {file}")
+            raise typer.Exit(2)
+        g = _guard(model=model)
+        try:
+            res = evaluate_file(g, file, task=task, label_field=label_field, text_field=text_field,
+                                response_field=response_field)
+        except ValueError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        if as_json:
+            sys.stdout.write(json.dumps(res) + "\n")
+            return
+        t = Table(title=f"{task}: n={res['n']} positives={res['positives']} skipped={res['skipped']}")
+        for c in ("threshold", "precision", "recall", "F1", "FPR"):
+            t.add_column(c)
+        for row in res["table"]:
+            style = "bold" if row["threshold"] == res["threshold"] else None
+            t.add_row(f"{row['threshold']:.2f}", f"{row['precision']:.3f}", f"{row['recall']:.3f}",
+                      f"{row['f1']:.3f}", f"{row['fpr']:.3f}", style=style)
+        out.print(t)
+        out.print(f"at default threshold {res['threshold']}: precision {res['precision']:.3f} recall "
+                  f"{res['recall']:.3f} F1 {res['f1']:.3f} FPR {res['fpr']:.3f}; AUPRC {res['auprc']:.3f}")

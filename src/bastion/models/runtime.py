@@ -1,0 +1,227 @@
+"""The embedded guard model: a two-tier cascade that runs on a CPU with ONNX Runtime and NumPy.
+
+Tier 1: hashed word-piece unigram+bigram logistic regression (microseconds) settles clearly benign
+prompts. Tier 2: all-MiniLM-L6-v2 (int8 ONNX) sentence embeddings + small NumPy heads, for everything
+else and for every response. Long texts are split into overlapping windows over their whole length;
+the score of a text is the maximum over its windows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from . import GuardModel, PromptScores, ResponseScores
+
+WINDOW = 126  # content tokens per window (+ [CLS] and [SEP] = 128)
+STRIDE = 96  # windows overlap by WINDOW - STRIDE tokens, so a phrase cut at a boundary is seen whole
+CLS, SEP, PAD = 101, 102, 0
+N_HASH = 1 << 18
+VOCAB = 30522
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+
+
+class Encoder:
+    """Tokenizer + int8 MiniLM sentence encoder. Thread-safe; one ORT session per process."""
+
+    def __init__(self, model_dir: Path, threads: int | None = None, spin: bool = True) -> None:
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self.tok.no_truncation()
+        self.tok.no_padding()
+        so = ort.SessionOptions()
+        n = threads or int(os.environ.get("BASTION_THREADS", "0")) or min(4, os.cpu_count() or 1)
+        so.intra_op_num_threads = n
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not spin:  # busy-waiting threads hurt badly on an oversubscribed machine (batch jobs, training)
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(model_dir / "encoder.onnx"), so, providers=["CPUExecutionProvider"])
+        self.threads = n
+
+    def windows(self, texts: Sequence[str], max_windows: int | None = None) -> tuple[list[np.ndarray], list[int]]:
+        """Token-id windows covering each text entirely (unless max_windows caps it, for training)."""
+        encs = self.tok.encode_batch(list(texts), add_special_tokens=False)
+        wins: list[np.ndarray] = []
+        owner: list[int] = []
+        for i, e in enumerate(encs):
+            ids = np.asarray(e.ids, dtype=np.int64)
+            starts = range(0, max(1, len(ids) - WINDOW + STRIDE), STRIDE) if len(ids) > WINDOW else [0]
+            for k, s in enumerate(starts):
+                if max_windows is not None and k >= max_windows:
+                    break
+                wins.append(ids[s : s + WINDOW])
+                owner.append(i)
+        return wins, owner
+
+    def embed(self, wins: Sequence[np.ndarray], batch: int = 32) -> np.ndarray:
+        out = np.zeros((len(wins), 384), dtype=np.float32)
+        order = np.argsort([len(w) for w in wins], kind="stable")
+        for b in range(0, len(order), batch):
+            idx = order[b : b + batch]
+            L = max(len(wins[i]) for i in idx) + 2
+            ids = np.full((len(idx), L), PAD, dtype=np.int64)
+            mask = np.zeros((len(idx), L), dtype=np.int64)
+            for r, i in enumerate(idx):
+                w = wins[i]
+                ids[r, 0] = CLS
+                ids[r, 1 : len(w) + 1] = w
+                ids[r, len(w) + 1] = SEP
+                mask[r, : len(w) + 2] = 1
+            out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+        return out
+
+
+def hashed_features(win: np.ndarray) -> np.ndarray:
+    """Sorted unique feature indices of a window: word-piece unigrams and hashed bigrams."""
+    if len(win) == 0:
+        return np.zeros(0, dtype=np.int64)
+    a = win[:-1]
+    b = win[1:]
+    bi = VOCAB + (a * 1000003 + b * 7919) % (N_HASH - VOCAB)
+    return np.unique(np.concatenate([win, bi]))
+
+
+class Linear:
+    """Tier-1 logistic regression over L2-normalised binary hashed features."""
+
+    def __init__(self, w: np.ndarray, b: float) -> None:
+        self.w = w.astype(np.float32)
+        self.b = float(b)
+
+    def logits(self, feats: Sequence[np.ndarray]) -> np.ndarray:
+        return np.array([self.w[f].sum() / max(1.0, np.sqrt(len(f))) + self.b for f in feats], dtype=np.float32)
+
+
+class MLP:
+    """Small NumPy MLP head: relu hidden layers, then a sigmoid (binary) or softmax (multi-class) output."""
+
+    def __init__(self, layers: list[tuple[np.ndarray, np.ndarray]], softmax: bool = False) -> None:
+        self.layers = [(w.astype(np.float32), b.astype(np.float32)) for w, b in layers]
+        self.softmax = softmax
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        h = x
+        for w, b in self.layers[:-1]:
+            h = np.maximum(h @ w + b, 0.0)
+        w, b = self.layers[-1]
+        z = h @ w + b
+        if self.softmax:
+            z = z - z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            return e / e.sum(axis=1, keepdims=True)
+        return _sigmoid(z[:, 0])
+
+
+def _load_mlp(npz: np.lib.npyio.NpzFile, name: str, softmax: bool = False) -> MLP:
+    layers = []
+    k = 0
+    while f"{name}.W{k}" in npz:
+        layers.append((npz[f"{name}.W{k}"], npz[f"{name}.b{k}"]))
+        k += 1
+    if not layers:
+        raise ValueError(f"model head {name!r} missing from heads.npz")
+    return MLP(layers, softmax=softmax)
+
+
+class CascadeModel(GuardModel):
+    """The shipped default model (see docs/MODEL_CARD.md)."""
+
+    def __init__(self, model_dir: Path, threads: int | None = None) -> None:
+        manifest_path = model_dir / "manifest.json"
+        if not manifest_path.exists():
+            raise FileNotFoundError(f"no guard model at {model_dir} (manifest.json missing)")
+        self.manifest = json.loads(manifest_path.read_text())
+        self.version = self.manifest["version"]
+        self.default_thresholds = dict(self.manifest["thresholds"])
+        self.cascade = self.manifest.get("cascade", {})
+        self.encoder = Encoder(model_dir, threads=threads)
+        with np.load(model_dir / "heads.npz") as z:
+            self.t1 = {k: Linear(z[f"t1.{k}.w"], float(z[f"t1.{k}.b"])) for k in ("harm", "attack")}
+            self.harm = _load_mlp(z, "harm")
+            self.attack = _load_mlp(z, "attack")
+            self.response = _load_mlp(z, "response")
+            self.refusal = _load_mlp(z, "refusal")
+            self.cats = _load_mlp(z, "cats", softmax=True)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, model_dir: Path, threads: int | None = None) -> CascadeModel:
+        return cls(Path(model_dir), threads=threads)
+
+    # -- tier 1 ------------------------------------------------------------------------------------
+    def tier1(self, wins: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        feats = [hashed_features(w) for w in wins]
+        return _sigmoid(self.t1["harm"].logits(feats)), _sigmoid(self.t1["attack"].logits(feats))
+
+    # -- prompts -----------------------------------------------------------------------------------
+    def score_prompts(self, texts: Sequence[str], exact: bool = False) -> PromptScores:
+        wins, owner = self.encoder.windows(texts)
+        n = len(texts)
+        h1, a1 = self.tier1(wins)
+        harm_w, attack_w = h1.copy(), a1.copy()
+        cats_w = np.zeros((len(wins), 14), dtype=np.float32)
+        lo_h = self.cascade.get("harm_low", -1.0)
+        lo_a = self.cascade.get("attack_low", -1.0)
+        need = np.ones(len(wins), dtype=bool) if exact else ~((h1 < lo_h) & (a1 < lo_a))
+        if need.any():
+            idx = np.flatnonzero(need)
+            emb = self.encoder.embed([wins[i] for i in idx])
+            harm_w[idx] = self.harm(emb)
+            attack_w[idx] = self.attack(emb)
+            cats_w[idx] = self.cats(emb)
+        own = np.asarray(owner)
+        harm = np.zeros(n, dtype=np.float32)
+        attack = np.zeros(n, dtype=np.float32)
+        cats = np.zeros((n, 14), dtype=np.float32)
+        np.maximum.at(harm, own, harm_w)
+        np.maximum.at(attack, own, attack_w)
+        # categories: from the most harmful window of each text
+        best = {}
+        for j, o in enumerate(owner):
+            if o not in best or harm_w[j] > harm_w[best[o]]:
+                best[o] = j
+        for o, j in best.items():
+            cats[o] = cats_w[j]
+        return PromptScores(harm=harm, attack=attack, categories=cats, windows=np.bincount(own, minlength=n))
+
+    # -- responses ---------------------------------------------------------------------------------
+    def score_responses(self, prompts: Sequence[str], responses: Sequence[str]) -> ResponseScores:
+        n = len(responses)
+        pw, pown = self.encoder.windows(prompts, max_windows=1)
+        pemb = self.encoder.embed(pw)
+        rw, rown = self.encoder.windows(responses)
+        remb = self.encoder.embed(rw)
+        ctx = pemb[np.asarray(rown)]
+        x = np.concatenate([ctx, remb, ctx * remb], axis=1)
+        harm_w = self.response(x)
+        refusal_w = self.refusal(x)
+        cats_w = self.cats(remb)
+        own = np.asarray(rown)
+        harm = np.zeros(n, dtype=np.float32)
+        np.maximum.at(harm, own, harm_w)
+        # A reply refuses when its opening window refuses (later windows are usually the alternative offered).
+        first = np.full(n, -1)
+        for j, o in enumerate(rown):
+            if first[o] < 0:
+                first[o] = j
+        refusal = refusal_w[first]
+        cats = np.zeros((n, 14), dtype=np.float32)
+        best = {}
+        for j, o in enumerate(rown):
+            if o not in best or harm_w[j] > harm_w[best[o]]:
+                best[o] = j
+        for o, j in best.items():
+            # the prompt's topic is part of what the response is about
+            cats[o] = np.maximum(cats_w[j], self.cats(pemb[o : o + 1])[0] * 0.8)
+        return ResponseScores(harm=harm, refusal=refusal, categories=cats, windows=np.bincount(own, minlength=n))

@@ -1,0 +1,105 @@
+"""Render docs/MODEL_CARD.md from a trained model's manifest.json (and optional benchmark JSON)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+_SOURCE_NOTES = {
+    "hpp": "harmful_prompts_permissive (HarmfulQA, CatQA, DangerousQA, SAP, AART, CySecBench, SafeBench/FigStep, "
+           "SALAD (licence-clean rows), CoCoNot, latent-jailbreak, PyRIT objectives, AdvBench, in-the-wild forbidden "
+           "questions)",
+    "bpp": "benign_prompts_permissive (Dolly, NQ-open, WebQuestions, GSM8K, CLINC150, GPTeacher, P3, CoNaLa, SGD, "
+           "HWU64, StrategyQA, MMLU-STEM, SNIPS, Banking77, CoCoNot contrast, BBH, SVAMP, MBPP, ...)",
+}
+
+
+def render(manifest: dict, bench: dict | None = None) -> str:
+    r = manifest["report"]
+    L = [
+        "# Model card: Bastion embedded guard",
+        "",
+        f"- **Version:** `{manifest['version']}`",
+        f"- **Encoder:** {manifest['encoder']}; heads are NumPy MLPs; tier-1 is a hashed word-piece "
+        "uni/bigram logistic regression (cascade).",
+        f"- **Windows:** {manifest['window_tokens']} tokens, overlapping, covering the whole text (max over windows).",
+        f"- **Default thresholds:** {', '.join(f'{k}={v}' for k, v in manifest['thresholds'].items())} "
+        "(chosen for best F1 on a 10% calibration split of the training sources, never on validation).",
+        f"- **Cascade:** tier-1 settles a prompt as benign when both tier-1 scores are below "
+        f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
+        "(the 0.5th percentile of positives on calibration).",
+        f"- **Training time:** {manifest['trained_seconds']:.0f} s on 2 CPU cores (embedding dominates; cached re-runs "
+        "are minutes).",
+        "",
+        "## Intended use",
+        "Input and output moderation for LLM applications on a CPU: should a responsible assistant refuse this "
+        "request (prompt harm, with hazard categories S1-S14), is this response harmful given its prompt, does the "
+        "response refuse, and is the prompt a jailbreak or prompt-injection attempt. Scores are probabilities in "
+        "[0,1]; deployments should pick thresholds with `bastion eval` / `bastion tradeoff` on their own traffic.",
+        "",
+        "## Limits",
+        "- English only in practice (MiniLM was trained on English); other languages get weak scores.",
+        "- Small encoder (22M parameters, frozen): subtle harm that needs world knowledge, and long multi-turn "
+        "manipulation, are beyond it. Use it as a fast first line, and an LLM judge for high-stakes decisions.",
+        "- Self-harm, sexual content and S14 (code-interpreter abuse) have little licence-clean training data; S14 "
+        "and part of the hard negatives are written by the Bastion authors (templates).",
+        "- Response-harm labels for jailbroken completions come from Llama Guard 2 (via the refusal-direction "
+        "release); it inherits that judge's policy.",
+        "- Categories are a multinomial guess over S1-S14 from the most harmful window; treat them as a hint.",
+        "",
+        "## Validation (held out by source; not trained on, not used to pick thresholds)",
+        "",
+        "| check | n | positives | precision | recall | F1 | FPR | threshold |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for task, t in r["tasks"].items():
+        v = t["val"]
+        L.append(f"| {task} | {v['n']} | {v['pos']} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | "
+                 f"{v['fpr']:.3f} | {t['threshold']} |")
+    L += ["", "### Per held-out source", "", "| check | source | n | positives | precision | recall | F1 | FPR |",
+          "|---|---|---|---|---|---|---|---|"]
+    for task, t in r["tasks"].items():
+        for src, v in t["val_by_source"].items():
+            L.append(f"| {task} | {src} | {v['n']} | {v['pos']} | {v['precision']:.3f} | {v['recall']:.3f} | "
+                     f"{v['f1']:.3f} | {v['fpr']:.3f} |")
+    if "categories" in r:
+        c = r["categories"]
+        L += ["", f"**Categories:** top-1 accuracy {c['val_top1_accuracy']:.3f} on {c['n']} held-out harmful prompts "
+              "with a known category.", "", "Training prompts per category: " +
+              ", ".join(f"{k} {v}" for k, v in sorted(c["train_counts"].items(), key=lambda kv: int(kv[0][1:]))) + "."]
+    if bench:
+        L += ["", "## Benchmark slices (benchmarks/guard_accuracy.py)", "", "| slice | n | precision | recall | F1 | FPR |",
+              "|---|---|---|---|---|---|"]
+        for k, v in bench.items():
+            if isinstance(v, dict) and "f1" in v and "source=" not in k:
+                L.append(f"| {k} | {v['n']} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['fpr']:.3f} |")
+        L += ["", "| obfuscation | detection rate | relative to plain |", "|---|---|---|"]
+        for k, v in bench.items():
+            if k.startswith("obfuscation/") and isinstance(v, dict):
+                L.append(f"| {k.split('/')[1]} | {v['detection_rate']:.3f} | {v['relative_to_plain']:.3f} |")
+        if "obfuscation/plain_detection_rate" in bench:
+            L.append(f"| plain | {bench['obfuscation/plain_detection_rate']:.3f} | 1.000 |")
+    L += ["", "## Training data (all licence-compatible: MIT, Apache-2.0, CC0, CC-BY, CC-BY-SA, ODC-BY, CDLA-Permissive)",
+          "", "Examples per source (training + calibration; task-specific rows counted per task):", "",
+          "| source (licence) | examples |", "|---|---|"]
+    for k, v in manifest["train_sources"].items():
+        L.append(f"| {k} | {v} |")
+    L += ["", "Source prefixes: `hpp:` = " + _SOURCE_NOTES["hpp"] + "; `bpp:` = " + _SOURCE_NOTES["bpp"] + ".",
+          "`bastion_synthetic` rows are written by the Bastion authors (templates in `src/bastion/train/synthetic.py`): "
+          "hard negatives that only sound dangerous, benign role-play and 'ignore/bypass' texts, prompt-injection forms, "
+          "S14 code-interpreter abuse requests, refusals and generic (non-operational) compliant replies.",
+          "`guardreasoner:*` rows are only the WildGuardMix (ODC-BY) and Aegis 1.0 (CC-BY-4.0) train-split prompts "
+          "(BeaverTails and ToxicChat rows, which are non-commercial, are excluded).",
+          "", "Not used for training: any published test split of a public safety benchmark; HarmBench, JailbreakBench, "
+          "StrongREJECT, MultiJail, GPTFuzz and DangerousQA prompts (held out as validation); non-commercial or "
+          "unlicensed sets (Do-Not-Answer, ToxicChat, Alpaca-derived lists, MaliciousInstruct, Tensor Trust).",
+          "", "Counts per task/split: " + ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()) + ".",
+          "", "Reproduce: `pip install torch==2.13.0 && pip install -e '.[train]' && bastion train --data ../shared/datasets`."]
+    return "\n".join(L) + "\n"
+
+
+if __name__ == "__main__":
+    m = json.loads(Path(sys.argv[1]).read_text())
+    b = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else None
+    Path(sys.argv[3] if len(sys.argv) > 3 else "docs/MODEL_CARD.md").write_text(render(m, b))

