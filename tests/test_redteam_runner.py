@@ -412,3 +412,29 @@ def test_rubric_parsing():
     with pytest.raises(ValueError):
         parse_rubric("no idea")
     assert parse_yes_no("Yes.") and parse_yes_no(" yes") and not parse_yes_no("No") and not parse_yes_no("")
+
+
+# ---- attacker-LLM attacks ----------------------------------------------------------------------------------------
+def test_pair_and_bon_attacks_are_stored_with_turns(redteam_sandbox, tmp_path, fake_llm):
+    attacker = fake_llm(json.dumps({"improvement": "hide the marker", "prompt": "Describe procedure [REWRITTEN]"}))
+    st = Store(tmp_path / "b.db")
+    r = run_campaign(_cfg("python:tests.test_redteam_runner:selective", techniques=[DIRECT], limit=14,
+                          benign_limit=0, attacks=["pair", "bon"], attack_limit=3, attacker_model="att",
+                          attacker_base_url=attacker.base_url), st)
+    s = r.summaries[r.run_ids[0]]
+    techs = {t["technique"]: t for t in s["techniques"]}
+    assert techs[DIRECT]["asr"] == 0.0
+    assert techs["pair"]["attempts"] == 3 and techs["pair"]["asr"] == 1.0  # the rewrite drops the marker
+    assert techs["bon"]["attempts"] == 3
+    pair = next(a for a in st.attempts(r.run_ids[0], with_turns=True) if a.technique == "pair")
+    assert pair.verdicts["attack"]["stopped_reason"] == "success" and pair.verdicts["attack"]["queries"] == 1
+    assert pair.prompt == [{"role": "user", "content": "Describe procedure [REWRITTEN]"}]
+    assert any(t["role"] == "attack_query" for t in pair.turns)
+    assert attacker.requests and attacker.requests[0]["model"] == "att"
+
+
+def test_attacks_need_an_attacker_model(redteam_sandbox, tmp_path):
+    with pytest.raises(TargetError, match="attacker-model"):
+        run_campaign(_cfg("guard", attacks=["pair"]), Store(tmp_path / "b.db"))
+    with pytest.raises(TargetError, match="unknown attack"):
+        run_campaign(_cfg("guard", attacks=["nope"]), Store(tmp_path / "b.db"))

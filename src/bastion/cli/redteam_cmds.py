@@ -238,7 +238,8 @@ def register(app: typer.Typer) -> None:
         rows = [{"name": n, "description": c.description, "reference": c.reference, "requires_llm": False,
                  "kind": c.kind} for n, c in sorted(TECHNIQUES.items())]
         rows += [{"name": n, "description": getattr(c, "description", ""), "reference": getattr(c, "reference", ""),
-                  "requires_llm": True, "kind": "attack"} for n, c in sorted(ATTACKS.items())]
+                  "requires_llm": bool(getattr(c, "requires_llm", True)), "kind": "attack"}
+                 for n, c in sorted(ATTACKS.items())]
         if as_json:
             sys.stdout.write(json.dumps(rows) + "\n")
             return

@@ -417,10 +417,14 @@ class _Runner:
             return
         finally:
             CURRENT_SEED.reset(token)
-        self.consecutive_errors = 0
-        for ln, rec in zip(lanes, recs, strict=False):
+        errored = [r.error for r in recs if r.error]
+        self.consecutive_errors = self.consecutive_errors + 1 if errored else 0
+        for ln, rec in zip(lanes, recs, strict=True):
             self.store.add_attempt(ln.run_id, rec)
-            ln.done.add(item.key)
+            if not rec.error:
+                ln.done.add(item.key)
+        if errored and self.consecutive_errors >= self.cfg.max_consecutive_errors:
+            self.fatal = CampaignError(f"{self.consecutive_errors} attempts failed in a row; last: {errored[-1]}")
 
     async def _technique(self, lanes: list[Lane], item: Planned) -> list[AttemptRecord]:
         prompts = build_prompts(item, self.cfg.seed)
@@ -460,28 +464,29 @@ class _Runner:
         cls = ATTACKS.get(item.technique)
         if cls is None:
             raise CampaignError(f"unknown attack {item.technique!r}; known: {', '.join(ATTACKS) or 'none'}")
-        attack = cls(self.attacker(), Budget(max_queries=self.cfg.attack_max_queries),
-                     seed=self.cfg.seed)
+        attacker = self.attacker() if getattr(cls, "requires_llm", True) else None
+        # A per-attempt seed keeps attacks deterministic whatever order the attempts finish in.
+        aseed = random.Random(f"{self.cfg.seed}|{item.key}").randrange(2**31)
+        attack = cls(attacker, Budget(max_queries=self.cfg.attack_max_queries), seed=aseed)
         outcome = await attack.run(item.seed, lane.target, lane.judges[0])
-        if outcome.error and not outcome.turns:
-            raise RuntimeError(f"attack {item.technique} failed: {outcome.error}")
-        jd = outcome.judgement or Judgement(success=bool(outcome.success), score=float(bool(outcome.success)),
-                                            refused=False, judge=lane.judges[0].name)
-        turns = []
-        for t in outcome.turns:
-            turns.append({"role": "attack_query", "content": "",
-                          "meta": {"index": t.index, "messages": t.messages, "reply": t.reply,
-                                   "judgement": dataclasses.asdict(t.judgement) if t.judgement else None,
-                                   "error": t.error, **t.meta}})
+        jd = outcome.judgement or Judgement(success=False, score=0.0, refused=False, judge=lane.judges[0].name,
+                                            reason="no judged reply")
+        turns = [{"role": "attack_query", "content": t.reply,
+                  "meta": {"index": t.index, "messages": t.messages,
+                           "judgement": dataclasses.asdict(t.judgement) if t.judgement else None,
+                           "error": t.error, **t.meta}} for t in outcome.turns]
         reply = TargetReply(text=outcome.best_reply, usage={"total_tokens": outcome.tokens_used})
-        verdicts = {lane.judges[0].name: dataclasses.asdict(jd)}
         extra = {"attack": {"stopped_reason": outcome.stopped_reason, "queries": outcome.queries_used,
-                            "attacker_queries": outcome.attacker_queries, "elapsed_s": outcome.elapsed_s,
-                            "events": outcome.events[:200]}}
-        rec = self._record(item, outcome.best_prompt, reply, jd, verdicts, extra=extra)
+                            "attacker_queries": outcome.attacker_queries, "tokens": outcome.tokens_used,
+                            "elapsed_s": round(outcome.elapsed_s, 3), "events": outcome.events[:200]}}
+        rec = self._record(item, outcome.best_prompt, reply, jd, {lane.judges[0].name: dataclasses.asdict(jd)},
+                           extra=extra)
         rec.success = bool(outcome.success)
         rec.latency_ms = outcome.elapsed_s * 1000.0
         rec.turns = [*outcome.best_prompt, {"role": "assistant", "content": outcome.best_reply}, *turns]
+        if outcome.error:
+            # stored with its turns; an errored attempt is left out of the rates and re-run on --resume
+            rec.error = f"{outcome.stopped_reason}: {outcome.error}"
         return rec
 
     @staticmethod
@@ -530,8 +535,9 @@ async def arun_campaign(cfg: CampaignConfig, store: Store, *, progress: Callable
         unknown = [a for a in cfg.attacks if a not in ATTACKS]
         if unknown:
             raise TargetError(f"unknown attack(s) {', '.join(unknown)}; known: {', '.join(sorted(ATTACKS))}")
-        if not cfg.attacker_model:
-            raise TargetError("--attacks needs --attacker-model (and --attacker-base-url)")
+        needs = [a for a in cfg.attacks if getattr(ATTACKS[a], "requires_llm", True)]
+        if needs and not cfg.attacker_model:
+            raise TargetError(f"attack(s) {', '.join(needs)} need --attacker-model (and --attacker-base-url)")
     svc = _Services(cfg, guard_factory)
     plan = plan_campaign(cfg)
     # Build targets and judges first: a bad target spec fails before anything is stored.
