@@ -109,10 +109,11 @@ def _scan_block(block: CodeBlock, *, min_severity: str = "low", path: str | None
         return []
     ruleset = load_ruleset(languages.rules_key(lang))
     code = block.code
-    if not ruleset.any_prefilter.search(code):  # early out: no rule can fire
+    lowered = code.lower()
+    if not ruleset.may_fire(code, lowered):  # early out: no rule can fire
         return []
     floor = SEVERITY_RANK[min_severity]
-    candidates = [r for r in ruleset.rules if SEVERITY_RANK[r.severity] >= floor and r.prefilter.search(code)]
+    candidates = [r for r in ruleset.rules if SEVERITY_RANK[r.severity] >= floor and r.prefilter_hits(code, lowered)]
     if not candidates:
         return []
     data = code.encode("utf-8", "surrogatepass")
@@ -163,9 +164,11 @@ def _finding(rule: Rule, lang: str, node: ts.Node, lines: list[bytes], block: Co
 
 def _dedupe(found: list[Finding]) -> list[Finding]:
     """Drop findings superseded by a more specific rule on an overlapping node; sort by position."""
-    from .rules import all_rules  # local: avoids loading every rule file for a single-language scan
+    if len(found) < 2:
+        return found
+    from .rules import supersedes_map  # local: avoids loading every rule file for a single-language scan
 
-    sup = {r.id: set(r.supersedes) for r in all_rules() if r.supersedes}
+    sup = supersedes_map()
     out = []
     for f in found:
         shadowed = any(
@@ -191,8 +194,21 @@ def blocks_of(text: str, language: str | None = None) -> list[CodeBlock]:
         blocks = extract_blocks(text)
         if blocks:
             return blocks
+    if not looks_like_code(text):
+        return []
     lang = languages.detect(text)
     return [CodeBlock(code=text, language=lang, end=len(text))] if lang else []
+
+
+_CODE_CHARS = "{}();=[]<>$"
+
+
+def looks_like_code(text: str) -> bool:
+    """Cheap gate for unfenced text: prose has few brackets, semicolons and equals signs."""
+    if not text:
+        return False
+    n = sum(text.count(c) for c in _CODE_CHARS)
+    return n >= 2 and n / len(text) >= 0.015
 
 
 def scan_text(text: str, language: str | None = None, *, min_severity: str = "low",
