@@ -96,7 +96,9 @@ BENIGN_RULES: list[tuple[str, str]] = [
            r"execut|strangl|chok|destroy|slaughter|massacre|terror|\bbury|\bbody|\bhit\b|butcher|gut\b|"
            r"eliminat|wipe out|annihilat|hijack|\bbeat|smash|crush|choke|axe|slash"),
 ]
-BENIGN_RULES_RE = [(c, re.compile(p, re.I)) for c, p in BENIGN_RULES]
+# matched against lower-cased text (faster than re.I); ANY is a quick pre-filter over all rules
+BENIGN_RULES_RE = [(c, re.compile(p)) for c, p in BENIGN_RULES]
+BENIGN_ANY_RE = re.compile("|".join(f"(?:{p})" for _, p in BENIGN_RULES))
 
 
 def norm_key(text: str) -> str:
@@ -179,6 +181,9 @@ def build_harmful(ds: Path, per_cat: int, rng: random.Random) -> list[dict]:
 
 
 def classify_benign(text: str) -> str | None:
+    text = text.lower()
+    if not BENIGN_ANY_RE.search(text):
+        return None
     for code, rx in BENIGN_RULES_RE:
         if rx.search(text):
             return code
