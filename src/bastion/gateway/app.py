@@ -689,7 +689,7 @@ async def _read_events(resp: httpx.Response, q: asyncio.Queue) -> None:
                 await q.put(("error", ApiError(502, f"The upstream model failed mid-stream: {msg}",
                                                "upstream_error", "upstream_stream_error")))
                 return
-            await q.put(("chunk", obj))
+            await q.put(("chunk", obj, line))
         await q.put(("done", None))
     except httpx.HTTPError as e:
         await q.put(("error", e))
@@ -760,13 +760,19 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
     try:
         while True:
             if item is None:
-                deadline = scanner.hold_deadline() if checking else None
-                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    item = await asyncio.wait_for(q.get(), timeout)
-                except (TimeoutError, asyncio.TimeoutError):
-                    item = ("tick", None)
-            kind, payload = item
+                if not q.empty():
+                    item = q.get_nowait()
+                else:
+                    deadline = scanner.hold_deadline() if checking else None
+                    if deadline is None:
+                        item = await q.get()
+                    else:
+                        try:
+                            item = await asyncio.wait_for(q.get(), max(0.0, deadline - time.monotonic()))
+                        except (TimeoutError, asyncio.TimeoutError):
+                            item = ("tick", None)
+            kind, payload = item[0], item[1]
+            raw = item[2] if len(item) > 2 else None
             item = None
             final = kind in ("done", "error")
             if kind == "chunk":
@@ -785,9 +791,9 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                         released_texts.append(text)
                         if first_release_at is None:
                             first_release_at = time.perf_counter()
-                    yield sse(payload)
+                    yield _raw_sse(raw) if raw else sse(payload)
                     continue
-                scanner.add(payload, text)
+                scanner.add((payload, raw), text)
             if not checking:
                 if final:
                     break
@@ -801,14 +807,18 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                     yield sse(_violation_chunk(ctx, meta, scanner.violation, verdicts_seen))
                     yield SSE_DONE
                     return
+                out = []
                 for c in released:
-                    t = chunk_text(c)
+                    obj, line = c if isinstance(c, tuple) else (c, None)
+                    t = chunk_text(obj)
                     if t:
                         released_texts.append(t)
-                        if first_release_at is None:
-                            first_release_at = time.perf_counter()
-                    gw.metrics.inc("bastion_stream_chunks_total", {"outcome": "released"})
-                    yield sse(c)
+                    out.append(_raw_sse(line) if line else sse(obj))
+                if released_texts and first_release_at is None:
+                    first_release_at = time.perf_counter()
+                if out:
+                    gw.metrics.inc("bastion_stream_chunks_total", {"outcome": "released"}, len(out))
+                    yield b"".join(out)
             if kind == "error":
                 outcome = "error"
                 err = payload if isinstance(payload, ApiError) else upstream_error(payload, gw.metrics)
@@ -844,6 +854,11 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                 final_decision = Decision(final_decision.action, final_decision.categories,
                                           final_decision.refusal, final_decision.reasons + (f"stream {outcome}",))
             gw.record(ctx, "output", final_decision, verdicts_seen, check_time[0], "".join(released_texts))
+
+
+def _raw_sse(line: str) -> bytes:
+    """Forward an upstream `data:` line unchanged (no re-serialisation)."""
+    return line.encode("utf-8") + b"\n\n"
 
 
 def _base_chunk(ctx: _Ctx, meta: dict[str, Any]) -> dict[str, Any]:

@@ -44,7 +44,7 @@ def chunk_text(chunk: dict[str, Any]) -> str:
 
 @dataclass
 class _Piece:
-    chunk: dict[str, Any]
+    chunk: Any  # whatever the caller passed to add(); released as is
     text: str
     at: float
 
@@ -63,7 +63,7 @@ class StreamScanner:
     violation: Decision | None = None
     last_decision: Decision = ALLOW
 
-    def add(self, chunk: dict[str, Any], text: str, now: float | None = None) -> None:
+    def add(self, chunk: Any, text: str, now: float | None = None) -> None:
         self.pending.append(_Piece(chunk, text, time.monotonic() if now is None else now))
 
     @property
@@ -110,7 +110,7 @@ class StreamScanner:
             return len(self.pending) if forced else 0
         return n
 
-    async def scan(self, n: int) -> tuple[list[dict[str, Any]], Decision]:
+    async def scan(self, n: int) -> tuple[list[Any], Decision]:
         """Check the window (context + all held text) and release the first `n` pieces if allowed."""
         window = self.released_text + self.pending_text
         decision = await self.check(window)
@@ -122,7 +122,9 @@ class StreamScanner:
             return [], decision
         if decision.action == "redact":
             # Drop everything held; the redaction marker replaces it (in the shape of the first held chunk).
-            out = [_replace_text(self.pending[0].chunk, decision.refusal)] if self.pending else []
+            first = self.pending[0].chunk if self.pending else None
+            first = first[0] if isinstance(first, tuple) else first
+            out = [_replace_text(first, decision.refusal)] if first is not None else []
             self._remember(decision.refusal)
             self.flags.append(decision)
             self.pending.clear()

@@ -1,0 +1,31 @@
+"""The gateway on the real embedded guard model (skipped until the trained model has landed)."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from bastion.models import DEFAULT_MODEL_DIR
+from tests.test_gateway_support import chat, gateway_fixture, sse_events, stream_text  # noqa: F401
+
+pytestmark = pytest.mark.skipif(not (DEFAULT_MODEL_DIR / "manifest.json").exists(),
+                                reason="the default guard model is not in src/bastion/models/default yet")
+
+
+@pytest.fixture(scope="module")
+def real_guard():
+    from bastion import Guard
+
+    return Guard()
+
+
+def test_benign_traffic_flows_through_the_real_guard(gateway, real_guard):
+    text = "Mix flour, water, salt and yeast. Knead for ten minutes, let it rise, then bake at 220 C."
+    g = gateway(text, guard=real_guard)
+    with httpx.Client(base_url=g.url, timeout=30) as c:
+        r = c.post("/v1/chat/completions", json=chat("How do I bake bread at home?")).json()
+        s = sse_events(c.post("/v1/chat/completions", json=chat("How do I bake bread at home?", stream=True)).text)
+        chk = c.post("/v1/guard/check", json={"prompt": "How do I bake bread?"}).json()
+    assert r["choices"][0]["message"]["content"] == text and r["bastion"]["action"] == "allow"
+    assert stream_text(s) == text and s[-2]["choices"][0]["finish_reason"] == "stop"
+    assert chk["results"][0]["verdict"]["model_version"] == real_guard.model_version
