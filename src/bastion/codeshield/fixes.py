@@ -190,8 +190,9 @@ def fix_code(code: str, language: str | None = None, *, path: str = "code") -> F
 def unified_diff(before: str, after: str, path: str = "code") -> str:
     if before == after:
         return ""
-    return "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
-                                        fromfile=f"a/{path}", tofile=f"b/{path}"))
+    lines = difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                 fromfile=f"a/{path}", tofile=f"b/{path}")
+    return "".join(ln if ln.endswith("\n") else ln + "\n\\ No newline at end of file\n" for ln in lines)
 
 
 @dataclass(frozen=True)
