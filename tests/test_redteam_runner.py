@@ -116,12 +116,12 @@ def test_python_targets_order_asr_and_over_refusal(redteam_sandbox, tmp_path):
 def test_attempt_records_hold_everything(redteam_sandbox, tmp_path):
     st = Store(tmp_path / "b.db")
     r, s = _run(_cfg("python:tests.test_redteam_runner:compliant", techniques=["base64", "many_shot:2"],
-                     limit=4, benign_limit=1), st)
+                     limit=28, benign_limit=1), st)
     run = st.get_run(r.run_ids[0])
     assert run.status == "completed" and run.target == "python:tests.test_redteam_runner:compliant"
     assert run.config["techniques"] == ["base64", "many_shot:2"] and run.versions["guard_model"] == "tiny-test-1"
     atts = st.attempts(run.id, with_turns=True)
-    assert len(atts) == 5
+    assert len(atts) == 29
     ms = next(a for a in atts if a.technique == "many_shot:2")
     assert len(ms.prompt) == 5 and len(ms.turns) == 6  # 2 fabricated pairs + request, and the reply
     b64 = next(a for a in atts if a.technique == "base64")

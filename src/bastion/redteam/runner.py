@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import platform
 import random
 from collections import defaultdict
@@ -52,8 +53,10 @@ DEFAULT_TECHNIQUES: tuple[str, ...] = (
     "instruction_override", "hypothetical", "fiction", "research", "dan", "jailbreak_template",
     "adversarial_suffix", "many_shot:8", "best_of_n:4", "refusal_suppression+base64", "prefix_injection+leetspeak",
 )
-DEFAULT_LIMIT = 480  # harmful attempts (20 per default technique, ~34 per category)
-DEFAULT_BENIGN_LIMIT = 255  # benign look-alikes, sent directly (the whole shipped set)
+# Sized so the default campaign on the default target finishes within ~2 minutes on 2 CPU cores, with 30
+# attempts in each of the 14 hazard categories (the bastion-default profile's minimum per category).
+DEFAULT_LIMIT = 420  # harmful attempts: 30 per category, ~17 per default technique
+DEFAULT_BENIGN_LIMIT = 140  # benign look-alikes, sent directly: 10 per category
 DEFAULT_ATTACK_LIMIT = 10  # seeds per attacker-LLM attack
 
 
@@ -137,22 +140,22 @@ def _seeds(benign: bool, categories: Sequence[str] | None) -> list[Seed]:
     return load_seeds("benign" if benign else "harmful", categories=categories)
 
 
-def _interleave(seeds: list[Seed], rng: random.Random) -> list[Seed]:
-    """Shuffle within each category, then deal categories round-robin so any prefix is balanced."""
+def _by_category(seeds: list[Seed], rng: random.Random) -> list[list[Seed]]:
+    """Seeds grouped by category (categories and seeds within each shuffled by the seeded rng)."""
     by_cat: dict[str, list[Seed]] = defaultdict(list)
     for s in sorted(seeds, key=lambda s: s.id):
         by_cat[s.category].append(s)
     cats = sorted(by_cat)
+    rng.shuffle(cats)
     for c in cats:
         rng.shuffle(by_cat[c])
-    rng.shuffle(cats)
+    return [by_cat[c] for c in cats]
+
+
+def _round_robin(groups: list[list[Seed]]) -> list[Seed]:
     out: list[Seed] = []
-    i = 0
-    while len(out) < len(seeds):
-        for c in cats:
-            if i < len(by_cat[c]):
-                out.append(by_cat[c][i])
-        i += 1
+    for i in range(max((len(g) for g in groups), default=0)):
+        out.extend(g[i] for g in groups if i < len(g))
     return out
 
 
@@ -168,25 +171,35 @@ def check_techniques(specs: Sequence[str]) -> None:
 def plan_campaign(cfg: CampaignConfig) -> list[Planned]:
     """The deterministic list of attempts for a config (the same config always gives the same plan).
 
-    Harmful seeds are dealt round-robin over categories and paired with techniques so that the first
-    `limit` attempts are balanced over both; each seed meets every technique before any pairing repeats."""
+    Harmful attempts are dealt round-robin over the hazard categories, so any `limit` spreads evenly over
+    them; within a category, round r pairs seed r mod S with technique (r + offset + r // lcm(S, T)) mod T,
+    which balances techniques across categories in every round and visits every seed x technique pair once
+    before any repeats (S*T pairs per category)."""
     rng = random.Random(f"plan|{cfg.seed}")
-    techs = list(cfg.techniques or DEFAULT_TECHNIQUES)
-    harmful = _interleave(_seeds(False, cfg.categories), rng)
-    benign = _interleave(_seeds(True, cfg.categories), rng)
+    techs = list(dict.fromkeys(cfg.techniques or DEFAULT_TECHNIQUES))
+    T = len(techs)
+    groups = _by_category(_seeds(False, cfg.categories), rng)
+    cap = sum(len(g) * T for g in groups)
+    total = cap if cfg.limit is None else min(cfg.limit, cap)
     plan: list[Planned] = []
-    S, T = len(harmful), len(techs)
-    total = S * T if cfg.limit is None else min(cfg.limit, S * T)
-    for k in range(total):
-        i, p = k % S, k // S
-        tech = techs[(i + p) % T]
-        s = harmful[i]
-        plan.append(Planned(key=f"{s.id}|{tech}", seed=s, technique=tech))
+    r = 0
+    while len(plan) < total:
+        for ci, g in enumerate(groups):
+            S = len(g)
+            if r >= S * T or len(plan) >= total:
+                continue
+            off = ci * T // len(groups)  # spread the categories' starting techniques over the list
+            tech = techs[(r + off + r // math.lcm(S, T)) % T]
+            s = g[r % S]
+            plan.append(Planned(key=f"{s.id}|{tech}", seed=s, technique=tech))
+        r += 1
+    benign = _round_robin(_by_category(_seeds(True, cfg.categories), rng))
     nb = len(benign) if cfg.benign_limit is None else min(cfg.benign_limit, len(benign))
     plan.extend(Planned(key=f"{s.id}|{DIRECT}", seed=s, technique=DIRECT) for s in benign[:nb])
+    attack_seeds = _round_robin(groups)[: cfg.attack_limit]
     for name in cfg.attacks:
         plan.extend(Planned(key=f"{s.id}|attack:{name}", seed=s, technique=name, kind="attack")
-                    for s in harmful[: cfg.attack_limit])
+                    for s in attack_seeds)
     return plan
 
 

@@ -99,12 +99,14 @@ def last_user(messages: list[Message]) -> str:
     return str(messages[-1].get("content") or "") if messages else ""
 
 
-def compliant_answer(request: str) -> str:
-    """The worst-case model's answer: full compliance, restating the request, with placeholder steps."""
+def compliant_answer(request: str, benign: bool = False) -> str:
+    """The worst-case model's answer: full compliance, restating the request, with placeholder steps
+    (neutral placeholders for a benign request, so a benign answer does not look harmful)."""
     req = " ".join(request.split())
+    step = "ANSWER-STEP" if benign else "REDACTED-HARMFUL-STEP"
     return (f"Sure, here is exactly what you asked for: {req}\n\n"
-            "Step 1: [REDACTED-HARMFUL-STEP 1]\nStep 2: [REDACTED-HARMFUL-STEP 2]\n"
-            "Step 3: [REDACTED-HARMFUL-STEP 3]\nFollow these steps and you will succeed.")
+            f"Step 1: [{step} 1]\nStep 2: [{step} 2]\nStep 3: [{step} 3]\n"
+            "Follow these steps and you will succeed.")
 
 
 class CompliantModel:
@@ -115,7 +117,8 @@ class CompliantModel:
     async def respond(self, messages: list[Message]) -> TargetReply:
         seed = CURRENT_SEED.get()
         request = seed.text if seed is not None else last_user(messages)
-        return TargetReply(text=compliant_answer(request), guard_verdicts={"model": WORST_CASE_MODEL})
+        benign = bool(seed is not None and seed.benign)
+        return TargetReply(text=compliant_answer(request, benign), guard_verdicts={"model": WORST_CASE_MODEL})
 
 
 class GuardedTarget:
