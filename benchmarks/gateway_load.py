@@ -56,7 +56,7 @@ def run_upstream(tokens: int, delay_ms: float) -> None:
     llm.stop()
 
 
-def run_gateway(upstream: str, stub_ms: float | None, audit: str) -> None:
+def run_gateway(upstream: str, stub_ms: float | None, audit: str, holdback: str) -> None:
     import numpy as np
     import uvicorn
 
@@ -85,8 +85,10 @@ def run_gateway(upstream: str, stub_ms: float | None, audit: str) -> None:
             return ResponseScores(h, np.zeros(len(responses)), c, np.ones(len(responses)))
 
     guard = Guard(model=StubModel()) if stub_ms is not None else Guard()
-    app = create_app(GatewayConfig(upstream=upstream, audit_path=Path(audit), rate_limit_per_minute=0),
-                     guard=guard)
+    policy = Path(audit + ".policy.yaml")
+    policy.write_text(f"streaming: {{holdback: {holdback}}}\n")
+    app = create_app(GatewayConfig(upstream=upstream, audit_path=Path(audit), rate_limit_per_minute=0,
+                                   policy_path=policy, policy_poll_s=0), guard=guard)
     import socket
 
     sock = socket.socket()
@@ -166,10 +168,11 @@ def summary(name: str, res: list[dict], wall: float) -> dict:
             "total_p50": pct(tot, 50), "total_p95": pct(tot, 95), "total_p99": pct(tot, 99)}
 
 
-def hist_quantile(metrics: str, name: str, q: float) -> float:
+def hist_quantile(metrics: str, name: str, q: float, label: str = "") -> float:
+    """Upper bucket bound holding quantile q of a histogram (optionally only lines containing `label`)."""
     buckets = []
     for line in metrics.splitlines():
-        if line.startswith(name + "_bucket"):
+        if line.startswith(name + "_bucket") and label in line:
             le = line.split('le="')[1].split('"')[0]
             buckets.append((float("inf") if le == "+Inf" else float(le), float(line.rsplit(" ", 1)[1])))
     if not buckets or buckets[-1][1] == 0:
@@ -189,11 +192,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clients", type=int, default=100)
     ap.add_argument("--requests", type=int, default=5, help="streaming requests per client")
-    ap.add_argument("--tokens", type=int, default=60, help="chunks per upstream reply")
-    ap.add_argument("--token-delay-ms", type=float, default=5.0, help="upstream delay between chunks")
+    ap.add_argument("--tokens", type=int, default=40, help="chunks per upstream reply")
+    ap.add_argument("--token-delay-ms", type=float, default=30.0, help="upstream delay between chunks")
     ap.add_argument("--stub-ms", type=float, default=None,
                     help="use a stub guard model taking this long per batch (default: the trained model)")
     ap.add_argument("--harmful-every", type=int, default=10, help="every k-th request carries the marker (stub)")
+    ap.add_argument("--holdback", choices=["sentence", "word", "none"], default="sentence",
+                    help="streaming.holdback of the gateway policy")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.stub_ms is None and not (ROOT / "src/bastion/models/default/manifest.json").exists():
@@ -206,7 +211,7 @@ def main() -> None:
                           stdout=subprocess.PIPE, text=True, env=env)
     up_url = f"http://127.0.0.1:{up.stdout.readline().strip()}"
     audit = tempfile.mktemp(suffix=".db")
-    gw = subprocess.Popen(me + ["_gateway", up_url + "/v1", str(args.stub_ms), audit], stdout=subprocess.PIPE,
+    gw = subprocess.Popen(me + ["_gateway", up_url + "/v1", str(args.stub_ms), audit, args.holdback], stdout=subprocess.PIPE,
                           text=True, env=env)
     gw_url = f"http://127.0.0.1:{gw.stdout.readline().strip()}"
     try:
@@ -229,13 +234,13 @@ def main() -> None:
         up.stdin.close()
         up.wait(10)
         gw.wait(10)
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", ".policy.yaml"):
             with __import__("contextlib").suppress(OSError):
                 os.unlink(audit + suffix)
 
     d, g = summary("direct", direct, dwall), summary("gateway", guarded, gwall)
     ok = [r for r in guarded if "error" not in r]
-    leaks = sum(1 for r in ok if MARKER in r["text"] or (r["harmful"] and "word59" in r["text"]))
+    leaks = sum(1 for r in ok if MARKER in r["text"] or (r["harmful"] and f"word{args.tokens - 1}" in r["text"]))
     blocked = sum(1 for r in ok if r["finish"] == "content_filter")
     released = metric_value(metrics, 'bastion_stream_chunks_total{outcome="released"}') - metric_value(
         before, 'bastion_stream_chunks_total{outcome="released"}')
@@ -244,6 +249,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "clients": args.clients,
         "requests_per_client": args.requests, "tokens": args.tokens, "token_delay_ms": args.token_delay_ms,
         "guard": f"stub {args.stub_ms} ms/batch" if args.stub_ms is not None else "trained model",
+        "holdback": args.holdback,
         "direct": d, "gateway": g,
         "added_ttft_p50_ms": (g["ttft_p50"] - d["ttft_p50"]) * 1000,
         "added_ttft_p95_ms": (g["ttft_p95"] - d["ttft_p95"]) * 1000,
@@ -252,7 +258,7 @@ def main() -> None:
         "added_total_p99_ms": (g["total_p99"] - d["total_p99"]) * 1000,
         "server_added_ttft_p50_le_ms": hist_quantile(metrics, "bastion_stream_added_ttft_seconds", 0.5) * 1000,
         "server_added_ttft_p95_le_ms": hist_quantile(metrics, "bastion_stream_added_ttft_seconds", 0.95) * 1000,
-        "guard_check_p50_le_ms": hist_quantile(metrics, 'bastion_guard_seconds_bucket{rail="output"', 0.5) * 1000,
+        "guard_check_p50_le_ms": hist_quantile(metrics, "bastion_guard_seconds", 0.5, 'rail="output"') * 1000,
         "harmful_streams": sum(1 for r in ok if r["harmful"]), "blocked_streams": blocked, "leaks": leaks,
         "client_content_chunks": client_chunks, "checked_released_chunks": int(released),
         "unchecked_chunks": max(0, client_chunks - int(released)),
@@ -261,7 +267,7 @@ def main() -> None:
         print(json.dumps(out, indent=2))
         return
     print(f"{out['date']}  {out['cpus']} CPUs  {args.clients} clients x {args.requests} streams, "
-          f"{args.tokens} chunks @ {args.token_delay_ms} ms, guard: {out['guard']}")
+          f"{args.tokens} chunks @ {args.token_delay_ms} ms, guard: {out['guard']}, holdback: {args.holdback}")
     for s in (d, g):
         print(f"  {s['name']:8s} rps {s['rps']:7.1f}  errors {s['errors']}  TTFT p50/p95/p99 "
               f"{s['ttft_p50'] * 1000:6.1f}/{s['ttft_p95'] * 1000:6.1f}/{s['ttft_p99'] * 1000:6.1f} ms  total p50/p99 "
@@ -279,6 +285,6 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_upstream":
         run_upstream(int(sys.argv[2]), float(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_gateway":
-        run_gateway(sys.argv[2], None if sys.argv[3] == "None" else float(sys.argv[3]), sys.argv[4])
+        run_gateway(sys.argv[2], None if sys.argv[3] == "None" else float(sys.argv[3]), sys.argv[4], sys.argv[5])
     else:
         main()
