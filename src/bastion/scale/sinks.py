@@ -1,0 +1,212 @@
+"""Output files that can be committed together with a checkpoint and resumed after a crash.
+
+A sink's `commit()` makes everything written so far durable and returns a small state; after a crash,
+re-opening the sink with that state discards whatever was written after the commit. So the outputs
+always hold exactly the documents of the splits recorded in the checkpoint: none twice, none lost.
+
+- JSONL: one file, appended; the state is its committed size (resume truncates to it).
+- Parquet: numbered part files next to the target (`KEPT.parts/`); the state is the number of committed
+  parts; `finalize()` merges them into the target file (streaming, row group by row group).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from . import sources
+
+MERGE_ROWS = 65536
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class JsonlSink:
+    def __init__(self, path: Path, state: dict[str, Any] | None) -> None:
+        self.path = path
+        if state is None:
+            self.f = open(path, "wb")
+        else:
+            self.f = open(path, "r+b")
+            self.f.truncate(int(state["size"]))
+            self.f.seek(0, os.SEEK_END)
+
+    def write_line(self, raw: bytes) -> None:
+        self.f.write(raw if raw.endswith(b"\n") else raw + b"\n")
+
+    def write_record(self, rec: dict[str, Any]) -> None:
+        self.f.write(sources.to_json_line(rec))
+
+    def write_arrow(self, table: Any) -> None:
+        for rec in table.to_pylist():
+            self.write_record(rec)
+
+    def commit(self) -> dict[str, Any]:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+        return {"size": self.f.tell()}
+
+    def finalize(self) -> None:
+        self.f.close()
+
+    def close(self) -> None:
+        if not self.f.closed:
+            self.f.close()
+
+    @staticmethod
+    def leftovers(path: Path) -> list[Path]:
+        return [path] if path.exists() else []
+
+
+class ParquetSink:
+    def __init__(self, path: Path, state: dict[str, Any] | None, schema: Any = None) -> None:
+        self.pq = sources.require_pyarrow()
+        import pyarrow as pa
+
+        self.pa = pa
+        self.path = path
+        self.schema = schema
+        self.parts_dir = self.parts_path(path)
+        self.parts = 0 if state is None else int(state["parts"])
+        if state is None and self.parts_dir.exists():
+            shutil.rmtree(self.parts_dir)
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        for p in self.parts_dir.iterdir():  # parts written after the last commit
+            if not p.name.startswith("part-") or not p.name.endswith(".parquet") or \
+                    int(p.name[5:13]) >= self.parts:
+                p.unlink()
+        self.rows: list[dict[str, Any]] = []
+        self.tables: list[Any] = []
+
+    @staticmethod
+    def parts_path(path: Path) -> Path:
+        return path.with_name(path.name + ".parts")
+
+    def _part(self, i: int) -> Path:
+        return self.parts_dir / f"part-{i:08d}.parquet"
+
+    def write_line(self, raw: bytes) -> None:
+        self.rows.append(json.loads(raw))
+
+    def write_record(self, rec: dict[str, Any]) -> None:
+        self.rows.append(rec)
+
+    def write_arrow(self, table: Any) -> None:
+        if table.num_rows:
+            self.tables.append(table)
+
+    def commit(self) -> dict[str, Any]:
+        tables = list(self.tables)
+        if self.rows:
+            tables.append(self.pa.Table.from_pylist(self.rows, schema=self.schema))
+        tables = [t if isinstance(t, self.pa.Table) else self.pa.Table.from_batches([t]) for t in tables]
+        if tables:
+            table = self.pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
+            tmp = self.parts_dir / f".tmp-{self.parts:08d}.parquet"
+            self.pq.write_table(table, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, self._part(self.parts))
+            _fsync_dir(self.parts_dir)
+            self.parts += 1
+        self.rows.clear()
+        self.tables.clear()
+        return {"parts": self.parts}
+
+    def finalize(self) -> None:
+        """Merge the committed parts into the target file, then remove them."""
+        parts = [self._part(i) for i in range(self.parts)]
+        schemas = [self.pq.read_schema(p) for p in parts]
+        if self.schema is not None:
+            schemas.insert(0, self.schema)
+        if not schemas:
+            schema = self.pa.schema([])
+        else:
+            try:
+                schema = self.pa.unify_schemas(schemas, promote_options="permissive")
+            except (self.pa.ArrowInvalid, self.pa.ArrowTypeError) as e:
+                raise sources.UsageError(f"{self.path}: records have conflicting field types ({e}); "
+                                         f"write JSONL instead") from None
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with self.pq.ParquetWriter(tmp, schema) as w:
+            buf: list[Any] = []
+            n = 0
+            for p in parts:
+                t = self.pq.read_table(p)
+                for b in t.to_batches(max_chunksize=MERGE_ROWS):
+                    buf.append(self._conform(b, schema))
+                    n += b.num_rows
+                    if n >= MERGE_ROWS:
+                        w.write_table(self.pa.Table.from_batches(buf, schema=schema))
+                        buf, n = [], 0
+            if buf:
+                w.write_table(self.pa.Table.from_batches(buf, schema=schema))
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+        shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    def _conform(self, batch: Any, schema: Any) -> Any:
+        cols = []
+        for f in schema:
+            i = batch.schema.get_field_index(f.name)
+            col = batch.column(i) if i >= 0 else self.pa.nulls(batch.num_rows, f.type)
+            cols.append(col.cast(f.type) if col.type != f.type else col)
+        return self.pa.RecordBatch.from_arrays(cols, schema=schema)
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def leftovers(path: Path) -> list[Path]:
+        return [p for p in (path, ParquetSink.parts_path(path)) if p.exists()]
+
+
+QUARANTINE_PARQUET_FIELDS = (
+    ("id", "string"), ("reason", "string"), ("error", "string"), ("score", "float64"),
+    ("categories", "list<string>"), ("line", "int64"), ("row", "int64"),
+    ("verdict", "string"), ("record", "string"), ("raw", "string"),
+)
+
+
+def quarantine_schema() -> Any:
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "float64": pa.float64(), "int64": pa.int64(),
+             "list<string>": pa.list_(pa.string())}
+    return pa.schema([(n, types[t]) for n, t in QUARANTINE_PARQUET_FIELDS])
+
+
+def flatten_for_parquet(entry: dict[str, Any]) -> dict[str, Any]:
+    """A quarantine entry with nested values as JSON strings (fixed Parquet schema)."""
+    out = {n: entry.get(n) for n, _ in QUARANTINE_PARQUET_FIELDS}
+    for k in ("verdict", "record"):
+        if out[k] is not None:
+            out[k] = json.dumps(out[k], ensure_ascii=False, default=str)
+    if out["id"] is not None:
+        out["id"] = str(out["id"])
+    return out
+
+
+def open_sink(path: Path, state: dict[str, Any] | None, schema: Any = None) -> JsonlSink | ParquetSink:
+    if sources.detect_format(path) == "parquet":
+        return ParquetSink(path, state, schema)
+    return JsonlSink(path, state)
+
+
+def leftovers(path: Path) -> list[Path]:
+    cls = ParquetSink if sources.detect_format(path) == "parquet" else JsonlSink
+    return cls.leftovers(path)

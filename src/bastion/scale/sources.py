@@ -1,0 +1,142 @@
+"""Corpus inputs (JSONL, Parquet) cut into independent splits.
+
+A split is read independently by a worker (to classify) and again by the driver (to write), so both
+see exactly the same documents in the same order:
+
+- JSONL: a byte range [start, end); it holds the lines that *begin* inside it (Hadoop-style), so
+  ranges can be cut anywhere and every line belongs to exactly one split.
+- Parquet: one row group, read in bounded record batches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SPLIT_BYTES = 4 << 20
+PARQUET_READ_ROWS = 1024
+
+
+class UsageError(ValueError):
+    """Bad user input (path, format, field); the CLI turns it into a one-line error, exit status 2."""
+
+
+def require_pyarrow() -> Any:
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError("Parquet needs pyarrow: pip install 'bastion-guard[ray]' (or pip install pyarrow)") from None
+    return pq
+
+
+def detect_format(path: str | Path) -> str:
+    """'jsonl' or 'parquet', from the file name."""
+    name = str(path).lower()
+    if name.endswith(".parquet") or name.endswith(".pq"):
+        return "parquet"
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    raise UsageError(f"{path}: unknown format (use a .jsonl or .parquet file name)")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The splits still to process: split k of the plan is computed from k, so the plan is tiny."""
+
+    fmt: str
+    path: str
+    base: int  # JSONL: byte offset to start from; Parquet: first row group
+    stop: int  # JSONL: file size; Parquet: number of row groups
+    step: int  # JSONL: bytes per split; Parquet: 1
+
+    def __len__(self) -> int:
+        return max(0, -(-(self.stop - self.base) // self.step))
+
+    def split(self, k: int) -> tuple[int, int]:
+        start = self.base + k * self.step
+        return start, min(start + self.step, self.stop)
+
+
+def make_plan(fmt: str, path: str, position: int, split_bytes: int = DEFAULT_SPLIT_BYTES) -> Plan:
+    if fmt == "jsonl":
+        return Plan(fmt, path, position, os.path.getsize(path), max(1, int(split_bytes)))
+    pq = require_pyarrow()
+    return Plan(fmt, path, position, pq.ParquetFile(path).metadata.num_row_groups, 1)
+
+
+def iter_jsonl_lines(path: str, start: int, end: int) -> Iterator[bytes]:
+    """The raw lines (with their newline, if any) that begin in [start, end)."""
+    with open(path, "rb") as f:
+        if start > 0:
+            f.seek(start - 1)
+            if f.read(1) != b"\n":
+                f.readline()  # the rest of a line that began before `start` belongs to the previous split
+        while f.tell() < end:
+            line = f.readline()
+            if not line:
+                return
+            yield line
+
+
+class BadRecord(Exception):
+    """A record that cannot be classified; it goes to quarantine with this reason."""
+
+
+def parse_jsonl_line(line: bytes, text_field: str) -> tuple[dict[str, Any], str]:
+    """(record, text) or BadRecord."""
+    try:
+        s = line.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadRecord(f"invalid UTF-8 at byte {e.start}") from None
+    try:
+        rec = json.loads(s)
+    except json.JSONDecodeError as e:
+        raise BadRecord(f"invalid JSON: {e.msg} at column {e.colno}") from None
+    if not isinstance(rec, dict):
+        raise BadRecord(f"record is a JSON {type(rec).__name__}, not an object")
+    return rec, record_text(rec, text_field)
+
+
+def record_text(rec: dict[str, Any], text_field: str) -> str:
+    if text_field not in rec or rec[text_field] is None:
+        raise BadRecord(f"missing text field {text_field!r}")
+    text = rec[text_field]
+    if not isinstance(text, str):
+        raise BadRecord(f"text field {text_field!r} is a {type(text).__name__}, not a string")
+    return text
+
+
+def is_blank(line: bytes) -> bool:
+    return not line.strip()
+
+
+def parquet_columns(path: str) -> list[str]:
+    pq = require_pyarrow()
+    return list(pq.ParquetFile(path).schema_arrow.names)
+
+
+def iter_parquet_batches(path: str, row_group: int, columns: list[str] | None = None) -> Iterator[Any]:
+    """Record batches of one row group (bounded size)."""
+    pq = require_pyarrow()
+    pf = pq.ParquetFile(path)
+    yield from pf.iter_batches(batch_size=PARQUET_READ_ROWS, row_groups=[row_group], columns=columns)
+
+
+def parquet_total_rows(path: str) -> int:
+    pq = require_pyarrow()
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def parquet_rows_before(path: str, row_group: int) -> int:
+    pq = require_pyarrow()
+    md = pq.ParquetFile(path).metadata
+    return sum(md.row_group(i).num_rows for i in range(row_group))
+
+
+def to_json_line(obj: Any) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, default=str) + "\n").encode("utf-8")
