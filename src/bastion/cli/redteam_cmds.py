@@ -211,6 +211,11 @@ def register(app: typer.Typer) -> None:
             _fail(str(e).splitlines()[0])
         except CampaignError as e:
             _fail(str(e), code=1)
+        except KeyboardInterrupt:
+            last = store.list_runs(limit=1)
+            hint = f"; continue with: bastion redteam --resume {last[0].id}" if last else ""
+            err.print(f"interrupted: finished attempts are stored{hint}", highlight=False)
+            raise typer.Exit(130) from None
         runs = []
         for rid in result.run_ids:
             r = store.get_run(rid)
