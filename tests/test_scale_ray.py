@@ -1,0 +1,58 @@
+"""Ray engine of the corpus filter, against a small local Ray instance (num_cpus=2)."""
+
+from __future__ import annotations
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+
+from bastion.scale import filter_corpus  # noqa: E402
+from bastion.scale.ray_engine import local_runtime_env  # noqa: E402
+from tests.test_scale_support import FACTORY, ids, read_jsonl, write_corpus  # noqa: E402
+
+SPLIT = 16 << 10
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One small local Ray instance for the module (the engine reuses an initialised Ray)."""
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, runtime_env=local_runtime_env(), include_dashboard=False, log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()
+
+
+def test_ray_and_local_engines_keep_and_quarantine_the_same_ids(tmp_path, local_ray):
+    inp = tmp_path / "corpus.jsonl"
+    exp = write_corpus(inp, n=80)
+    common = {"guard_factory": FACTORY, "split_bytes": SPLIT}
+    sl = filter_corpus(inp, tmp_path / "lk.jsonl", tmp_path / "lq.jsonl", engine="local", workers=2, **common)
+    sr = filter_corpus(inp, tmp_path / "rk.jsonl", tmp_path / "rq.jsonl", engine="ray", workers=2, **common)
+    assert ids(tmp_path / "rk.jsonl") == ids(tmp_path / "lk.jsonl")
+    assert set(ids(tmp_path / "rk.jsonl")) == {i for i in exp["kept"] if int(i[4:]) < 80}
+    assert ids(tmp_path / "rq.jsonl") == ids(tmp_path / "lq.jsonl")
+    assert [r["reason"] for r in read_jsonl(tmp_path / "rq.jsonl")] == \
+        [r["reason"] for r in read_jsonl(tmp_path / "lq.jsonl")]
+    assert (sr.docs, sr.kept, sr.unsafe, sr.errors, sr.categories) == \
+        (sl.docs, sl.kept, sl.unsafe, sl.errors, sl.categories)
+    assert sr.errors > 0 and sr.unsafe > 0
+
+
+def test_ray_engine_resumes(tmp_path, local_ray):
+    inp = tmp_path / "corpus.jsonl"
+    write_corpus(inp, n=60, with_bad=False)
+    common = {"guard_factory": FACTORY, "split_bytes": SPLIT, "engine": "ray", "workers": 2}
+    filter_corpus(inp, tmp_path / "ref.jsonl", tmp_path / "refq.jsonl", **{**common, "engine": "local"})
+
+    def crash(k: int) -> None:
+        if k == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        filter_corpus(inp, tmp_path / "k.jsonl", tmp_path / "q.jsonl", on_split=crash, **common)
+    s = filter_corpus(inp, tmp_path / "k.jsonl", tmp_path / "q.jsonl", **common)
+    assert s.resumed
+    assert (tmp_path / "k.jsonl").read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
+    assert (tmp_path / "q.jsonl").read_bytes() == (tmp_path / "refq.jsonl").read_bytes()
