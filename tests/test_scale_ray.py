@@ -56,3 +56,27 @@ def test_ray_engine_resumes(tmp_path, local_ray):
     assert s.resumed
     assert (tmp_path / "k.jsonl").read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
     assert (tmp_path / "q.jsonl").read_bytes() == (tmp_path / "refq.jsonl").read_bytes()
+
+
+def _outcomes(store, run_id):
+    return {a.key: (a.technique, a.category, a.benign, a.prompt, a.reply, a.blocked_by, a.success, a.refused,
+                    a.score, a.error) for a in store.attempts(run_id)}
+
+
+def test_ray_redteam_matches_a_local_run(tmp_path, local_ray, redteam_sandbox):
+    from bastion.redteam.runner import CampaignConfig, run_campaign
+    from bastion.scale.ray_redteam import run_campaign_ray
+    from bastion.store import Store
+
+    cfg = CampaignConfig(target="guard", techniques=["direct", "rot13", "atbash"], limit=42, benign_limit=6,
+                         seed=1, concurrency=4)
+    local, ray_store = Store(tmp_path / "local.db"), Store(tmp_path / "ray.db")
+    lr = run_campaign(cfg, local)
+    seen = []
+    rr = run_campaign_ray(cfg, ray_store, workers=2, batch_size=8, progress=lambda d, t: seen.append((d, t)),
+                          worker_setup="tests.test_scale_support:redteam_worker_setup")
+    assert rr.status == "completed" and seen[-1] == (48, 48)
+    lo, ro = _outcomes(local, lr.run_ids[0]), _outcomes(ray_store, rr.run_ids[0])
+    assert len(ro) == 48 and ro == lo
+    assert rr.summaries[rr.run_ids[0]] == lr.summaries[lr.run_ids[0]]
+    assert ray_store.get_run(rr.run_ids[0]).config == local.get_run(lr.run_ids[0]).config

@@ -107,3 +107,12 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def ids(path: Path) -> list:
     return [r.get("id") for r in read_jsonl(path)]
+
+
+def redteam_worker_setup() -> None:
+    """In each Ray actor: the red-team tests' placeholder seeds and tiny keyword guard (as `redteam_sandbox`)."""
+    from bastion.redteam import runner
+    from tests import conftest
+
+    runner._seeds = conftest.placeholder_seeds
+    runner.default_guard_service = conftest.tiny_guard_service

@@ -1,0 +1,183 @@
+"""Distributed red teaming on Ray: the campaign's attempts run on Ray actors; the driver writes the store.
+
+    result = run_campaign_ray(CampaignConfig(target="guard", seed=1), Store("bastion.db"), workers=4)
+
+The driver plans the campaign exactly like `bastion.redteam.runner` (same runs, same keys, same per-attempt
+seeds), then hands batches of plan indices to Ray Data `map_batches` actors. Each actor builds the
+target, judges and guard once, recomputes the (deterministic) plan, runs its attempts with the runner's own
+attempt logic on an asyncio loop, and returns the finished AttemptRecords. Only the driver touches the
+SQLite store, so the result is the same store a local run writes; `--resume` works the same way (attempts
+already stored are not sent again).
+
+This module reuses the runner's internals (`_Services`, `_make_lanes`, `_Runner`, `_close_clients`);
+see docs/SCALING.md for the small public hook that would replace them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from .ray_engine import ray_session
+
+DEFAULT_BATCH = 16  # attempts per actor call (each actor runs them with cfg.concurrency in flight)
+
+
+def _call_path(path: str | None) -> None:
+    if path:
+        mod, _, fn = path.partition(":")
+        getattr(importlib.import_module(mod), fn)()
+
+
+class _Collect:
+    """Stands in for the Store inside an actor: keeps what the runner would have written."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, Any]] = []
+
+    def add_attempt(self, run_id: str, rec: Any) -> int:
+        self.records.append((run_id, rec))
+        return len(self.records)
+
+
+class RedteamActor:
+    """Callable class for `map_batches`: one target/judges/guard per actor, attempts run on one event loop."""
+
+    def __init__(self, cfg: dict[str, Any], run_ids: list[str], labels: list[str | None],
+                 worker_setup: str | None) -> None:
+        _call_path(worker_setup)
+        from bastion.redteam import runner
+
+        self.runner = runner
+        self.cfg = runner.CampaignConfig(**cfg)
+        self.plan = runner.plan_campaign(self.cfg)
+        self.svc = runner._Services(self.cfg, None)
+        self.lanes = runner._make_lanes(self.cfg, self.svc, run_ids, labels)
+        self.loop = asyncio.new_event_loop()
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        idx = [int(i) for i in batch["i"]]
+        need = [str(m) for m in batch["lanes"]]
+        items = [self.plan[i] for i in idx]
+        for li, ln in enumerate(self.lanes):  # the runner skips lanes whose `done` holds the key
+            ln.done = {it.key for it, m in zip(items, need, strict=True) if m[li] != "1"}
+        sink = _Collect()
+        r = self.runner._Runner(self.cfg, sink, self.lanes, self.svc, None)
+        self.loop.run_until_complete(r.run(items))
+        fatal = ""
+        if r.fatal is not None:
+            fatal = str(r.fatal) if isinstance(r.fatal, self.runner.CampaignError) else self.runner._one_line(r.fatal)
+        return {"records": np.asarray([pickle.dumps(sink.records)], dtype=object),
+                "n": np.asarray([len(idx)], dtype=np.int64), "fatal": np.asarray([fatal], dtype=object)}
+
+
+def run_campaign_ray(cfg: Any, store: Any, *, workers: int | None = None, address: str | None = None,
+                     batch_size: int = DEFAULT_BATCH, progress: Callable[[int, int], None] | None = None,
+                     guard_factory: Callable[[], Any] | None = None, worker_setup: str | None = None,
+                     resume: str | None = None) -> Any:
+    """Run (or resume) a campaign with its attempts spread over Ray actors; returns a CampaignResult.
+
+    `workers`: actors (default: the cluster's CPUs, or this machine's for a local Ray). `address`: an
+    existing cluster ("auto", "ray://head:10001"); otherwise a local Ray instance is started.
+    `guard_factory` is used by the driver only (guard version for the run); actors build their guard with
+    `runner.default_guard_service`. `worker_setup` is an importable "module:function" each actor calls
+    first (e.g. to register custom targets, or tests' placeholder seeds)."""
+    from bastion.redteam import runner
+    from bastion.redteam.runner import CampaignConfig, CampaignError, CampaignResult
+    from bastion.redteam.stats import summarize
+    from bastion.redteam.targets import TargetError
+
+    # ---- plan and create (or reopen) the runs, exactly as the local runner does ----
+    if resume:
+        run = store.get_run(resume)
+        cfg = CampaignConfig(**run.config)
+        runs = [run] + ([store.get_run(run.paired_with)] if run.paired_with else [])
+        runs.sort(key=lambda r: 0 if r.label in (None, "pre") else 1)
+        run_ids: list[str] = [r.id for r in runs]
+        labels: list[str | None] = [r.label for r in runs]
+    else:
+        run_ids, labels = [], []
+    try:
+        runner.check_techniques(cfg.techniques or runner.DEFAULT_TECHNIQUES)
+    except ValueError as e:
+        raise TargetError(str(e)) from e
+    if cfg.attacks:
+        import bastion.redteam.attacks  # noqa: F401  (registers the attacks)
+        from bastion.redteam.base import ATTACKS
+
+        unknown = [a for a in cfg.attacks if a not in ATTACKS]
+        if unknown:
+            raise TargetError(f"unknown attack(s) {', '.join(unknown)}; known: {', '.join(sorted(ATTACKS))}")
+        needs = [a for a in cfg.attacks if getattr(ATTACKS[a], "requires_llm", True)]
+        if needs and not cfg.attacker_model:
+            raise TargetError(f"attack(s) {', '.join(needs)} need --attacker-model (and --attacker-base-url)")
+    svc = runner._Services(cfg, guard_factory)
+    plan = runner.plan_campaign(cfg)
+    lanes = runner._make_lanes(cfg, svc, run_ids or ["", ""], labels or [None, None])
+    if not resume:
+        needs_guard = cfg.target == "guard" or cfg.guarded or cfg.judge == "guard"
+        versions = runner._versions(svc.guard() if needs_guard else None)
+        versions["engine"] = "ray"
+        config = cfg.model_dump()
+        if cfg.guarded:
+            pre = store.create_run(lanes[0].target.name, config, cfg.seed, versions, label="pre")
+            post = store.create_run(lanes[1].target.name, config, cfg.seed, versions, label="post")
+            store.pair_runs(pre, post)
+            run_ids, labels = [pre, post], ["pre", "post"]
+        else:
+            run_ids, labels = [store.create_run(lanes[0].target.name, config, cfg.seed, versions)], [None]
+    else:
+        for rid in run_ids:
+            store.set_status(rid, "running")
+    done = [store.done_keys(rid) for rid in run_ids]
+    todo = [(i, "".join("0" if p.key in d else "1" for d in done)) for i, p in enumerate(plan)]
+    todo = [(i, m) for i, m in todo if "1" in m]
+
+    # ---- run the attempts on Ray; write what comes back ----
+    status, error, n_done = "completed", None, 0
+    try:
+        with ray_session(address, num_cpus=workers) as ray:
+            if todo:
+                n_actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+                ctx = ray.data.DataContext.get_current()
+                ctx.enable_progress_bars = False
+                ctx.print_on_execution_start = False
+                ds = ray.data.from_items([{"i": i, "lanes": m} for i, m in todo],
+                                         override_num_blocks=max(1, min(len(todo) // batch_size, 10_000)))
+                ds = ds.map_batches(
+                    RedteamActor, fn_constructor_args=(cfg.model_dump(), run_ids, labels, worker_setup),
+                    batch_size=batch_size, batch_format="numpy", num_cpus=1,
+                    compute=ray.data.ActorPoolStrategy(size=n_actors))
+                for row in ds.iter_rows():
+                    for rid, rec in pickle.loads(row["records"]):
+                        store.add_attempt(rid, rec)
+                    n_done += int(row["n"])
+                    if progress:
+                        progress(n_done, len(todo))
+                    if row["fatal"]:
+                        status, error = "failed", str(row["fatal"])
+                        break
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        status, error = "interrupted", "interrupted"
+        raise
+    except BaseException as e:
+        status, error = "failed", runner._one_line(e)
+        raise
+    finally:
+        summaries = {}
+        for rid in run_ids:
+            summaries[rid] = summarize(store.attempts(rid))
+            store.set_status(rid, status, error=error, summary=summaries[rid])
+        if svc._guard is not None:
+            asyncio.run(svc._guard.aclose())
+    result = CampaignResult(run_ids=run_ids, summaries=summaries, status=status,
+                            labels=dict(zip(run_ids, labels, strict=False)), error=error)
+    if status == "failed":
+        raise CampaignError(f"run {', '.join(run_ids)} failed: {error} (attempts so far are kept; "
+                            f"fix the cause and use --resume {run_ids[0]})")
+    return result
