@@ -404,7 +404,11 @@ class _Runner:
         assert primary is not None
         return primary, out, decoded
 
-    async def attempt(self, item: Planned) -> None:
+    async def execute(self, item: Planned) -> tuple[list[tuple[str, AttemptRecord]], BaseException | None]:
+        """Run one planned attempt on every lane still missing it, without touching the store.
+
+        Returns the (run_id, record) pairs to store, and the exception if the attempt failed (its records then
+        carry the error). A distributed engine can call this on workers and store the records on the driver."""
         lanes = [ln for ln in self.lanes if item.key not in ln.done]
         token = CURRENT_SEED.set(item.seed)
         try:
@@ -415,27 +419,27 @@ class _Runner:
         except asyncio.CancelledError:
             raise
         except CampaignError as e:
-            self.fatal = e
-            return
+            return [], e
         except Exception as e:  # noqa: BLE001 - recorded on the attempt
             err = _one_line(e)
-            for ln in lanes:
-                self.store.add_attempt(ln.run_id, self._record(item, [], None, None, {}, error=err))
-            if _is_fatal(e):
-                self.fatal = e
-                return
-            self.consecutive_errors += 1
-            if self.consecutive_errors >= self.cfg.max_consecutive_errors:
-                self.fatal = CampaignError(f"{self.consecutive_errors} attempts failed in a row; last: {err}")
-            return
+            return [(ln.run_id, self._record(item, [], None, None, {}, error=err)) for ln in lanes], e
         finally:
             CURRENT_SEED.reset(token)
-        errored = [r.error for r in recs if r.error]
-        self.consecutive_errors = self.consecutive_errors + 1 if errored else 0
-        for ln, rec in zip(lanes, recs, strict=True):
-            self.store.add_attempt(ln.run_id, rec)
+        return [(ln.run_id, rec) for ln, rec in zip(lanes, recs, strict=True)], None
+
+    async def attempt(self, item: Planned) -> None:
+        """Execute one planned attempt, store its records at once, and track fatal errors."""
+        pairs, exc = await self.execute(item)
+        by_run = {ln.run_id: ln for ln in self.lanes}
+        for rid, rec in pairs:
+            self.store.add_attempt(rid, rec)
             if not rec.error:
-                ln.done.add(item.key)
+                by_run[rid].done.add(item.key)
+        if isinstance(exc, CampaignError) or (exc is not None and _is_fatal(exc)):
+            self.fatal = exc
+            return
+        errored = [rec.error for _, rec in pairs if rec.error]
+        self.consecutive_errors = self.consecutive_errors + 1 if errored else 0
         if errored and self.consecutive_errors >= self.cfg.max_consecutive_errors:
             self.fatal = CampaignError(f"{self.consecutive_errors} attempts failed in a row; last: {errored[-1]}")
 
