@@ -264,7 +264,9 @@ class _Services:
         c = self.cfg
         if not c.judge_model:
             return None
-        return LLMClient(c.judge_base_url or c.attacker_base_url or "http://localhost:8000/v1", c.judge_model,
+        target_url = c.target.partition(":")[2] if c.target.startswith("openai:") else None
+        return LLMClient(c.judge_base_url or target_url or c.attacker_base_url or "http://localhost:8000/v1",
+                         c.judge_model,
                          timeout=c.timeout, max_retries=c.max_retries, concurrency=c.concurrency)
 
     def judges(self) -> list[Judge]:
@@ -340,7 +342,9 @@ class _Runner:
             c = self.cfg
             if not c.attacker_model:
                 raise CampaignError("attacks need --attacker-model (and --attacker-base-url)")
-            self._attacker = LLMClient(c.attacker_base_url or "http://localhost:8000/v1", c.attacker_model,
+            target_url = c.target.partition(":")[2] if c.target.startswith("openai:") else None
+            self._attacker = LLMClient(c.attacker_base_url or target_url or "http://localhost:8000/v1",
+                                       c.attacker_model,
                                        timeout=c.timeout, max_retries=c.max_retries, concurrency=c.concurrency,
                                        rate_limit_rps=c.rate_limit)
         return self._attacker
