@@ -80,3 +80,19 @@ def test_ray_redteam_matches_a_local_run(tmp_path, local_ray, redteam_sandbox):
     assert len(ro) == 48 and ro == lo
     assert rr.summaries[rr.run_ids[0]] == lr.summaries[lr.run_ids[0]]
     assert ray_store.get_run(rr.run_ids[0]).config == local.get_run(lr.run_ids[0]).config
+
+
+def test_ray_redteam_error_storm_fails_the_run_but_keeps_attempts(tmp_path, local_ray, redteam_sandbox):
+    from bastion.redteam.runner import CampaignConfig, CampaignError
+    from bastion.scale.ray_redteam import run_campaign_ray
+    from bastion.store import Store
+
+    st = Store(tmp_path / "b.db")
+    cfg = CampaignConfig(target="python:tests.test_redteam_runner:crashing", techniques=["direct"], limit=14,
+                         benign_limit=0, seed=1, concurrency=1)
+    with pytest.raises(CampaignError, match="in a row.*app exploded"):
+        run_campaign_ray(cfg, st, workers=1, batch_size=1,
+                         worker_setup="tests.test_scale_support:redteam_worker_setup")
+    run = st.list_runs()[0]
+    assert run.status == "failed" and "app exploded" in run.error
+    assert run.n_attempts == 5 and all(a.error for a in st.attempts(run.id))

@@ -9,8 +9,9 @@ attempt logic on an asyncio loop, and returns the finished AttemptRecords. Only 
 SQLite store, so the result is the same store a local run writes; `--resume` works the same way (attempts
 already stored are not sent again).
 
-This module reuses the runner's internals (`_Services`, `_make_lanes`, `_Runner`, `_close_clients`);
-see docs/SCALING.md for the small public hook that would replace them.
+Actors call the runner's `_Runner.execute()` (an attempt computed without the store); the driver stores the
+records and applies the runner's fatal / consecutive-error rules. The run set-up mirrors `arun_campaign`
+(see docs/SCALING.md for the public hook that would remove that duplication).
 """
 
 from __future__ import annotations
@@ -32,31 +33,35 @@ def _call_path(path: str | None) -> None:
         getattr(importlib.import_module(mod), fn)()
 
 
-class _Collect:
-    """Stands in for the Store inside an actor: keeps what the runner would have written."""
-
-    def __init__(self) -> None:
-        self.records: list[tuple[str, Any]] = []
-
-    def add_attempt(self, run_id: str, rec: Any) -> int:
-        self.records.append((run_id, rec))
-        return len(self.records)
-
-
 class RedteamActor:
-    """Callable class for `map_batches`: one target/judges/guard per actor, attempts run on one event loop."""
+    """Callable class for `map_batches`: one target/judges/guard per actor, attempts run on one event loop
+    with the campaign's concurrency; returns, per attempt, the records to store and any failure."""
 
     def __init__(self, cfg: dict[str, Any], run_ids: list[str], labels: list[str | None],
                  worker_setup: str | None) -> None:
         _call_path(worker_setup)
         from bastion.redteam import runner
 
-        self.runner = runner
+        self.rt = runner
         self.cfg = runner.CampaignConfig(**cfg)
         self.plan = runner.plan_campaign(self.cfg)
         self.svc = runner._Services(self.cfg, None)
         self.lanes = runner._make_lanes(self.cfg, self.svc, run_ids, labels)
+        self.runner = runner._Runner(self.cfg, None, self.lanes, self.svc, None)
         self.loop = asyncio.new_event_loop()
+
+    async def _one(self, sem: asyncio.Semaphore, item: Any) -> tuple[Any, bool, str]:
+        async with sem:
+            pairs, exc = await self.runner.execute(item)
+        if exc is None:
+            return pairs, False, ""
+        if isinstance(exc, self.rt.CampaignError):
+            return pairs, True, str(exc)
+        return pairs, self.rt._is_fatal(exc), self.rt._one_line(exc)
+
+    async def _batch(self, items: list[Any]) -> list[tuple[Any, bool, str]]:
+        sem = asyncio.Semaphore(self.cfg.concurrency)
+        return await asyncio.gather(*(self._one(sem, it) for it in items))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
@@ -64,16 +69,13 @@ class RedteamActor:
         idx = [int(i) for i in batch["i"]]
         need = [str(m) for m in batch["lanes"]]
         items = [self.plan[i] for i in idx]
-        for li, ln in enumerate(self.lanes):  # the runner skips lanes whose `done` holds the key
+        for li, ln in enumerate(self.lanes):  # execute() skips the lanes whose `done` holds the key
             ln.done = {it.key for it, m in zip(items, need, strict=True) if m[li] != "1"}
-        sink = _Collect()
-        r = self.runner._Runner(self.cfg, sink, self.lanes, self.svc, None)
-        self.loop.run_until_complete(r.run(items))
-        fatal = ""
-        if r.fatal is not None:
-            fatal = str(r.fatal) if isinstance(r.fatal, self.runner.CampaignError) else self.runner._one_line(r.fatal)
-        return {"records": np.asarray([pickle.dumps(sink.records)], dtype=object),
-                "n": np.asarray([len(idx)], dtype=np.int64), "fatal": np.asarray([fatal], dtype=object)}
+        out = self.loop.run_until_complete(self._batch(items))
+        return {"i": np.asarray(idx, dtype=np.int64),
+                "records": np.asarray([pickle.dumps(p) for p, _, _ in out], dtype=object),
+                "fatal": np.asarray([f for _, f, _ in out], dtype=bool),
+                "error": np.asarray([e for _, _, e in out], dtype=object)}
 
 
 def run_campaign_ray(cfg: Any, store: Any, *, workers: int | None = None, address: str | None = None,
@@ -153,14 +155,23 @@ def run_campaign_ray(cfg: Any, store: Any, *, workers: int | None = None, addres
                     RedteamActor, fn_constructor_args=(cfg.model_dump(), run_ids, labels, worker_setup),
                     batch_size=batch_size, batch_format="numpy", num_cpus=1,
                     compute=ray.data.ActorPoolStrategy(size=n_actors))
+                consecutive = 0
                 for row in ds.iter_rows():
-                    for rid, rec in pickle.loads(row["records"]):
+                    # the local runner's bookkeeping, applied on the driver in the order results arrive
+                    pairs = pickle.loads(row["records"])
+                    for rid, rec in pairs:
                         store.add_attempt(rid, rec)
-                    n_done += int(row["n"])
+                    n_done += 1
                     if progress:
                         progress(n_done, len(todo))
                     if row["fatal"]:
-                        status, error = "failed", str(row["fatal"])
+                        status, error = "failed", str(row["error"])
+                        break
+                    errored = [rec.error for _, rec in pairs if rec.error]
+                    consecutive = consecutive + 1 if errored else 0
+                    if errored and consecutive >= cfg.max_consecutive_errors:
+                        status = "failed"
+                        error = f"{consecutive} attempts failed in a row; last: {errored[-1]}"
                         break
     except (asyncio.CancelledError, KeyboardInterrupt):
         status, error = "interrupted", "interrupted"
