@@ -42,6 +42,15 @@ def serve(
     model: Path | None = typer.Option(None, help="Guard model directory (default: the embedded model)."),
     threads: int | None = typer.Option(None, help="Guard inference threads."),
     insecure: bool = typer.Option(False, "--insecure", help="Allow a non-loopback address without client keys."),
+    revise_model: str | None = typer.Option(None, help="Model that revises flagged responses under the "
+                                            "constitution; enables the policy action `revise`."),
+    revise_base_url: str | None = typer.Option(None, help="OpenAI-compatible base URL of the revise model "
+                                               "(default: the upstream, with the upstream key)."),
+    revise_key_env: str = typer.Option("BASTION_REVISE_API_KEY", help="Env var holding the revise endpoint's API "
+                                       "key when --revise-base-url is given."),
+    constitution: str | None = typer.Option(None, help="Constitution file for revisions (YAML, Bastion JSON or "
+                                            "llm-swarm JSON; default: the shipped one). Needs --revise-model."),
+    revise_timeout: float = typer.Option(60.0, help="Seconds one revision may take before the reply is refused."),
     log_level: str = typer.Option("info", help="uvicorn log level."),
 ) -> None:
     """Run the guarded OpenAI-compatible gateway in front of an upstream model."""
@@ -62,11 +71,16 @@ def serve(
         check_bind(host, store, insecure)
     except ValueError as e:
         _fail(str(e))
+    upstream_api_key = os.environ.get(upstream_key_env) or None
+    if revise_timeout <= 0:
+        _fail("--revise-timeout must be > 0")
+    reviser = _build_reviser(revise_model, revise_base_url, constitution, upstream, upstream_api_key,
+                             revise_key_env, revise_timeout)
     config = GatewayConfig(
-        upstream=upstream, upstream_api_key=os.environ.get(upstream_key_env) or None, host=host,
+        upstream=upstream, upstream_api_key=upstream_api_key, host=host,
         policy_path=policy, keys_path=keys, audit_path=None if no_audit else audit, audit_content=audit_content,
         audit_key=_audit_key(audit_key_env), max_body_bytes=max_body, rate_limit_per_minute=rate_limit,
-        upstream_timeout_s=upstream_timeout,
+        upstream_timeout_s=upstream_timeout, revise_timeout_s=revise_timeout,
     )
     try:
         from bastion.guard import Guard
@@ -75,12 +89,36 @@ def serve(
     except Exception as e:  # noqa: BLE001 - one clear line, not a traceback
         _fail(f"cannot load the guard model: {e}", 1)
     try:
-        app = create_app(config, guard=guard, keys=store)
+        app = create_app(config, guard=guard, keys=store, reviser=reviser)
     except PolicyError as e:
         _fail(str(e))
+    revising = f", revise with {revise_model}" if reviser is not None else ""
     err.print(f"bastion gateway on http://{host}:{port}/v1 -> {upstream} "
-              f"({len(store)} client key(s), policy {app.state.gateway.policies.policy.digest})", highlight=False)
+              f"({len(store)} client key(s), policy {app.state.gateway.policies.policy.digest}{revising})",
+              highlight=False)
     serve_forever(app, host, port, log_level=log_level)
+
+
+def _build_reviser(model: str | None, base_url: str | None, constitution: str | None, upstream: str,
+                   upstream_key: str | None, key_env: str, timeout: float):
+    """`Reviser(LLMClient(base_url, model), load_constitution(...))` from the serve options, or None."""
+    if model is None:
+        if base_url or constitution:
+            _fail("--revise-base-url and --constitution need --revise-model (the model that writes revisions)")
+        return None
+    from bastion.constitution import ConstitutionError, Reviser, load_constitution
+    from bastion.llm import LLMClient
+
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        _fail(f"--revise-base-url must be an http(s) URL, got {base_url!r}")
+    try:
+        const = load_constitution(constitution)
+    except (ConstitutionError, OSError) as e:
+        _fail(f"cannot load the constitution: {e}")
+    # The upstream key only ever goes to the upstream; another endpoint gets its own key.
+    key = upstream_key if base_url is None else os.environ.get(key_env) or None
+    client = LLMClient(base_url or upstream, model, api_key=key or "unused", timeout=timeout, max_retries=1)
+    return Reviser(client, const)
 
 
 audit_app = typer.Typer(help="Inspect and verify the gateway's audit log.", no_args_is_help=True)

@@ -41,8 +41,13 @@ from .streaming import StreamScanner, chunk_text
 
 log = logging.getLogger("bastion.gateway")
 
-# (prompt, response, decision) -> revised response. Installed by the constitution module (issue 6).
+# (prompt, response, decision) -> revised response: a `bastion.constitution.Reviser` is one
+# (`bastion serve --revise-model M` builds it); any async callable of this shape works.
 Reviser = Callable[[str, str, Decision], Awaitable[str]]
+
+# The most upstream text read after a streamed violation to revise the whole reply.
+MAX_REVISE_CHARS = 100_000
+APPEND_FIX_HEADER = "\n\nSafer version (verified patch):\n\n~~~diff\n"
 
 
 class GatewayConfig(BaseModel):
@@ -65,6 +70,7 @@ class GatewayConfig(BaseModel):
     policy_poll_s: float = Field(1.0, ge=0)  # 0: reload on SIGHUP only
     guard_workers: int = Field(1, ge=1)
     guard_max_batch: int = Field(64, ge=1)
+    revise_timeout_s: float = Field(60.0, gt=0)  # max time for one revision (critique + revise); then refuse
     insecure: bool = False
 
 
@@ -167,6 +173,7 @@ class Gateway:
         self.audit = (AuditLog(config.audit_path, config.audit_content, config.audit_key)
                       if config.audit_path else None)
         self.client: httpx.AsyncClient | None = None
+        self.code_limiter: anyio.CapacityLimiter | None = None
         self.upstream = config.upstream.rstrip("/") + "/"
 
     def _validate_policy(self, p: Policy) -> None:
@@ -175,11 +182,14 @@ class Gateway:
         for pol in [p, *(p.for_key(k) for k in p.keys)]:
             actions = [pol.action, pol.session.action, *(r.action for r in pol.categories.values())]
             if "revise" in actions:
-                raise PolicyError("action 'revise' needs a reviser (the constitution module, issue 6), "
-                                  "which is not installed in this gateway; use block, redact or flag")
+                raise PolicyError("action 'revise' needs a reviser, which is not configured in this gateway "
+                                  "(start it with `bastion serve --revise-model M`, or pass reviser= to "
+                                  "create_app); use block, redact or flag")
 
     # ---- lifecycle -----------------------------------------------------------------------------
     async def start(self) -> None:
+        # One code-shield scan at a time: the scanner shares cached tree-sitter parsers between threads.
+        self.code_limiter = anyio.CapacityLimiter(1)
         self.client = httpx.AsyncClient(
             base_url=self.upstream,
             timeout=httpx.Timeout(self.config.upstream_timeout_s, connect=self.config.connect_timeout_s),
@@ -190,6 +200,10 @@ class Gateway:
         await self.batcher.close()
         if self.client is not None:
             await self.client.aclose()
+        rc = getattr(self.reviser, "client", None)  # a constitution Reviser's LLMClient
+        if rc is not None and hasattr(rc, "aclose"):
+            with contextlib.suppress(Exception):
+                await rc.aclose()
         if self.audit is not None:
             await anyio.to_thread.run_sync(self.audit.close)
 
@@ -320,37 +334,109 @@ class Gateway:
                     json.dumps(msgs, sort_keys=True, ensure_ascii=False))
         return decision
 
+    # ---- revise / code shield ------------------------------------------------------------------
+    async def revise(self, ctx: _Ctx, text: str, decision: Decision) -> tuple[Decision, str | None,
+                                                                              list[dict[str, Any]]]:
+        """Revise a flagged response and re-check it: (decision, revised text or None, verdicts).
+
+        Success gives action `revise` with the revision; a revision that is still flagged, empty, slow
+        (`revise_timeout_s`) or failing gives `block` with the refusal. Never lets the original through."""
+        pol = ctx.policy
+        if self.reviser is None:
+            return Decision("block", decision.categories, decision.refusal,
+                            decision.reasons + ("no reviser configured",)), None, []
+        try:
+            revised = await asyncio.wait_for(self.reviser(ctx.prompt, text, decision), self.config.revise_timeout_s)
+            if not isinstance(revised, str) or not revised.strip():
+                raise ValueError("empty revision")
+        except Exception as e:  # noqa: BLE001 - a failing reviser must not leak the flagged response
+            log.warning("revision failed (%s: %s); refusing", type(e).__name__, e)
+            self.metrics.inc("bastion_revisions_total", {"result": "failed"})
+            return Decision("block", decision.categories, decision.refusal,
+                            decision.reasons + (f"revision failed ({type(e).__name__})",)), None, []
+        v2 = (await self.check([(ctx.prompt, revised)], "output"))[0]
+        d2 = pol.decide(v2)
+        vds = [{"scope": "revision", **v2.to_dict()}]
+        if d2.action in ("block", "revise", "redact"):
+            self.metrics.inc("bastion_revisions_total", {"result": "still_flagged"})
+            cats = tuple(dict.fromkeys(decision.categories + d2.categories))
+            return Decision("block", cats, decision.refusal,
+                            decision.reasons + ("revision still flagged",) + d2.reasons), None, vds
+        self.metrics.inc("bastion_revisions_total", {"result": "revised"})
+        return Decision("revise", decision.categories, "", decision.reasons + ("revised",) + d2.reasons), revised, vds
+
+    async def code_scan(self, pol: Policy, text: str, fix: bool | None = None) -> tuple[Any, Decision]:
+        """The policy's code-shield check of `text`, off the event loop: (CodeShieldResult | None, decision)."""
+        if pol.code_shield.mode == "off" or not text:
+            return None, ALLOW
+        t0 = time.perf_counter()
+        try:
+            return await anyio.to_thread.run_sync(lambda: pol.scan_code(text, fix=fix), limiter=self.code_limiter)
+        except Exception as e:  # noqa: BLE001 - block mode fails closed, the other modes let the text pass
+            log.exception("code shield scan failed")
+            if pol.code_shield.mode == "block":
+                return None, Decision("block", ("S14",), pol.code_shield.refusal,
+                                      (f"code shield failed ({type(e).__name__})",))
+            return None, ALLOW
+        finally:
+            self.metrics.observe("bastion_codeshield_seconds", time.perf_counter() - t0)
+
     # ---- output rail (non-streaming) -------------------------------------------------------------
     async def output_rail(self, ctx: _Ctx, data: dict[str, Any]) -> tuple[dict[str, Any], Decision]:
+        """Guard check of every choice -> revise / redact -> code shield on the text to be delivered."""
         pol = ctx.policy
         choices = [c for c in data.get("choices") or [] if isinstance(c, dict)]
         texts = [choice_text(c) for c in choices]
         idx = [i for i, t in enumerate(texts) if t]
-        if not pol.checks.output or not idx:
+        code_on = pol.code_shield.mode != "off"
+        if not idx or not (pol.checks.output or code_on):
             return data, ALLOW
         t0 = time.perf_counter()
-        verdicts = await self.check([(ctx.prompt, texts[i]) for i in idx], "output")
-        latency = time.perf_counter() - t0
-        decisions = [pol.decide(v) for v in verdicts]
-        for i, d in zip(idx, decisions, strict=True):
-            if d.action == "revise" and self.reviser is not None:
-                revised = await self.reviser(ctx.prompt, texts[i], d)
-                v2 = (await self.check([(ctx.prompt, revised)], "output"))[0]
-                if pol.decide(v2).action in ("block", "revise", "redact"):
-                    continue  # still flagged: fall through to a block below
-                _set_choice_text(choices[i], revised)
-                decisions[idx.index(i)] = Decision("flag", d.categories, "", d.reasons + ("revised",))
+        verdicts = await self.check([(ctx.prompt, texts[i]) for i in idx], "output") if pol.checks.output else []
+        vd = [{"scope": f"choice{i}", **v.to_dict()} for i, v in zip(idx, verdicts, strict=False)]
+        decisions: list[Decision] = []
+        delivered: dict[int, str] = {}
+        for k, i in enumerate(idx):
+            d = pol.decide(verdicts[k]) if verdicts else ALLOW
+            text = texts[i]
+            if d.action == "revise":
+                d, revised, rvd = await self.revise(ctx, text, d)
+                vd.extend({**x, "scope": f"choice{i}.{x['scope']}"} for x in rvd)
+                if revised is not None:
+                    _set_choice_text(choices[i], revised)
+                    text = delivered[i] = revised
             elif d.action == "redact":
                 _set_choice_text(choices[i], pol.redaction)
                 choices[i]["finish_reason"] = "content_filter"
+                text = ""
+            if d.action != "block" and code_on and text:
+                res, cd = await self.code_scan(pol, text)
+                if res is not None and res.findings:
+                    vd.append({"scope": f"choice{i}.code_shield", **_code_dict(res)})
+                if cd.action != "allow":
+                    if pol.code_shield.mode == "append_fix" and res is not None and res.diff:
+                        text = delivered[i] = text + APPEND_FIX_HEADER + res.diff + "~~~\n"
+                        _set_choice_text(choices[i], text)
+                        cd = Decision(cd.action, cd.categories, cd.refusal, cd.reasons + ("fix appended",))
+                    d = merge_decisions([d, cd])
+            decisions.append(d)
         decision = merge_decisions(decisions)
-        vd = [{"scope": f"choice{i}", **v.to_dict()} for i, v in zip(idx, verdicts, strict=True)]
-        self.record(ctx, "output", decision, vd, latency, "\n".join(texts))
-        if decision.action in ("block", "revise"):
+        content = "\n".join(texts)
+        if delivered:
+            content += "".join(f"\n[bastion: delivered choice{i}]\n{t}" for i, t in delivered.items())
+        self.record(ctx, "output", decision, vd, time.perf_counter() - t0, content)
+        if decision.action == "block":  # (revise() turns a revision that failed into a block)
             out = refusal_completion(ctx, decision, "output", vd, base=data)
             return out, decision
         data["bastion"] = bastion_field(ctx, decision, "output", vd)
         return data, decision
+
+
+def _code_dict(res: Any) -> dict[str, Any]:
+    """A code-shield result for the `bastion` field and the audit log (without the full fixed text)."""
+    d = res.to_dict()
+    d.pop("fixed_text", None)
+    return d
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
@@ -577,8 +663,16 @@ def create_app(config: GatewayConfig, guard: Any = None, keys: KeyStore | None =
                 raise ApiError(400, f"items[{i}] must be a string or an object with string `prompt` "
                                     "and optional string `response`.")
         verdicts = await gw.check(norm, "check")
-        return {"results": [{"verdict": v.to_dict(), "decision": pol.decide(v).to_dict()} for v in verdicts],
-                "policy": pol.digest}
+        results = []
+        for it, v in zip(norm, verdicts, strict=True):
+            d, extra = pol.decide(v), {}
+            if isinstance(it, tuple):  # a response: the code shield applies too
+                res, cd = await gw.code_scan(pol, it[1], fix=False)
+                if res is not None and res.findings:
+                    extra["code_shield"] = _code_dict(res)
+                d = merge_decisions([d, cd])
+            results.append({"verdict": v.to_dict(), "decision": d.to_dict(), **extra})
+        return {"results": results, "policy": pol.digest}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
@@ -734,10 +828,13 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                           q: asyncio.Queue, first: tuple[str, Any]) -> AsyncIterator[bytes]:
     pol = ctx.policy
     rules = pol.streaming
+    code_mode = pol.code_shield.mode
     verdicts_seen: list[dict[str, Any]] = []
     check_time = [0.0]
 
     async def check(window: str) -> Decision:
+        if not pol.checks.output:  # only the code shield holds text back
+            return ALLOW
         t0 = time.perf_counter()
         v = (await gw.check([(ctx.prompt, window)], "output"))[0]
         check_time[0] += time.perf_counter() - t0
@@ -748,13 +845,26 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
             verdicts_seen.append({"scope": "window", **v.to_dict()})
         return d
 
-    scanner = StreamScanner(rules, check)
+    async def code_check(block: str) -> Decision:
+        t0 = time.perf_counter()
+        res, d = await gw.code_scan(pol, block, fix=False)
+        check_time[0] += time.perf_counter() - t0
+        if res is not None and res.insecure:
+            verdicts_seen.append({"scope": "code_block", **_code_dict(res)})
+        return d
+
+    scanner = StreamScanner(rules, check, code_check=code_check if code_mode == "block" else None,
+                            code_max_chars=pol.code_shield.max_block_chars)
     tail: list[dict[str, Any]] = []  # finish / usage chunks, released after the final check
     meta: dict[str, Any] = {}
     first_text_at: float | None = None
     first_release_at: float | None = None
     released_texts: list[str] = []
-    checking = pol.checks.output
+    upstream_texts: list[str] = []
+    extra: list[Decision] = []  # decisions made at the end of the stream (revision, code shield)
+    end_decision: Decision | None = None
+    revised_text: str | None = None
+    checking = pol.checks.output or code_mode == "block"
     outcome = "cancelled"
     item: tuple[str, Any] | None = first
     try:
@@ -780,8 +890,10 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                     if k in payload and k not in meta:
                         meta[k] = payload[k]
                 text = chunk_text(payload)
-                if text and first_text_at is None:
-                    first_text_at = time.perf_counter()
+                if text:
+                    upstream_texts.append(text)
+                    if first_text_at is None:
+                        first_text_at = time.perf_counter()
                 finishing = any(isinstance(c, dict) and c.get("finish_reason") for c in payload.get("choices") or [])
                 if not text and (finishing or not payload.get("choices")):
                     tail.append(payload)
@@ -801,6 +913,18 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
             n = scanner.plan(final=final)
             if n:
                 released, decision = await scanner.scan(n)
+                if scanner.violation is not None and scanner.violation.action == "revise" and kind != "error":
+                    # Revise the whole reply; send the revision's continuation of what was already released.
+                    outcome = "violation"
+                    end_decision, revised_text, more_tail, vds = await _revise_stream(
+                        gw, ctx, q, scanner, "".join(released_texts), upstream_texts, final)
+                    verdicts_seen.extend(vds)
+                    tail.extend(more_tail)
+                    if revised_text is None:
+                        yield sse(_violation_chunk(ctx, meta, end_decision, verdicts_seen))
+                        yield SSE_DONE
+                        return
+                    break
                 if scanner.violation is not None:
                     outcome = "violation"
                     gw.metrics.inc("bastion_stream_chunks_total", {"outcome": "withheld"})
@@ -829,8 +953,43 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                 return
             if kind == "done":
                 break
-        outcome = "stop"
-        field_ = bastion_field(ctx, merge_decisions(scanner.flags), "output", verdicts_seen)
+        # ---- end of the reply: the revision (if any), then the code shield on the whole text --------------
+        extra_out: list[str] = []
+        if revised_text is not None:
+            assert end_decision is not None
+            extra.append(end_decision)
+            if revised_text:
+                extra_out.append(revised_text)
+        if code_mode != "off":
+            whole = ("".join(released_texts) + (revised_text or "")) if end_decision else "".join(upstream_texts)
+            t0 = time.perf_counter()
+            res, cd = await gw.code_scan(pol, whole)
+            check_time[0] += time.perf_counter() - t0
+            if res is not None and res.insecure:
+                verdicts_seen.append({"scope": "code_shield", **_code_dict(res)})
+            if cd.action == "block" and revised_text is not None:
+                # The revision has not been sent yet: insecure code in it is refused as in a non-streamed reply.
+                end_decision = merge_decisions([end_decision or ALLOW, cd])
+                end_decision = Decision("block", end_decision.categories, cd.refusal, end_decision.reasons)
+                outcome = "violation"
+                yield sse(_violation_chunk(ctx, meta, end_decision, verdicts_seen))
+                yield SSE_DONE
+                return
+            if cd.action == "block":  # code outside fenced blocks, seen only after release: report it
+                cd = Decision("flag", cd.categories, "", cd.reasons + ("found after release (outside a fenced "
+                                                                       "code block)",))
+            if cd.action != "allow" and code_mode == "append_fix" and res is not None and res.diff:
+                extra_out.append(APPEND_FIX_HEADER + res.diff + "~~~\n")
+                cd = Decision(cd.action, cd.categories, cd.refusal, cd.reasons + ("fix appended",))
+            if cd.action != "allow":
+                extra.append(cd)
+        for t in extra_out:
+            released_texts.append(t)
+            yield sse({**_base_chunk(ctx, meta), "choices": [{"index": 0, "delta": {"content": t}, "logprobs": None,
+                                                              "finish_reason": None}]})
+        outcome = "stop" if end_decision is None else "revised"
+        end_decision = merge_decisions(scanner.flags + extra)
+        field_ = bastion_field(ctx, end_decision, "output", verdicts_seen)
         fin = next((i for i, c in enumerate(tail)
                     if any(isinstance(ch, dict) and ch.get("finish_reason") for ch in c.get("choices") or [])), None)
         if fin is None:  # the upstream sent no finish chunk: add one carrying the verdict
@@ -848,12 +1007,62 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                 await resp.aclose()
         if first_text_at is not None and first_release_at is not None:
             gw.metrics.observe("bastion_stream_added_ttft_seconds", first_release_at - first_text_at)
-        if checking:
-            final_decision = scanner.violation or merge_decisions(scanner.flags)
-            if outcome not in ("stop", "violation"):
+        if checking or code_mode != "off":
+            final_decision = end_decision or scanner.violation or merge_decisions(scanner.flags)
+            if outcome not in ("stop", "violation", "revised"):
                 final_decision = Decision(final_decision.action, final_decision.categories,
                                           final_decision.refusal, final_decision.reasons + (f"stream {outcome}",))
-            gw.record(ctx, "output", final_decision, verdicts_seen, check_time[0], "".join(released_texts))
+            content = "".join(released_texts)
+            if revised_text is not None:
+                content = "".join(upstream_texts) + "\n[bastion: delivered]\n" + content
+            gw.record(ctx, "output", final_decision, verdicts_seen, check_time[0], content)
+
+
+async def _revise_stream(gw: Gateway, ctx: _Ctx, q: asyncio.Queue, scanner: StreamScanner, released: str,
+                         upstream: list[str], ended: bool) -> tuple[Decision, str | None, list[dict[str, Any]],
+                                                              list[dict[str, Any]]]:
+    """A `revise` violation in a stream: read the rest of the upstream reply (up to MAX_REVISE_CHARS), revise
+    the whole reply, re-check it, and return (decision, the text still to send, finish/usage chunks, verdicts).
+
+    The text still to send is the part of the revision after what the client already received; if the
+    revision does not start with the released text, it cannot be spliced in, and the decision is `block`."""
+    v = scanner.violation
+    assert v is not None
+    tail: list[dict[str, Any]] = []
+    size = sum(len(t) for t in upstream)
+    while not ended and size < MAX_REVISE_CHARS:
+        item = await q.get()
+        if item[0] == "done":
+            break
+        if item[0] != "chunk":
+            return (Decision("block", v.categories, v.refusal, v.reasons + ("upstream failed before the revision",)),
+                    None, [], [])
+        t = chunk_text(item[1])
+        if t:
+            upstream.append(t)  # the caller's record of the upstream text (audit)
+            size += len(t)
+        elif any(isinstance(c, dict) and c.get("finish_reason") for c in item[1].get("choices") or []) \
+                or not item[1].get("choices"):
+            tail.append(item[1])
+    d, revised, vds = await gw.revise(ctx, "".join(upstream), v)
+    if revised is None:
+        return d, None, tail, vds
+    rest = _continuation(revised, released)
+    if rest is None:
+        gw.metrics.inc("bastion_revisions_total", {"result": "not_spliceable"})
+        return (Decision("block", d.categories, v.refusal, d.reasons + ("the revision does not continue the text "
+                                                                        "already sent",)), None, tail, vds)
+    return d, rest, tail, vds
+
+
+def _continuation(revised: str, released: str) -> str | None:
+    """The part of `revised` that follows `released` (None when `revised` does not start with it)."""
+    if not released.strip():
+        return revised
+    if revised.startswith(released):
+        return revised[len(released):]
+    r, p = revised.lstrip(), released.lstrip()
+    return r[len(p):] if r.startswith(p) else None
 
 
 def _raw_sse(line: str) -> bytes:

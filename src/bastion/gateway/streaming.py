@@ -5,6 +5,9 @@ Every check sees a sliding window: the tail of the text already released (`conte
 sentence, at an upstream chunk boundary), so a harmful sentence split over many chunks is checked whole
 before any of it leaves, and a phrase split across a release boundary is still seen whole in the next window.
 Upstream chunks are released unchanged (ids, logprobs, tool-call deltas), only later.
+
+With a `code_check` (code shield in block mode), a fenced code block is also held until its closing fence
+arrives (at most `code_max_chars`), and every code block is scanned before any of it is released.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from bastion.guard.policy import ALLOW, Decision, StreamingRules
 
 _SENTENCE_END = re.compile(r"[.!?;:](?=[\s\"')\]])|\n")
 _WORD_END = re.compile(r"\s")
+# The fences `bastion.codeshield` recognises: up to 3 spaces, 3+ backticks or tildes, an info string.
+_FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([^\n`]*)$")
+_MAYBE_FENCE = re.compile(r"^ {0,3}(`{1,}|~{1,})[^\n`]*$")
 
 
 def chunk_text(chunk: dict[str, Any]) -> str:
@@ -50,6 +56,51 @@ class _Piece:
 
 
 @dataclass
+class CodeBlockSpan:
+    start: int  # offset of the opening fence line in the whole upstream text
+    fence: str
+    end: int | None = None  # offset just after the closing fence line; None while open
+    scanned: bool = False
+
+
+@dataclass
+class FenceTracker:
+    """Fenced code blocks in a growing text (complete lines only; the unfinished last line may open one)."""
+
+    text: str = ""
+    blocks: list[CodeBlockSpan] = field(default_factory=list)
+    _pos: int = 0  # start of the first line not parsed yet
+
+    def feed(self, s: str) -> None:
+        if not s:
+            return
+        self.text += s
+        while (nl := self.text.find("\n", self._pos)) >= 0:
+            self._line(self.text[self._pos:nl], self._pos, nl + 1)
+            self._pos = nl + 1
+
+    def _line(self, line: str, start: int, end: int) -> None:
+        m = _FENCE_LINE.match(line)
+        cur = self.blocks[-1] if self.blocks and self.blocks[-1].end is None else None
+        if cur is None:
+            if m:
+                self.blocks.append(CodeBlockSpan(start, m.group(1)))
+        elif m and m.group(1)[0] == cur.fence[0] and len(m.group(1)) >= len(cur.fence) and not m.group(2).strip():
+            cur.end = end
+
+    def open_start(self) -> int | None:
+        """Start of the block still open, or of an unfinished last line that may become an opening fence."""
+        if self.blocks and self.blocks[-1].end is None:
+            return self.blocks[-1].start
+        if _MAYBE_FENCE.match(self.text[self._pos:]):
+            return self._pos
+        return None
+
+    def block_text(self, b: CodeBlockSpan) -> str:
+        return self.text[b.start:b.end]
+
+
+@dataclass
 class StreamScanner:
     """Hold chunks; `plan()` says how many may be released once checked; `scan()` checks and releases."""
 
@@ -62,9 +113,26 @@ class StreamScanner:
     flags: list[Decision] = field(default_factory=list)
     violation: Decision | None = None
     last_decision: Decision = ALLOW
+    # Code shield (block mode): scan each fenced block before any of it leaves; hold open blocks.
+    code_check: Callable[[str], Awaitable[Decision]] | None = None
+    code_max_chars: int = 20_000
+    fences: FenceTracker = field(default_factory=FenceTracker)
+    consumed: int = 0  # upstream characters released or dropped (redacted) so far
+    withheld_text: str = ""  # the held text dropped by a violation
 
     def add(self, chunk: Any, text: str, now: float | None = None) -> None:
         self.pending.append(_Piece(chunk, text, time.monotonic() if now is None else now))
+        if self.code_check is not None:
+            self.fences.feed(text)
+
+    def _code_limit(self) -> int | None:
+        """How much of the held text may leave before an open code block (None: no limit)."""
+        if self.code_check is None:
+            return None
+        start = self.fences.open_start()
+        if start is None or start < self.consumed or len(self.fences.text) - start > self.code_max_chars:
+            return None  # no open block, one already partly released, or one too long to hold whole
+        return start - self.consumed
 
     @property
     def pending_text(self) -> str:
@@ -72,9 +140,14 @@ class StreamScanner:
 
     def hold_deadline(self) -> float | None:
         """Monotonic time at which held text must be checked and released."""
+        limit = self._code_limit()
+        pos = 0
         for p in self.pending:
+            if limit is not None and pos + len(p.text) > limit:
+                return None  # the rest waits for its code block to close
             if p.text:
                 return p.at + self.rules.max_hold_ms / 1000.0
+            pos += len(p.text)
         return None
 
     def plan(self, now: float | None = None, final: bool = False) -> int:
@@ -89,6 +162,11 @@ class StreamScanner:
         now = time.monotonic() if now is None else now
         forced = len(text) >= self.rules.max_pending_chars or (
             (d := self.hold_deadline()) is not None and now >= d)
+        limit = self._code_limit()
+        if limit is not None:
+            if limit == 0:
+                return 0
+            text = text[:limit]  # everything from the open fence on waits for the closing fence
         if not forced and len(text) < self.rules.min_chars:
             return 0
         mode = self.rules.holdback
@@ -107,7 +185,7 @@ class StreamScanner:
             pos += len(p.text)
             n += 1
         if pos == 0 or n == 0:  # nothing with text fits before the cut
-            return len(self.pending) if forced else 0
+            return len(self.pending) if forced and limit is None else 0
         return n
 
     async def scan(self, n: int) -> tuple[list[Any], Decision]:
@@ -117,9 +195,7 @@ class StreamScanner:
         self.checks += 1
         self.last_decision = decision
         if decision.action in ("block", "revise"):
-            self.violation = decision
-            self.pending.clear()
-            return [], decision
+            return self._stop(decision)
         if decision.action == "redact":
             # Drop everything held; the redaction marker replaces it (in the shape of the first held chunk).
             first = self.pending[0].chunk if self.pending else None
@@ -127,13 +203,42 @@ class StreamScanner:
             out = [_replace_text(first, decision.refusal)] if first is not None else []
             self._remember(decision.refusal)
             self.flags.append(decision)
+            self.consumed += len(self.pending_text)
+            for b in self.fences.blocks:  # dropped, never released: nothing to scan
+                if b.start < self.consumed and b.end is not None:
+                    b.scanned = True
             self.pending.clear()
             return out, decision
+        upto = self.consumed + sum(len(p.text) for p in self.pending[:n])
+        code = await self._scan_code(upto)
+        if code.action in ("block", "revise"):
+            return self._stop(code)
         if decision.action == "flag":
             self.flags.append(decision)
         released, self.pending = self.pending[:n], self.pending[n:]
+        self.consumed = upto
         self._remember("".join(p.text for p in released))
         return [p.chunk for p in released], decision
+
+    async def _scan_code(self, upto: int) -> Decision:
+        """Scan every code block that starts before `upto` and has not been scanned whole yet."""
+        if self.code_check is None:
+            return ALLOW
+        for b in self.fences.blocks:
+            if b.scanned or b.start >= upto:
+                continue
+            d = await self.code_check(self.fences.block_text(b))
+            if b.end is not None:
+                b.scanned = True
+            if d.action in ("block", "revise"):
+                return d
+        return ALLOW
+
+    def _stop(self, decision: Decision) -> tuple[list[Any], Decision]:
+        self.violation = decision
+        self.withheld_text = self.pending_text
+        self.pending.clear()
+        return [], decision
 
     def _remember(self, text: str) -> None:
         self.released_chars += len(text)

@@ -1,11 +1,19 @@
 """Policy: which checks run, thresholds per category, and what to do when a check fires.
 
 A policy is a YAML file validated by Pydantic. It maps guard verdicts to a `Decision`
-(allow / flag / redact / revise / block) and carries refusal messages and per-API-key overrides.
+(allow / flag / redact / revise / block) and carries refusal messages, the code-shield mode and
+per-API-key overrides.
 
 >>> p = Policy.default()
 >>> p.for_key("team-a").action
 'block'
+>>> p.code_shield.mode
+'warn'
+
+Applying a policy outside the gateway: `policy.decide(verdict)` (one verdict), `policy.decide_all(verdicts)`
+(the most severe of several), `policy.decide_code(scan_result)` (a code-shield result), or
+`policy.check(guard, prompt, response)` which runs the guard (and, for a response, the code shield) and
+returns the verdict with the decision.
 """
 
 from __future__ import annotations
@@ -14,14 +22,25 @@ import hashlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from bastion.taxonomy import HAZARD_CODES
 
 from .verdict import Verdict
+
+if TYPE_CHECKING:
+    from bastion.codeshield import CodeShieldResult
 
 Action = Literal["allow", "flag", "redact", "revise", "block"]
 # Severity order: when several categories fire, the most severe action wins.
@@ -86,6 +105,33 @@ class StreamingRules(_Strict):
     context_chars: int = Field(600, ge=0)  # already released text prepended to each window
 
 
+CodeShieldMode = Literal["off", "warn", "append_fix", "block"]
+
+
+class CodeShieldRules(_Strict):
+    """Insecure-code check on responses (`bastion.codeshield`); see docs/GATEWAY.md.
+
+    `mode`: off | warn (flag, findings in `bastion`) | append_fix (flag and append the verified patch as a diff)
+    | block (refuse; in streams, fenced code blocks are held until complete and scanned before release).
+    A bare string is accepted: `code_shield: block`.
+    """
+
+    mode: CodeShieldMode = "warn"
+    min_severity: Literal["low", "medium", "high", "critical"] = "medium"
+    refusal: str = "I can't share that code: it contains insecure patterns."
+    max_block_chars: int = Field(20_000, ge=256)  # streams, block mode: the longest code block held whole
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        # YAML 1.1 reads a bare `off`/`on` as a boolean.
+        if isinstance(v, (str, bool)):
+            v = {"mode": v}
+        if isinstance(v, dict) and isinstance(v.get("mode"), bool):
+            v = {**v, "mode": "warn" if v["mode"] else "off"}
+        return v
+
+
 class _PolicyBody(_Strict):
     checks: Checks = Checks()
     thresholds: PolicyThresholds = PolicyThresholds()
@@ -95,6 +141,7 @@ class _PolicyBody(_Strict):
     redaction: str = "[content removed by policy]"
     session: SessionRules = SessionRules()
     streaming: StreamingRules = StreamingRules()
+    code_shield: CodeShieldRules = CodeShieldRules()
     rate_limit_per_minute: float | None = Field(None, gt=0)  # None: the server default
 
     @field_validator("categories")
@@ -236,6 +283,48 @@ class Policy(_PolicyBody):
                 hits.append(("attack", f"attack {verdict.attack_score:.2f} >= {thr:.2f}"))
         return self._combine(hits)
 
+    def decide_all(self, verdicts: list[Verdict], *, attack: bool | None = None) -> Decision:
+        """The combined decision for several verdicts (the most severe action; all categories and reasons)."""
+        return merge_decisions([self.decide(v, attack=attack) for v in verdicts])
+
+    def decide_code(self, result: CodeShieldResult | None) -> Decision:
+        """Map a code-shield result to a decision: `block` in block mode, `flag` in warn/append_fix mode,
+        allow when the code is clean (or the code shield is off). Categories are the findings' S14/S2."""
+        cs = self.code_shield
+        if cs.mode == "off" or result is None or not result.insecure:
+            return ALLOW
+        cats = tuple(result.categories) or ("S14",)
+        rules = ", ".join(dict.fromkeys(f.rule_id for f in result.findings))
+        reason = f"insecure code ({cs.mode}, max severity {result.max_severity}): {rules}"
+        if cs.mode == "block":
+            return Decision("block", cats, cs.refusal, (reason,))
+        return Decision("flag", cats, "", (reason,))
+
+    def scan_code(self, text: str, *, fix: bool | None = None) -> tuple[CodeShieldResult | None, Decision]:
+        """Run the code shield on a response under this policy: (result, decision); (None, ALLOW) when off.
+        `fix` (default: append_fix mode) also computes the verified patch."""
+        cs = self.code_shield
+        if cs.mode == "off":
+            return None, ALLOW
+        from bastion.codeshield import scan_response  # lazy: tree-sitter grammars load on first use
+
+        res = scan_response(text, min_severity=cs.min_severity, fix=(cs.mode == "append_fix") if fix is None else fix)
+        return res, self.decide_code(res)
+
+    def check(self, guard: Any, prompt: str, response: str | None = None) -> tuple[Verdict, Decision]:
+        """Run a guard check and apply this policy: a prompt check, or a response check plus the code shield.
+
+        >>> verdict, decision = Policy.default().check(Guard(), "How do I bake bread?")  # doctest: +SKIP
+        """
+        if response is None:
+            v = guard.check_prompt(prompt)
+            return v, self.decide(v)
+        v = guard.check_response(prompt, response)
+        d = self.decide(v)
+        if d.action != "block":
+            d = merge_decisions([d, self.scan_code(response, fix=False)[1]])
+        return v, d
+
     def decide_session(self, risk: float) -> Decision:
         s = self.session
         if risk < s.threshold:
@@ -280,4 +369,5 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
-__all__ = ["Policy", "PolicyError", "Decision", "ALLOW", "ACTION_SEVERITY", "merge_decisions", "CATEGORY_CODES"]
+__all__ = ["Policy", "PolicyError", "Decision", "ALLOW", "ACTION_SEVERITY", "merge_decisions", "CATEGORY_CODES",
+           "CodeShieldRules"]
