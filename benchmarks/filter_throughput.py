@@ -99,6 +99,7 @@ def main() -> None:
 
     from bastion.scale import filter_corpus
 
+    load0 = os.getloadavg()[0]  # the 2-core dev machine is shared: record how busy it was
     tmp = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
     corpus = tmp / "corpus.jsonl"
     chars = make_corpus(corpus, args.docs)
@@ -134,9 +135,10 @@ def main() -> None:
         ray.shutdown()
     ids = {r["config"]: (tmp / f"{r['config']}.q.jsonl").read_bytes() for r in results}
     same = len(set(ids.values())) == 1
-    print(f"all configurations quarantined the same documents: {same}")
+    print(f"all configurations quarantined the same documents: {same}; "
+          f"1-min load average {load0:.1f} at start, {os.getloadavg()[0]:.1f} at end")
     out = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), "docs": args.docs,
-           "driver_docs_per_s": round(driver),
+           "driver_docs_per_s": round(driver), "load_avg_start": load0, "load_avg_end": os.getloadavg()[0],
            "chars_per_doc": round(chars / args.docs), "ray_init_s": ray_start, "identical_outputs": same,
            "results": results}
     if args.json:
