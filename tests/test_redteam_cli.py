@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
 
 import pytest
 from typer.testing import CliRunner
@@ -113,12 +112,14 @@ def test_techniques_json():
 def test_default_guard_target_end_to_end(tmp_path):
     """The README's first command, on the real embedded guard and the real seed library (small limit)."""
     db = str(tmp_path / "b.db")
-    t0 = time.monotonic()
     obj = _json(_invoke("redteam", "--limit", "48", "--benign-limit", "20", "--db", db, "--json"))
-    assert time.monotonic() - t0 < 120
     assert obj["target"] == "guard"
     assert sum(c["attempts"] for c in obj["categories"]) == 48
     assert obj["over_refusal"]["attempts"] == 20
     direct = next(t for t in obj["techniques"] if t["technique"] == "direct")
     # plain harmful requests are the easiest thing for the guard to stop
     assert direct["asr"] <= 0.5
+    # the same seed gives the same run
+    again = _json(_invoke("redteam", "--limit", "48", "--benign-limit", "20", "--db", db, "--json"))
+    assert again["run_id"] != obj["run_id"]
+    assert (again["categories"], again["over_refusal"]) == (obj["categories"], obj["over_refusal"])
