@@ -67,13 +67,24 @@ class Checks(_Strict):
 
 
 class PolicyThresholds(_Strict):
-    """Global thresholds, in [0, 1]; a category rule may override the harm threshold for its category."""
+    """Global thresholds, in [0, 1]; a category rule may override the harm threshold for its category.
+    A threshold left unset uses the model's calibrated default (carried by each verdict)."""
 
-    prompt_harm: float = Field(0.5, ge=0.0, le=1.0)
-    response_harm: float = Field(0.5, ge=0.0, le=1.0)
-    attack: float = Field(0.5, ge=0.0, le=1.0)
+    prompt_harm: float | None = Field(None, ge=0.0, le=1.0)
+    response_harm: float | None = Field(None, ge=0.0, le=1.0)
+    attack: float | None = Field(None, ge=0.0, le=1.0)
     # A harm hit is attributed to every category whose score reaches this (the top category always counts).
-    category: float = Field(0.35, ge=0.0, le=1.0)
+    category: float | None = Field(None, ge=0.0, le=1.0)
+
+    def resolve(self, verdict: Verdict) -> dict[str, float]:
+        """These thresholds, with unset ones taken from the verdict (the model's defaults)."""
+        out = {k: float(v) for k, v in verdict.thresholds}
+        out.setdefault("prompt_harm", 0.5)
+        out.setdefault("response_harm", 0.5)
+        out.setdefault("attack", 0.5)
+        out.setdefault("category", 0.35)
+        out.update({k: v for k, v in self.model_dump().items() if v is not None})
+        return out
 
 
 class CategoryRule(_Strict):
@@ -263,22 +274,22 @@ class Policy(_PolicyBody):
 
     def decide(self, verdict: Verdict, *, attack: bool | None = None) -> Decision:
         """Map one verdict to a decision. `attack` (default: `checks.attack`) turns the attack check on/off."""
-        t = self.thresholds
-        base = t.prompt_harm if verdict.kind == "prompt" else t.response_harm
+        t = self.thresholds.resolve(verdict)
+        base = t["prompt_harm"] if verdict.kind == "prompt" else t["response_harm"]
         hits: list[tuple[str, str]] = []  # (category, reason)
         scores = sorted(verdict.category_scores, key=lambda kv: -kv[1])
         top = scores[0][0] if scores else None
         for code, s in scores:
             thr = self.rule(code).threshold
             thr = base if thr is None else thr
-            if verdict.score >= thr and (s >= t.category or code == top):
+            if verdict.score >= thr and (s >= t["category"] or code == top):
                 hits.append((code, f"{verdict.kind} harm {verdict.score:.2f} >= {thr:.2f} ({code} {s:.2f})"))
         if not scores and verdict.score >= base:
             hits.append(("unknown", f"{verdict.kind} harm {verdict.score:.2f} >= {base:.2f}"))
         use_attack = self.checks.attack if attack is None else attack
         if use_attack and verdict.attack_score is not None:
             thr = self.rule("attack").threshold
-            thr = t.attack if thr is None else thr
+            thr = t["attack"] if thr is None else thr
             if verdict.attack_score >= thr:
                 hits.append(("attack", f"attack {verdict.attack_score:.2f} >= {thr:.2f}"))
         return self._combine(hits)
