@@ -19,12 +19,12 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(None, "--out", help="Model directory to write (default: the embedded model)."),
         extra: list[Path] = typer.Option(None, "--extra", help="Extra JSONL training data (e.g. constitution synth)."),
         seed: int = typer.Option(13, "--seed"),
-        cache_dir: Path = typer.Option(Path(".cache/train"), "--cache-dir", help="Embedding cache for re-runs."),
+        minutes: float = typer.Option(35.0, "--minutes", min=1.0, help="Wall-time budget for fine-tuning."),
         export_encoder: bool = typer.Option(False, "--export-encoder",
                                             help="Re-export MiniLM to int8 ONNX first (needs torch)."),
         threads: int = typer.Option(None, "--threads"),
     ) -> None:
-        """Train the guard heads (reproducible, seeded; ~20-40 min on 2 CPU cores)."""
+        """Fine-tune the embedded guard model (seeded; about 45 minutes on 2 CPU cores)."""
         try:
             from bastion.train.fit import TrainConfig, train
         except ImportError as exc:
@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
             import json
 
             before = json.loads((out_dir / "manifest.json").read_text())["report"]
-        m = train(TrainConfig(data_root=data, out_dir=out_dir, seed=seed, cache_dir=cache_dir, extra=list(extra or []),
+        m = train(TrainConfig(data_root=data, out_dir=out_dir, seed=seed, minutes=minutes, extra=list(extra or []),
                               threads=threads), log=lambda s: err.print(s))
         from rich.table import Table
 

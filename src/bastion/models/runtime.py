@@ -23,6 +23,7 @@ STRIDE = 96  # windows overlap by WINDOW - STRIDE tokens, so a phrase cut at a b
 CLS, SEP, PAD = 101, 102, 0
 N_HASH = 1 << 18
 VOCAB = 30522
+PAIR_CTX = 40  # prompt tokens kept as context in front of each response window
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -65,21 +66,34 @@ class Encoder:
         return wins, owner
 
     def embed(self, wins: Sequence[np.ndarray], batch: int = 32) -> np.ndarray:
-        out = np.zeros((len(wins), 384), dtype=np.float32)
-        order = np.argsort([len(w) for w in wins], kind="stable")
+        """Embed content windows ([CLS] and [SEP] are added)."""
+        return self.embed_full([[CLS, *w.tolist(), SEP] for w in wins], batch=batch)
+
+    def embed_full(self, seqs: Sequence[Sequence[int]], batch: int = 32) -> np.ndarray:
+        """Embed complete token sequences (special tokens included), batching by length."""
+        out = np.zeros((len(seqs), 384), dtype=np.float32)
+        order = np.argsort([len(q) for q in seqs], kind="stable")
         for b in range(0, len(order), batch):
             idx = order[b : b + batch]
-            L = max(len(wins[i]) for i in idx) + 2
+            L = max(len(seqs[i]) for i in idx)
             ids = np.full((len(idx), L), PAD, dtype=np.int64)
             mask = np.zeros((len(idx), L), dtype=np.int64)
             for r, i in enumerate(idx):
-                w = wins[i]
-                ids[r, 0] = CLS
-                ids[r, 1 : len(w) + 1] = w
-                ids[r, len(w) + 1] = SEP
-                mask[r, : len(w) + 2] = 1
+                q = seqs[i]
+                ids[r, : len(q)] = q
+                mask[r, : len(q)] = 1
             out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
         return out
+
+
+def pair_ids(enc: Encoder, prompt: str, response: str) -> list[list[int]]:
+    """[CLS] prompt-context [SEP] response-window [SEP] sequences covering the whole response."""
+    p = enc.tok.encode(prompt, add_special_tokens=False).ids[:PAIR_CTX]
+    r = enc.tok.encode(response, add_special_tokens=False).ids
+    size = WINDOW - len(p) - 1
+    stride = max(1, (size * 3) // 4)
+    starts = range(0, max(1, len(r) - size + stride), stride) if len(r) > size else [0]
+    return [[CLS, *p, SEP, *r[s : s + size], SEP] for s in starts]
 
 
 def hashed_features(win: np.ndarray) -> np.ndarray:
@@ -198,30 +212,25 @@ class CascadeModel(GuardModel):
     # -- responses ---------------------------------------------------------------------------------
     def score_responses(self, prompts: Sequence[str], responses: Sequence[str]) -> ResponseScores:
         n = len(responses)
-        pw, pown = self.encoder.windows(prompts, max_windows=1)
-        pemb = self.encoder.embed(pw)
-        rw, rown = self.encoder.windows(responses)
-        remb = self.encoder.embed(rw)
-        ctx = pemb[np.asarray(rown)]
-        x = np.concatenate([ctx, remb, ctx * remb], axis=1)
-        harm_w = self.response(x)
-        refusal_w = self.refusal(x)
-        cats_w = self.cats(remb)
-        own = np.asarray(rown)
+        seqs: list[list[int]] = []
+        own: list[int] = []
+        for i, (p, r) in enumerate(zip(prompts, responses)):
+            for q in pair_ids(self.encoder, p, r):
+                seqs.append(q)
+                own.append(i)
+        emb = self.encoder.embed_full(seqs)
+        harm_w = self.response(emb)
+        refusal_w = self.refusal(emb)
+        cats_w = self.cats(emb)
+        o = np.asarray(own)
         harm = np.zeros(n, dtype=np.float32)
-        np.maximum.at(harm, own, harm_w)
+        np.maximum.at(harm, o, harm_w)
         # A reply refuses when its opening window refuses (later windows are usually the alternative offered).
-        first = np.full(n, -1)
-        for j, o in enumerate(rown):
-            if first[o] < 0:
-                first[o] = j
+        first = np.searchsorted(o, np.arange(n))
         refusal = refusal_w[first]
-        cats = np.zeros((n, 14), dtype=np.float32)
-        best = {}
-        for j, o in enumerate(rown):
-            if o not in best or harm_w[j] > harm_w[best[o]]:
-                best[o] = j
-        for o, j in best.items():
-            # the prompt's topic is part of what the response is about
-            cats[o] = np.maximum(cats_w[j], self.cats(pemb[o : o + 1])[0] * 0.8)
-        return ResponseScores(harm=harm, refusal=refusal, categories=cats, windows=np.bincount(own, minlength=n))
+        best = first.copy()
+        for j, i in enumerate(own):
+            if harm_w[j] > harm_w[best[i]]:
+                best[i] = j
+        cats = cats_w[best]
+        return ResponseScores(harm=harm, refusal=refusal, categories=cats, windows=np.bincount(o, minlength=n))

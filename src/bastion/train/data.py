@@ -159,6 +159,33 @@ class Builder:
         for t in synthetic.suffix_attacks(rng, harmful_train, 300):
             self.add(task="prompt", text=t, label=1, source="bastion_synthetic", licence="Apache-2.0")
 
+    def embedded(self, harmful: list[str], benign: list[str], n: int = 1200) -> None:
+        """Requests buried in benign text (documents, long prompts): the request decides the label."""
+        rng = random.Random(17)
+        dolly = [r["response"] for r in _jsonl(self.root / "benign_dolly/dolly_first6400_instruction_response.jsonl.gz")
+                 if 60 < len(r["response"]) < 400]
+        short_h = [h for h in harmful if len(h) < 200]
+
+        def para() -> str:
+            return rng.choice(dolly) if rng.random() < 0.7 else rng.choice(benign)
+
+        cats = {e.text: e.category for e in self.examples if e.task == "prompt" and e.label == 1}
+        for _ in range(n):
+            h = rng.choice(short_h)
+            before = para()[: rng.randint(0, 250)]
+            text = f"{before} {h} {para()[: rng.randint(0, 250)]}".strip()
+            self.add(task="prompt", text=text, label=1, source="bastion_synthetic(embedded)", licence="Apache-2.0",
+                     category=cats.get(h))
+            self.add(task="prompt", text=f"{para()[:300]} {para()[:300]}", label=0,
+                     source="bastion_synthetic(embedded)", licence="CC-BY-SA-3.0")
+        for t in synthetic.injection_prompts(rng, 400, []):
+            pos = rng.randint(0, 200)
+            p = para()
+            self.add(task="attack", text=f"{p[:pos]} {t} {p[pos:pos + 200]}", label=1,
+                     source="bastion_synthetic(embedded)", licence="Apache-2.0")
+            self.add(task="attack", text=f"{p[:300]} {para()[:200]}", label=0, source="bastion_synthetic(embedded)",
+                     licence="CC-BY-SA-3.0")
+
     # ---- prompt attack -------------------------------------------------------------------------
     def attacks(self, harmful_train: list[str], benign_train: list[str]) -> None:
         rng = random.Random(11)
@@ -270,6 +297,16 @@ class Builder:
             self.add(task="refusal", text=comp_, context=h, label=0, source="bastion_synthetic", licence="Apache-2.0")
 
 
+def _redteam_seed_texts() -> set[str]:
+    seed_dir = Path(__file__).resolve().parents[1] / "redteam" / "seeds"
+    out: set[str] = set()
+    for p in sorted(seed_dir.glob("*.jsonl")):
+        for r in _jsonl(p):
+            if isinstance(r.get("text"), str):
+                out.add(_norm(r["text"]))
+    return out
+
+
 def build(root: Path, seed: int = 13, n_benign: int = 14000) -> list[Example]:
     b = Builder(root, seed)
     b.harmful_pool()
@@ -281,8 +318,12 @@ def build(root: Path, seed: int = 13, n_benign: int = 14000) -> list[Example]:
     benign_train = [e.text for e in b.examples if e.task == "prompt" and e.label == 0 and e.split == "train"
                     and e.source.startswith("bpp:")]
     b.synthetic_prompts(harmful_train)
+    b.embedded(harmful_train, benign_train)
     b.attacks(harmful_train, benign_train)
     b.responses(harmful_train)
+    # Red-team seeds are never trained on, so the guard's measured attack success rate is honest.
+    seeds = _redteam_seed_texts()
+    b.examples = [e for e in b.examples if _norm(e.text) not in seeds or e.split == "val"]
     # Deduplicate per task on normalised text; a text seen in validation is removed from training.
     seen: dict[tuple[str, str], Example] = {}
     val_keys = {(e.task, _norm(e.text), _norm(e.context or "")) for e in b.examples if e.split == "val"}

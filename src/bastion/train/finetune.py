@@ -1,0 +1,158 @@
+"""Multi-task fine-tuning of MiniLM-L6 for the four guard checks (CPU, time-budgeted).
+
+One shared encoder (mean pooling + L2 normalisation, as in the shipped ONNX graph) with five heads:
+prompt harm, prompt attack, response harm, refusal (binary) and hazard category (14-way, on harmful
+prompts). Responses are encoded as a pair: the first PAIR_CTX tokens of the prompt, [SEP], then a
+window of the response, exactly as the runtime does.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bastion.models.runtime import CLS, PAD, PAIR_CTX, SEP, WINDOW, Encoder, pair_ids
+from bastion.taxonomy import HAZARD_CODES
+
+from .data import Example
+
+TASKS = ("harm", "attack", "response", "refusal")
+_TASK_OF = {"prompt": "harm", "attack": "attack", "response": "response", "refusal": "refusal"}
+
+
+def _encode(enc: Encoder, exs: list[Example], max_windows: int = 2) -> list[tuple[list[int], int, int, int]]:
+    """(ids, task index, label, category index or -1) per training window."""
+    out = []
+    single = [e for e in exs if e.task in ("prompt", "attack")]
+    wins, owner = enc.windows([e.text for e in single], max_windows=max_windows)
+    for w, o in zip(wins, owner):
+        e = single[o]
+        cat = HAZARD_CODES.index(e.category) if (e.task == "prompt" and e.label == 1 and e.category) else -1
+        out.append(([CLS, *w.tolist(), SEP], TASKS.index(_TASK_OF[e.task]), e.label, cat))
+    pairs = [e for e in exs if e.task in ("response", "refusal")]
+    for e in pairs:
+        for k, ids in enumerate(pair_ids(enc, e.context or "", e.text)):
+            if k >= max_windows:
+                break
+            out.append((ids, TASKS.index(_TASK_OF[e.task]), e.label, -1))
+    return out
+
+
+def _batches(items: list, batch: int, rng: random.Random) -> list[list]:
+    """Length-bucketed batches of a single task each, in random order."""
+    by_task: dict[int, list] = {}
+    for it in items:
+        by_task.setdefault(it[1], []).append(it)
+    out = []
+    for _t, its in by_task.items():
+        rng.shuffle(its)
+        # sort within chunks of 50 batches so padding stays small but order stays random
+        chunk = batch * 50
+        for c in range(0, len(its), chunk):
+            part = sorted(its[c : c + chunk], key=lambda x: len(x[0]))
+            out.extend(part[i : i + batch] for i in range(0, len(part), batch))
+    rng.shuffle(out)
+    return out
+
+
+class _Model:
+    def __init__(self, torch, base_path: str, seed: int) -> None:
+        from transformers import AutoModel
+
+        torch.manual_seed(seed)
+        nn = torch.nn
+        self.torch = torch
+        self.enc = AutoModel.from_pretrained(base_path)
+        self.heads = nn.ModuleDict({t: nn.Sequential(nn.Linear(384, 256), nn.ReLU(), nn.Linear(256, 1)) for t in TASKS})
+        self.heads["cats"] = nn.Linear(384, 14)
+
+    def parameters(self):
+        return list(self.enc.parameters()) + list(self.heads.parameters())
+
+    def embed(self, ids, mask):
+        h = self.enc(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+        return self.torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
+def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, seed: int = 13,
+             minutes: float = 35.0, max_steps: int = 1400, batch: int = 32, lr: float = 6e-5,
+             threads: int | None = None,
+             log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+    """Fine-tune for `max_steps` (reproducible for a seed), stopping early only if the wall-time budget runs
+    out; export the encoder to `out_dir/encoder.onnx` (int8). Returns the head weights in runtime format."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    rng = random.Random(seed)
+    items = _encode(enc, exs)
+    batches = _batches(items, batch, rng)
+    log(f"fine-tuning on {len(items)} windows, {len(batches)} batches, budget {minutes:.0f} min")
+    model = _Model(torch, base_path, seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    planned = min(len(batches), max_steps)
+    warm = 30
+    t0 = time.time()
+    sched_total = planned
+    bce = torch.nn.BCEWithLogitsLoss()
+    ce = torch.nn.CrossEntropyLoss()
+    model.enc.train()
+    losses: list[float] = []
+    step = 0
+    for step, b in enumerate(batches, 1):
+        if step > sched_total:
+            break
+        if time.time() - t0 > minutes * 60:
+            log(f"wall-time budget reached at step {step} of {sched_total}: stopping early (not reproducible)")
+            break
+        frac = step / max(1, sched_total)
+        cur = lr * (step / warm if step < warm else max(0.05, 1 - frac))
+        for g in opt.param_groups:
+            g["lr"] = cur
+        L = max(len(x[0]) for x in b)
+        ids = torch.full((len(b), L), PAD, dtype=torch.long)
+        mask = torch.zeros((len(b), L), dtype=torch.long)
+        for r, x in enumerate(b):
+            ids[r, : len(x[0])] = torch.tensor(x[0])
+            mask[r, : len(x[0])] = 1
+        task = TASKS[b[0][1]]
+        y = torch.tensor([float(x[2]) for x in b])
+        emb = model.embed(ids, mask)
+        loss = bce(model.heads[task](emb).squeeze(-1), y)
+        cats = torch.tensor([x[3] for x in b])
+        sel = cats >= 0
+        if sel.any():
+            loss = loss + 0.5 * ce(model.heads["cats"](emb[sel]), cats[sel])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss))
+        if step % 50 == 0:
+            log(f"step {step}/{sched_total} loss {np.mean(losses[-50:]):.4f} ({time.time() - t0:.0f}s)")
+    model.enc.eval()
+    heads: dict[str, np.ndarray] = {}
+    for t in TASKS:
+        seq = model.heads[t]
+        name = {"harm": "harm", "attack": "attack", "response": "response", "refusal": "refusal"}[t]
+        heads[f"{name}.W0"] = seq[0].weight.detach().numpy().T.copy()
+        heads[f"{name}.b0"] = seq[0].bias.detach().numpy().copy()
+        heads[f"{name}.W1"] = seq[2].weight.detach().numpy().T.copy()
+        heads[f"{name}.b1"] = seq[2].bias.detach().numpy().copy()
+    heads["cats.W0"] = model.heads["cats"].weight.detach().numpy().T.copy()
+    heads["cats.b0"] = model.heads["cats"].bias.detach().numpy().copy()
+    from .export import export_module
+
+    export_module(model.enc, out_dir)
+    log(f"fine-tuned {step} steps in {time.time() - t0:.0f}s; exported int8 encoder")
+    return heads
+
+
+__all__ = ["finetune", "PAIR_CTX", "WINDOW", "math"]
