@@ -1,36 +1,30 @@
-"""Extra training data (`bastion train --extra FILE`), e.g. constitution-synthesised examples.
+"""Extra training data (`bastion train --extra FILE`), e.g. `bastion constitution synth` output.
 
-Format, one JSON object per line: {"prompt": str, "response": str|null, "label": 0|1,
-"task": "prompt"|"response", "category": "S1".."S14"|null, ...}. Label 1 = disallowed/harmful.
+The format is the constitution's synth format (see `bastion.constitution.synth.SynthRecord`): one JSON
+object per line with `prompt`, `response` (or null), `label` (1 = disallowed), `task`, `category`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from bastion.constitution.synth import SynthFormatError, iter_synth
 
 from .data import Example
 
 
 def load_extra(path: Path) -> list[Example]:
+    """Read an extra-data file as training examples; a bad line raises ValueError naming file:line."""
     out: list[Example] = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                r = json.loads(line)
-                task = r.get("task") or ("response" if r.get("response") else "prompt")
-                label = int(r["label"])
-                if task not in ("prompt", "response") or label not in (0, 1) or not isinstance(r["prompt"], str):
-                    raise ValueError("bad task/label/prompt")
-            except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"{path}:{n}: invalid extra training record ({exc})") from None
-            src = f"extra:{Path(path).name}"
-            if task == "prompt":
-                out.append(Example(task="prompt", text=r["prompt"], label=label, source=src, licence="user",
-                                   category=r.get("category")))
+    src = f"extra:{Path(path).name}"
+    try:
+        for r in iter_synth(path, strict=True):
+            if r.task == "prompt":
+                out.append(Example(task="prompt", text=r.prompt, label=r.label, source=src, licence="user",
+                                   category=r.category))
             else:
-                out.append(Example(task="response", text=r["response"], context=r["prompt"], label=label,
-                                   source=src, licence="user", category=r.get("category")))
+                out.append(Example(task="response", text=r.response or "", context=r.prompt, label=r.label,
+                                   source=src, licence="user", category=r.category))
+    except SynthFormatError as exc:
+        raise ValueError(str(exc)) from None
     return out

