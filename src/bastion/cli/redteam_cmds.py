@@ -137,6 +137,8 @@ def register(app: typer.Typer) -> None:
         attacker_base_url: str | None = typer.Option(None, "--attacker-base-url",
                                                      help="Default: the openai: target's URL."),
         attack_limit: int = typer.Option(10, "--attack-limit", min=0, help="Seeds per attacker-LLM attack."),
+        attack_max_queries: int = typer.Option(20, "--attack-max-queries", min=1,
+                                               help="Target queries per attack and seed (the attack budget)."),
         categories: str | None = typer.Option(None, "--categories", help="Only these hazard codes, e.g. S1,S9."),
         limit: int | None = typer.Option(None, "--limit", "-n", min=0,
                                          help="Harmful attempts (default 420: 30 per category)."),
@@ -182,7 +184,7 @@ def register(app: typer.Typer) -> None:
                 cfg = CampaignConfig(
                     target=target, model=model, guarded=guarded, techniques=_csv(techniques),
                     attacks=_csv(attacks) or [], attacker_model=attacker_model, attacker_base_url=attacker_base_url,
-                    attack_limit=attack_limit, categories=[c.upper() for c in _csv(categories) or []] or None,
+                    attack_limit=attack_limit, attack_max_queries=attack_max_queries, categories=[c.upper() for c in _csv(categories) or []] or None,
                     limit=DEFAULT_LIMIT if limit is None else limit,
                     benign_limit=DEFAULT_BENIGN_LIMIT if benign_limit is None else benign_limit,
                     seed=seed, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
