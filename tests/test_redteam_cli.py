@@ -123,3 +123,14 @@ def test_default_guard_target_end_to_end(tmp_path):
     again = _json(_invoke("redteam", "--limit", "48", "--benign-limit", "20", "--db", db, "--json"))
     assert again["run_id"] != obj["run_id"]
     assert (again["categories"], again["over_refusal"]) == (obj["categories"], obj["over_refusal"])
+
+
+def test_engine_usage_errors(tmp_path):
+    from typer.testing import CliRunner
+
+    from bastion.cli.main import app
+
+    r = CliRunner().invoke(app, ["redteam", "--engine", "spark", "--db", str(tmp_path / "x.db")])
+    assert r.exit_code == 2 and "--engine must be local or ray" in r.output
+    r = CliRunner().invoke(app, ["redteam", "--workers", "2", "--db", str(tmp_path / "x.db")])
+    assert r.exit_code == 2 and "need --engine ray" in r.output

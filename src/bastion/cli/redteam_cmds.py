@@ -155,6 +155,9 @@ def register(app: typer.Typer) -> None:
                                                   help="Default: the openai: target's URL."),
         db: str | None = typer.Option(None, "--db", help="SQLite store (default $BASTION_DB or ./bastion.db)."),
         resume: str | None = typer.Option(None, "--resume", help="Continue a stored run by id."),
+        engine: str = typer.Option("local", "--engine", help="local | ray (spread attempts over a Ray cluster)."),
+        address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: start locally)."),
+        workers: int | None = typer.Option(None, "--workers", min=1, help="Ray actors (default: the cluster's CPUs)."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of tables."),
     ) -> None:
         """Run a red-team campaign (default: the guard in front of a worst-case compliant model)."""
@@ -171,6 +174,10 @@ def register(app: typer.Typer) -> None:
         )
         from bastion.redteam.targets import TargetError
 
+        if engine not in ("local", "ray"):
+            _fail(f"--engine must be local or ray (got {engine!r})")
+        if engine == "local" and (address or workers):
+            _fail("--address and --workers need --engine ray")
         store = _store(db)
         if resume:
             try:
@@ -210,7 +217,17 @@ def register(app: typer.Typer) -> None:
 
         try:
             with progress:
-                result = run_campaign(cfg, store, progress=tick, resume=resume)
+                if engine == "ray":
+                    try:
+                        from bastion.scale.ray_redteam import run_campaign_ray
+                    except ImportError as e:  # pragma: no cover - depends on the install
+                        _fail(f"--engine ray needs Ray: pip install 'bastion-guard[ray]' ({e})")
+                    result = run_campaign_ray(cfg, store, workers=workers, address=address, progress=tick,
+                                              resume=resume)
+                else:
+                    result = run_campaign(cfg, store, progress=tick, resume=resume)
+        except ImportError as e:
+            _fail(f"--engine ray needs Ray: pip install 'bastion-guard[ray]' ({e})")
         except (TargetError, ValueError) as e:
             _fail(str(e).splitlines()[0])
         except CampaignError as e:
