@@ -532,13 +532,38 @@ class _Runner:
 
 
 # ---- public entry points ------------------------------------------------------------------------------
-async def arun_campaign(cfg: CampaignConfig, store: Store, *, progress: Callable[[int, int], None] | None = None,
-                        guard_factory: Callable[[], Any] | None = None, resume: str | None = None
-                        ) -> CampaignResult:
-    """Run (or, with `resume=RUN_ID`, continue) a campaign; returns the run ids and their statistics.
+@dataclass
+class PreparedCampaign:
+    """A campaign planned, its targets built and its runs created (or reopened): what every engine shares."""
 
-    Raises CampaignError (after marking the runs failed) when the target cannot be used. Target errors on
-    single attempts are stored on the attempt and left out of the rates."""
+    cfg: CampaignConfig
+    svc: Any
+    plan: list
+    lanes: list
+    run_ids: list[str]
+    labels: list[str | None]
+
+    def record(self, store: Store, status: str, error: str | None) -> dict[str, Any]:
+        """Store each run's final status and summary; returns the summaries."""
+        summaries = {}
+        for rid in self.run_ids:
+            summaries[rid] = summarize(store.attempts(rid))
+            store.set_status(rid, status, error=error, summary=summaries[rid])
+        return summaries
+
+    def result(self, summaries: dict[str, Any], status: str, error: str | None) -> CampaignResult:
+        """The campaign result; raises CampaignError for a failed run (its attempts stay stored)."""
+        if status == "failed":
+            raise CampaignError(f"run {', '.join(self.run_ids)} failed: {error} (attempts so far are kept; "
+                                f"fix the cause and use --resume {self.run_ids[0]})")
+        return CampaignResult(run_ids=self.run_ids, summaries=summaries, status=status,
+                              labels=dict(zip(self.run_ids, self.labels, strict=False)), error=error)
+
+
+def prepare_campaign(cfg: CampaignConfig, store: Store, *, guard_factory: Callable[[], Any] | None = None,
+                     resume: str | None = None, engine: str = "local") -> PreparedCampaign:
+    """Validate the config, plan the attempts, build targets and judges (a bad target fails before anything
+    is stored), then create the runs, or reopen them with `resume=RUN_ID`."""
     if resume:
         run = store.get_run(resume)
         cfg = CampaignConfig(**run.config)
@@ -564,11 +589,12 @@ async def arun_campaign(cfg: CampaignConfig, store: Store, *, progress: Callable
             raise TargetError(f"attack(s) {', '.join(needs)} need --attacker-model (and --attacker-base-url)")
     svc = _Services(cfg, guard_factory)
     plan = plan_campaign(cfg)
-    # Build targets and judges first: a bad target spec fails before anything is stored.
     lanes = _make_lanes(cfg, svc, run_ids or ["", ""], labels or [None, None])
     if not resume:
         needs_guard = cfg.target == "guard" or cfg.guarded or cfg.judge == "guard"
         versions = _versions(svc.guard() if needs_guard else None)
+        if engine != "local":
+            versions["engine"] = engine
         config = cfg.model_dump()
         if cfg.guarded:
             pre = store.create_run(lanes[0].target.name, config, cfg.seed, versions, label="pre")
@@ -584,8 +610,19 @@ async def arun_campaign(cfg: CampaignConfig, store: Store, *, progress: Callable
             store.set_status(rid, "running")
     for ln in lanes:
         ln.done = store.done_keys(ln.run_id)
-    todo = [p for p in plan if any(p.key not in ln.done for ln in lanes)]
-    runner = _Runner(cfg, store, lanes, svc, progress)
+    return PreparedCampaign(cfg, svc, plan, lanes, run_ids, labels)
+
+
+async def arun_campaign(cfg: CampaignConfig, store: Store, *, progress: Callable[[int, int], None] | None = None,
+                        guard_factory: Callable[[], Any] | None = None, resume: str | None = None
+                        ) -> CampaignResult:
+    """Run (or, with `resume=RUN_ID`, continue) a campaign; returns the run ids and their statistics.
+
+    Raises CampaignError (after marking the runs failed) when the target cannot be used. Target errors on
+    single attempts are stored on the attempt and left out of the rates."""
+    p = prepare_campaign(cfg, store, guard_factory=guard_factory, resume=resume)
+    todo = [x for x in p.plan if any(x.key not in ln.done for ln in p.lanes)]
+    runner = _Runner(p.cfg, store, p.lanes, p.svc, progress)
     status, error = "completed", None
     try:
         await runner.run(todo)
@@ -599,19 +636,11 @@ async def arun_campaign(cfg: CampaignConfig, store: Store, *, progress: Callable
         status, error = "failed", _one_line(e)
         raise
     finally:
-        summaries = {}
-        for rid in run_ids:
-            summaries[rid] = summarize(store.attempts(rid))
-            store.set_status(rid, status, error=error, summary=summaries[rid])
-        if svc._guard is not None:
-            await svc._guard.aclose()
-        await _close_clients(lanes, runner)
-    result = CampaignResult(run_ids=run_ids, summaries=summaries, status=status,
-                            labels=dict(zip(run_ids, labels, strict=False)), error=error)
-    if status == "failed":
-        raise CampaignError(f"run {', '.join(run_ids)} failed: {error} (attempts so far are kept; "
-                            f"fix the cause and use --resume {run_ids[0]})")
-    return result
+        summaries = p.record(store, status, error)
+        if p.svc._guard is not None:
+            await p.svc._guard.aclose()
+        await _close_clients(p.lanes, runner)
+    return p.result(summaries, status, error)
 
 
 async def _close_clients(lanes: list[Lane], runner: _Runner) -> None:

@@ -90,54 +90,11 @@ def run_campaign_ray(cfg: Any, store: Any, *, workers: int | None = None, addres
     `runner.default_guard_service`. `worker_setup` is an importable "module:function" each actor calls
     first (e.g. to register custom targets, or tests' placeholder seeds)."""
     from bastion.redteam import runner
-    from bastion.redteam.runner import CampaignConfig, CampaignError, CampaignResult
-    from bastion.redteam.stats import summarize
-    from bastion.redteam.targets import TargetError
 
     # ---- plan and create (or reopen) the runs, exactly as the local runner does ----
-    if resume:
-        run = store.get_run(resume)
-        cfg = CampaignConfig(**run.config)
-        runs = [run] + ([store.get_run(run.paired_with)] if run.paired_with else [])
-        runs.sort(key=lambda r: 0 if r.label in (None, "pre") else 1)
-        run_ids: list[str] = [r.id for r in runs]
-        labels: list[str | None] = [r.label for r in runs]
-    else:
-        run_ids, labels = [], []
-    try:
-        runner.check_techniques(cfg.techniques or runner.DEFAULT_TECHNIQUES)
-    except ValueError as e:
-        raise TargetError(str(e)) from e
-    if cfg.attacks:
-        import bastion.redteam.attacks  # noqa: F401  (registers the attacks)
-        from bastion.redteam.base import ATTACKS
-
-        unknown = [a for a in cfg.attacks if a not in ATTACKS]
-        if unknown:
-            raise TargetError(f"unknown attack(s) {', '.join(unknown)}; known: {', '.join(sorted(ATTACKS))}")
-        needs = [a for a in cfg.attacks if getattr(ATTACKS[a], "requires_llm", True)]
-        if needs and not cfg.attacker_model:
-            raise TargetError(f"attack(s) {', '.join(needs)} need --attacker-model (and --attacker-base-url)")
-    svc = runner._Services(cfg, guard_factory)
-    plan = runner.plan_campaign(cfg)
-    lanes = runner._make_lanes(cfg, svc, run_ids or ["", ""], labels or [None, None])
-    if not resume:
-        needs_guard = cfg.target == "guard" or cfg.guarded or cfg.judge == "guard"
-        versions = runner._versions(svc.guard() if needs_guard else None)
-        versions["engine"] = "ray"
-        config = cfg.model_dump()
-        if cfg.guarded:
-            pre = store.create_run(lanes[0].target.name, config, cfg.seed, versions, label="pre")
-            post = store.create_run(lanes[1].target.name, config, cfg.seed, versions, label="post")
-            store.pair_runs(pre, post)
-            run_ids, labels = [pre, post], ["pre", "post"]
-        else:
-            run_ids, labels = [store.create_run(lanes[0].target.name, config, cfg.seed, versions)], [None]
-    else:
-        for rid in run_ids:
-            store.set_status(rid, "running")
-    done = [store.done_keys(rid) for rid in run_ids]
-    todo = [(i, "".join("0" if p.key in d else "1" for d in done)) for i, p in enumerate(plan)]
+    p = runner.prepare_campaign(cfg, store, guard_factory=guard_factory, resume=resume, engine="ray")
+    cfg, svc, run_ids, labels = p.cfg, p.svc, p.run_ids, p.labels
+    todo = [(i, "".join("0" if x.key in ln.done else "1" for ln in p.lanes)) for i, x in enumerate(p.plan)]
     todo = [(i, m) for i, m in todo if "1" in m]
 
     # ---- run the attempts on Ray; write what comes back ----
@@ -180,15 +137,7 @@ def run_campaign_ray(cfg: Any, store: Any, *, workers: int | None = None, addres
         status, error = "failed", runner._one_line(e)
         raise
     finally:
-        summaries = {}
-        for rid in run_ids:
-            summaries[rid] = summarize(store.attempts(rid))
-            store.set_status(rid, status, error=error, summary=summaries[rid])
+        summaries = p.record(store, status, error)
         if svc._guard is not None:
             asyncio.run(svc._guard.aclose())
-    result = CampaignResult(run_ids=run_ids, summaries=summaries, status=status,
-                            labels=dict(zip(run_ids, labels, strict=False)), error=error)
-    if status == "failed":
-        raise CampaignError(f"run {', '.join(run_ids)} failed: {error} (attempts so far are kept; "
-                            f"fix the cause and use --resume {run_ids[0]})")
-    return result
+    return p.result(summaries, status, error)

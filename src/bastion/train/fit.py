@@ -69,6 +69,29 @@ def _best_f1_threshold(y: np.ndarray, p: np.ndarray, lo: float = 0.2, hi: float 
     return round(best[1], 3)
 
 
+def fit_category_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[str, np.ndarray]:
+    """Class-weighted multinomial regression over S1-S14 on the fine-tuned encoder's embeddings of
+    harmful prompts (the jointly trained head leans towards the most frequent category)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from bastion.taxonomy import HAZARD_CODES
+
+    cat_ex = [e for e in train_ex if e.task == "prompt" and e.label == 1 and e.category]
+    wins, owner = enc.windows([e.text for e in cat_ex], max_windows=1)
+    X = enc.embed(wins)
+    y = np.array([HAZARD_CODES.index(cat_ex[o].category) for o in owner])
+    # square-root class balancing: rare categories count more, without letting 50 examples outweigh 4,000
+    counts = np.bincount(y, minlength=14).astype(np.float64)
+    sw = np.sqrt(counts.max() / np.maximum(counts[y], 1.0))
+    lr = LogisticRegression(C=4.0, max_iter=3000, random_state=seed).fit(X, y, sample_weight=sw)
+    W = np.zeros((384, 14), dtype=np.float32)
+    b = np.full(14, -30.0, dtype=np.float32)  # a category with no training data never wins
+    for j, c in enumerate(lr.classes_):
+        W[:, c] = lr.coef_[j]
+        b[c] = lr.intercept_[j]
+    return {"cats.W0": W, "cats.b0": b}
+
+
 def _scores(model: CascadeModel, task: str, exs: list[Example]) -> np.ndarray:
     out = []
     for i in range(0, len(exs), 128):
@@ -126,6 +149,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "window_tokens": 128,
     }
     (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    heads.update(fit_category_head(Encoder(cfg.out_dir, threads=cfg.threads, spin=False), train_ex, cfg.seed))
+    np.savez_compressed(cfg.out_dir / "heads.npz", **heads)
     model = CascadeModel(cfg.out_dir, threads=cfg.threads)
     report: dict = {"tasks": {}}
     for task in ("prompt", "attack", "response", "refusal"):
