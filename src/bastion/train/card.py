@@ -25,12 +25,12 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "uni/bigram logistic regression (cascade).",
         f"- **Windows:** {manifest['window_tokens']} tokens, overlapping, covering the whole text (max over windows).",
         f"- **Default thresholds:** {', '.join(f'{k}={v}' for k, v in manifest['thresholds'].items())} "
-        "(chosen for best F1 on a 10% calibration split of the training sources, never on validation).",
+        "(chosen for best F1 on an 8% calibration split of the training sources, never on validation).",
         f"- **Cascade:** tier-1 settles a prompt as benign when both tier-1 scores are below "
         f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
         "(the 0.5th percentile of positives on calibration).",
-        f"- **Training time:** {manifest['trained_seconds']:.0f} s on 2 CPU cores (embedding dominates; cached re-runs "
-        "are minutes).",
+        f"- **Training time:** {manifest['trained_seconds']:.0f} s on 2 CPU cores (`bastion train`; 1,400 fine-tuning "
+        "steps of batch 32 dominate).",
         "",
         "## Intended use",
         "Input and output moderation for LLM applications on a CPU: should a responsible assistant refuse this "
@@ -40,8 +40,15 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "",
         "## Limits",
         "- English only in practice (MiniLM was trained on English); other languages get weak scores.",
-        "- Small encoder (22M parameters, frozen): subtle harm that needs world knowledge, and long multi-turn "
-        "manipulation, are beyond it. Use it as a fast first line, and an LLM judge for high-stakes decisions.",
+        "- Small encoder (22M parameters, one epoch of multi-task fine-tuning on CPU): subtle harm that needs world "
+        "knowledge, and long multi-turn manipulation, are beyond it. Use it as a fast first line, and an LLM judge "
+        "for high-stakes decisions.",
+        "- **Over-refusal is its main weakness**: benign prompts that merely sound dangerous (CoCoNot contrast, "
+        "JailbreakBench benign behaviours) and long instruction-style prompts (IFEval) are flagged far more often "
+        "than the 5% target, and benign role-play is too often taken for an attack. Raise thresholds with "
+        "`bastion tradeoff` on your own traffic before blocking.",
+        "- The refusal validation mixes in CoCoNot 'rejected' replies, many of which are unhelpful rather than "
+        "refusals; on real model refusals (held-out Yi-6B baseline completions) refusal F1 is in the per-source table.",
         "- Self-harm, sexual content and S14 (code-interpreter abuse) have little licence-clean training data; S14 "
         "and part of the hard negatives are written by the Bastion authors (templates).",
         "- Response-harm labels for jailbroken completions come from Llama Guard 2 (via the refusal-direction "
