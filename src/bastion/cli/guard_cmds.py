@@ -143,7 +143,7 @@ def register(app: typer.Typer) -> None:
         def flush(buf: list[tuple[dict | None, Any, tuple[str, str | None] | None]]) -> None:
             items = [it for (e, _i, it) in buf if e is None]
             verdicts = iter(g.check_batch(items)) if items else iter(())
-            for e, rid, it in buf:
+            for e, rid, _it in buf:
                 rec = e if e is not None else _record(rid, next(verdicts))
                 dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
 

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from bastion.models import GuardModel, load_model
 from bastion.normalize import normalize
 from bastion.taxonomy import HAZARD_CODES
 
 from .verdict import Verdict
+
+
+@lru_cache(maxsize=1)
+def _refusal_rules() -> tuple[re.Pattern[str], int, float]:
+    """Refusal phrases (data: refusal_patterns.yaml), compiled once per process."""
+    raw = yaml.safe_load(resources.files(__package__).joinpath("refusal_patterns.yaml").read_text("utf-8"))
+    rx = re.compile("|".join(f"(?:{p})" for p in raw["patterns"]), re.IGNORECASE)
+    return rx, int(raw["window_chars"]), float(raw["score"])
+
+
+def refusal_phrase_score(response: str) -> float:
+    """`score` when the opening of a response contains a known refusal phrase, else 0."""
+    rx, window, score = _refusal_rules()
+    return score if rx.search(response[:window]) else 0.0
+
 
 # How much a detected obfuscation adds to the attack score: hiding a request is itself a signal,
 # but benign text can contain base64 blobs or URL-encoding, so it is never enough on its own.
@@ -115,9 +134,9 @@ class Guard:
                 rp.append(p)
                 rr.append(r)
         out: list[Verdict | None] = [None] * len(items)
-        for i, v in zip(prompts_idx, self.check_prompts(prompts)):
+        for i, v in zip(prompts_idx, self.check_prompts(prompts), strict=False):
             out[i] = v
-        for i, v in zip(resp_idx, self.check_responses(rp, rr)):
+        for i, v in zip(resp_idx, self.check_responses(rp, rr), strict=False):
             out[i] = v
         return out  # type: ignore[return-value]
 
@@ -158,7 +177,8 @@ class Guard:
         windows = _sum_by_owner(s.windows, owner, n)
         # Refusal is judged on the canonical view only (the first view of each response).
         first = np.array([owner.index(i) for i in range(n)])
-        refusal = s.refusal[first]
+        # The model's refusal score, raised by a known refusal phrase in the opening of the reply.
+        refusal = np.maximum(s.refusal[first], [refusal_phrase_score(views[j]) for j in first])
         t = self.thresholds
         return [
             self._verdict("response", float(harm[i]), cats[i], t.response_harm, signals[i], int(windows[i]),
@@ -191,7 +211,7 @@ class Guard:
                  windows: int, attack: float | None = None, refusal: float | None = None) -> Verdict:
         t = self.thresholds
         unsafe = score >= thr
-        cat_scores = tuple((c, round(float(x), 4)) for c, x in zip(HAZARD_CODES, cat_row))
+        cat_scores = tuple((c, round(float(x), 4)) for c, x in zip(HAZARD_CODES, cat_row, strict=False))
         cats: tuple[str, ...] = ()
         if unsafe:
             ranked = sorted(cat_scores, key=lambda kv: -kv[1])

@@ -78,7 +78,7 @@ def evaluate_file(guard: Guard, path: Path, task: str, label_field: str = "label
     labels: list[int] = []
     skipped = 0
     with open(path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
+        for _n, line in enumerate(f, 1):
             if not line.strip():
                 continue
             try:

@@ -214,7 +214,7 @@ class CascadeModel(GuardModel):
         n = len(responses)
         seqs: list[list[int]] = []
         own: list[int] = []
-        for i, (p, r) in enumerate(zip(prompts, responses)):
+        for i, (p, r) in enumerate(zip(prompts, responses, strict=False)):
             for q in pair_ids(self.encoder, p, r):
                 seqs.append(q)
                 own.append(i)

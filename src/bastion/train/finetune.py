@@ -30,7 +30,7 @@ def _encode(enc: Encoder, exs: list[Example], max_windows: int = 2) -> list[tupl
     out = []
     single = [e for e in exs if e.task in ("prompt", "attack")]
     wins, owner = enc.windows([e.text for e in single], max_windows=max_windows)
-    for w, o in zip(wins, owner):
+    for w, o in zip(wins, owner, strict=False):
         e = single[o]
         cat = HAZARD_CODES.index(e.category) if (e.task == "prompt" and e.label == 1 and e.category) else -1
         out.append(([CLS, *w.tolist(), SEP], TASKS.index(_TASK_OF[e.task]), e.label, cat))

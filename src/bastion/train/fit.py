@@ -183,7 +183,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     cv = [e for e in by[("prompt", "val")] if e.label == 1 and e.category]
     if cv:
         cats = model.score_prompts([e.text for e in cv], exact=True).categories
-        acc = float(np.mean([HAZARD_CODES[int(np.argmax(c))] == e.category for c, e in zip(cats, cv)]))
+        acc = float(np.mean([HAZARD_CODES[int(np.argmax(c))] == e.category for c, e in zip(cats, cv, strict=False)]))
         report["categories"] = {"val_top1_accuracy": round(acc, 4), "n": len(cv),
                                 "train_counts": dict(Counter(e.category for e in train_ex if e.task == "prompt"
                                                              and e.label == 1 and e.category))}
