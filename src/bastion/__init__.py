@@ -4,9 +4,9 @@ Guard it while it runs, attack it like a red team, score it on a Preparedness-st
 and turn what you learn into alignment data.
 """
 
-from bastion.guard import Guard, Thresholds, Verdict
+from bastion.guard import Enforcement, Guard, Policy, Thresholds, Verdict
 from bastion.taxonomy import load_taxonomy
 
 __version__ = "0.1.0"
 
-__all__ = ["Guard", "Thresholds", "Verdict", "load_taxonomy", "__version__"]
+__all__ = ["Enforcement", "Guard", "Policy", "Thresholds", "Verdict", "load_taxonomy", "__version__"]

@@ -62,6 +62,20 @@ class Thresholds:
         return Thresholds(**{**self.__dict__, **{k: float(v) for k, v in kw.items()}})
 
 
+ON_VIOLATION = ("refuse", "revise", "flag")
+DEFAULT_REFUSAL = "I can't help with that request."
+
+
+@dataclass(frozen=True)
+class Enforcement:
+    """What `Guard.enforce` did with a response: the text to send and why."""
+
+    text: str
+    action: str  # "allow" | "refuse" | "revise" | "flag"
+    verdict: Verdict
+    revised_verdict: Verdict | None = None
+
+
 class Guard:
     """Input and output checks backed by the embedded CPU model.
 
@@ -75,7 +89,21 @@ class Guard:
         model: str | Path | GuardModel | None = None,
         threads: int | None = None,
         thresholds: Thresholds | dict[str, float] | None = None,
+        on_violation: str = "refuse",
+        reviser: Any = None,
+        refusal: str = DEFAULT_REFUSAL,
     ) -> None:
+        """`on_violation` is what `enforce` does with an unsafe response: "refuse" (send `refusal`), "revise"
+        (have `reviser` rewrite it, e.g. `bastion.constitution.Reviser`, re-check, refuse if still unsafe)
+        or "flag" (send it unchanged, marked)."""
+        if on_violation not in ON_VIOLATION:
+            raise ValueError(f"on_violation must be one of {', '.join(ON_VIOLATION)} (got {on_violation!r})")
+        if on_violation == "revise" and reviser is None:
+            raise ValueError('on_violation="revise" needs a reviser, e.g. bastion.constitution.Reviser(client, '
+                             "load_constitution())")
+        self.on_violation = on_violation
+        self.reviser = reviser
+        self.refusal = refusal
         self.model: GuardModel = model if isinstance(model, GuardModel) else load_model(model, threads=threads)
         base = Thresholds().replace(**self.model.default_thresholds)
         if thresholds is None:
@@ -91,9 +119,32 @@ class Guard:
     def with_thresholds(self, **kw: float) -> Guard:
         """A guard sharing this model with some thresholds changed."""
         g = Guard.__new__(Guard)
-        g.model = self.model
+        g.__dict__.update(self.__dict__)
         g.thresholds = self.thresholds.replace(**kw)
         return g
+
+    def enforce(self, prompt: str, response: str) -> Enforcement:
+        """Check a response and apply `on_violation`. Never returns unchecked text for a flagged response:
+        a revision is checked again and replaced by the refusal if it is still unsafe or revising fails."""
+        v = self.check_response(prompt, response)
+        if not v.unsafe:
+            return Enforcement(response, "allow", v)
+        if self.on_violation == "flag":
+            return Enforcement(response, "flag", v)
+        if self.on_violation == "revise":
+            try:
+                if hasattr(self.reviser, "revise"):
+                    revised = self.reviser.revise(prompt, response, [c for c in v.categories if c != "attack"])
+                else:
+                    revised = self.reviser(prompt, response)
+            except Exception:  # noqa: BLE001 - a failed revision falls back to refusing
+                return Enforcement(self.refusal, "refuse", v)
+            if isinstance(revised, str) and revised.strip():
+                v2 = self.check_response(prompt, revised)
+                if not v2.unsafe:
+                    return Enforcement(revised, "revise", v, v2)
+                return Enforcement(self.refusal, "refuse", v, v2)
+        return Enforcement(self.refusal, "refuse", v)
 
     # ---- public checks -------------------------------------------------------------------------
     def check_prompt(self, prompt: str) -> Verdict:
