@@ -65,7 +65,7 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], x_la
     xs = [x for _, pts in series for x, _ in pts] + [m[0] for m in marks] + ([vline[0]] if vline else [])
     ys = [y for _, pts in series for _, y in pts] + [m[1] for m in marks]
     xmax = x_max if x_max is not None else max(xs + [1e-9]) * 1.05
-    ymax = y_max if y_max is not None else max(ys + [1e-9]) * 1.1
+    ymax = y_max if y_max is not None else max(ys + [0.05]) * 1.1  # a flat-zero series still gets a readable axis
     xmin = 0.0 if x_ticks is None else min(t for t, _ in x_ticks)
     xmax = max(xmax, xmin + 1e-9)
 
