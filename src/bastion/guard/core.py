@@ -220,14 +220,15 @@ class Guard:
             return []
         # Prompts give context; responses are de-obfuscated and every decoded view is scored.
         views, owner, signals, _ = self._expand(responses)
-        ctx = [normalize(prompts[o]).canonical for o in owner]
+        canon = [normalize(p).canonical for p in prompts]  # once per prompt, shared by its response's views
+        ctx = [canon[o] for o in owner]
         s = self.model.score_responses(ctx, views)
         n = len(responses)
         harm = _max_by_owner(s.harm, owner, n)
         cats = _max_by_owner(s.categories, owner, n)
         windows = _sum_by_owner(s.windows, owner, n)
         # Refusal is judged on the canonical view only (the first view of each response).
-        first = np.array([owner.index(i) for i in range(n)])
+        first = np.searchsorted(np.asarray(owner), np.arange(n))  # owner is sorted: views come in text order
         # The model's refusal score, raised by a known refusal phrase in the opening of the reply.
         refusal = np.maximum(s.refusal[first], [refusal_phrase_score(views[j]) for j in first])
         t = self.thresholds

@@ -8,7 +8,6 @@ window of the response, exactly as the runtime does.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bastion.models.runtime import CLS, PAD, PAIR_CTX, SEP, WINDOW, Encoder, pair_ids
+from bastion.models.runtime import CLS, PAD, SEP, Encoder, pair_ids
 from bastion.taxonomy import HAZARD_CODES
 
 from .data import Example
@@ -155,4 +154,4 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
     return heads
 
 
-__all__ = ["finetune", "PAIR_CTX", "WINDOW", "math"]
+__all__ = ["finetune"]
