@@ -32,10 +32,25 @@ sys.path.insert(0, str(ROOT / "src"))
 MARKER = "[REDACTED-HARMFUL-STEP]"
 
 
+# Benign prose for the upstream's replies (real text, so the guard does the work it does in production).
+_PROSE = (
+    "Sourdough starts with a starter, a mix of flour and water that wild yeast slowly ferments. "
+    "Feed it twice a day at room temperature and it will bubble and rise within a week. "
+    "Mix the dough with strong bread flour, salt and water, then let it rest for an hour. "
+    "Stretch and fold the dough every half hour to build strength without heavy kneading. "
+    "After the bulk rise, shape a tight round loaf and leave it in a floured basket overnight. "
+    "Bake it in a very hot covered pot so the steam gives the crust a glossy finish. "
+    "Remove the lid after twenty minutes and bake until the crust is deep brown. "
+    "Let the bread cool for at least an hour before slicing, or the crumb turns gummy. "
+    "If the loaf spreads flat, the dough was probably under-proofed or the starter was weak. "
+    "Whole wheat flour absorbs more water, so add a little extra when you swap it in. "
+    "A kitchen scale makes the recipe repeatable, since cups of flour vary a lot in weight. "
+    "Keep a small jar of starter in the fridge between bakes and feed it once a week. "
+).split()
+
+
 def _reply(i: int, tokens: int, harmful: bool) -> list[str]:
-    words = [f"word{j}" for j in range(tokens)]
-    for j in range(11, tokens, 12):
-        words[j] += "."
+    words = [_PROSE[(i * 7 + j) % len(_PROSE)] for j in range(tokens)]
     if harmful:
         words[tokens // 2] = MARKER
     return [(" " if j else "") + w for j, w in enumerate(words)]
@@ -48,7 +63,8 @@ def run_upstream(tokens: int, delay_ms: float) -> None:
     def script(req: dict) -> FakeReply:
         last = req["messages"][-1]["content"]
         harmful = "harm" in last
-        return FakeReply(chunks=_reply(0, tokens, harmful), chunk_delay=delay_ms / 1000)
+        i = int(last.rsplit(" ", 1)[-1]) if last.rsplit(" ", 1)[-1].isdigit() else 0
+        return FakeReply(chunks=_reply(i, tokens, harmful), chunk_delay=delay_ms / 1000)
 
     llm = FakeLLM(script).start()
     print(llm.port, flush=True)
@@ -56,7 +72,7 @@ def run_upstream(tokens: int, delay_ms: float) -> None:
     llm.stop()
 
 
-def run_gateway(upstream: str, stub_ms: float | None, audit: str, holdback: str) -> None:
+def run_gateway(upstream: str, stub_ms: float | None, audit: str, holdback: str, guarded: bool = True) -> None:
     import numpy as np
     import uvicorn
 
@@ -86,7 +102,11 @@ def run_gateway(upstream: str, stub_ms: float | None, audit: str, holdback: str)
 
     guard = Guard(model=StubModel()) if stub_ms is not None else Guard()
     policy = Path(audit + ".policy.yaml")
-    policy.write_text(f"streaming: {{holdback: {holdback}}}\n")
+    if guarded:
+        policy.write_text(f"streaming: {{holdback: {holdback}}}\n")
+    else:  # the same proxy with every check off: its latency is the baseline the guard's overhead is taken from
+        policy.write_text("checks: {input: false, conversation: false, session: false, attack: false, output: false}\n"
+                          "code_shield: off\n")
     app = create_app(GatewayConfig(upstream=upstream, audit_path=Path(audit), rate_limit_per_minute=0,
                                    policy_path=policy, policy_poll_s=0), guard=guard)
     import socket
@@ -211,34 +231,50 @@ def main() -> None:
                           stdout=subprocess.PIPE, text=True, env=env)
     up_url = f"http://127.0.0.1:{up.stdout.readline().strip()}"
     audit = tempfile.mktemp(suffix=".db")
-    gw = subprocess.Popen(me + ["_gateway", up_url + "/v1", str(args.stub_ms), audit, args.holdback], stdout=subprocess.PIPE,
-                          text=True, env=env)
-    gw_url = f"http://127.0.0.1:{gw.stdout.readline().strip()}"
-    try:
+    procs = []
+
+    def start_gateway(guarded: bool) -> str:
+        p = subprocess.Popen(me + ["_gateway", up_url + "/v1", str(args.stub_ms), audit + ("" if guarded else "-proxy"),
+                                   args.holdback, "guarded" if guarded else "proxy"], stdout=subprocess.PIPE,
+                             text=True, env=env)
+        procs.append(p)
+        url = f"http://127.0.0.1:{p.stdout.readline().strip()}"
         import httpx
 
         for _ in range(300):
             try:
-                if httpx.get(gw_url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        asyncio.run(load(gw_url, 4, 2, 0))  # warm-up
-        asyncio.run(load(up_url, 4, 2, 0))
+        return url
+
+    try:
+        import httpx
+
+        gw_url = start_gateway(True)
+        px_url = start_gateway(False)
+        for url in (gw_url, px_url, up_url):  # warm-up
+            asyncio.run(load(url, 4, 2, 0))
         before = httpx.get(gw_url + "/metrics").text
         direct, dwall = asyncio.run(load(up_url, args.clients, args.requests, 0))
+        proxied, pwall = asyncio.run(load(px_url, args.clients, args.requests, 0))
         guarded, gwall = asyncio.run(load(gw_url, args.clients, args.requests, harmful_every))
         metrics = httpx.get(gw_url + "/metrics").text
     finally:
-        gw.terminate()
+        for p in procs:
+            p.terminate()
         up.stdin.close()
         up.wait(10)
-        gw.wait(10)
-        for suffix in ("", "-wal", "-shm", ".policy.yaml"):
-            with __import__("contextlib").suppress(OSError):
-                os.unlink(audit + suffix)
+        for p in procs:
+            p.wait(10)
+        for base in (audit, audit + "-proxy"):
+            for suffix in ("", "-wal", "-shm", ".policy.yaml"):
+                with __import__("contextlib").suppress(OSError):
+                    os.unlink(base + suffix)
 
     d, g = summary("direct", direct, dwall), summary("gateway", guarded, gwall)
+    px = summary("proxy", proxied, pwall)
     ok = [r for r in guarded if "error" not in r]
     leaks = sum(1 for r in ok if MARKER in r["text"] or (r["harmful"] and f"word{args.tokens - 1}" in r["text"]))
     blocked = sum(1 for r in ok if r["finish"] == "content_filter")
@@ -250,7 +286,11 @@ def main() -> None:
         "requests_per_client": args.requests, "tokens": args.tokens, "token_delay_ms": args.token_delay_ms,
         "guard": f"stub {args.stub_ms} ms/batch" if args.stub_ms is not None else "trained model",
         "holdback": args.holdback,
-        "direct": d, "gateway": g,
+        "direct": d, "proxy (checks off)": px, "gateway": g,
+        # The guard's overhead: the guarded gateway against the same proxy with every check off.
+        "guard_overhead_total_p50_ms": (g["total_p50"] - px["total_p50"]) * 1000,
+        "guard_overhead_total_p99_ms": (g["total_p99"] - px["total_p99"]) * 1000,
+        "guard_overhead_ttft_p50_ms": (g["ttft_p50"] - px["ttft_p50"]) * 1000,
         "added_ttft_p50_ms": (g["ttft_p50"] - d["ttft_p50"]) * 1000,
         "added_ttft_p95_ms": (g["ttft_p95"] - d["ttft_p95"]) * 1000,
         "added_ttft_p99_ms": (g["ttft_p99"] - d["ttft_p99"]) * 1000,
@@ -268,13 +308,16 @@ def main() -> None:
         return
     print(f"{out['date']}  {out['cpus']} CPUs  {args.clients} clients x {args.requests} streams, "
           f"{args.tokens} chunks @ {args.token_delay_ms} ms, guard: {out['guard']}, holdback: {args.holdback}")
-    for s in (d, g):
-        print(f"  {s['name']:8s} rps {s['rps']:7.1f}  errors {s['errors']}  TTFT p50/p95/p99 "
+    for s in (d, px, g):
+        print(f"  {s['name']:18s} rps {s['rps']:7.1f}  errors {s['errors']}  TTFT p50/p95/p99 "
               f"{s['ttft_p50'] * 1000:6.1f}/{s['ttft_p95'] * 1000:6.1f}/{s['ttft_p99'] * 1000:6.1f} ms  total p50/p99 "
               f"{s['total_p50'] * 1000:6.1f}/{s['total_p99'] * 1000:6.1f} ms")
     print(f"  added TTFT p50/p95/p99: {out['added_ttft_p50_ms']:.1f} / {out['added_ttft_p95_ms']:.1f} / "
           f"{out['added_ttft_p99_ms']:.1f} ms; added total p50/p99: {out['added_total_p50_ms']:.1f} / "
           f"{out['added_total_p99_ms']:.1f} ms")
+    print(f"  guard overhead (gateway vs the same proxy with checks off): total p50/p99 "
+          f"{out['guard_overhead_total_p50_ms']:.1f} / {out['guard_overhead_total_p99_ms']:.1f} ms, "
+          f"TTFT p50 {out['guard_overhead_ttft_p50_ms']:.1f} ms")
     print(f"  server-side added TTFT p50 <= {out['server_added_ttft_p50_le_ms']:g} ms, p95 <= "
           f"{out['server_added_ttft_p95_le_ms']:g} ms; output check p50 <= {out['guard_check_p50_le_ms']:g} ms")
     print(f"  harmful streams {out['harmful_streams']}, blocked {blocked}, leaks {leaks}; "
@@ -285,6 +328,7 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "_upstream":
         run_upstream(int(sys.argv[2]), float(sys.argv[3]))
     elif len(sys.argv) > 1 and sys.argv[1] == "_gateway":
-        run_gateway(sys.argv[2], None if sys.argv[3] == "None" else float(sys.argv[3]), sys.argv[4], sys.argv[5])
+        run_gateway(sys.argv[2], None if sys.argv[3] == "None" else float(sys.argv[3]), sys.argv[4], sys.argv[5],
+                    guarded=sys.argv[6] == "guarded")
     else:
         main()

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import openai
 import pytest
 
+from bastion.guard import Guard
 from tests.fakellm import FakeReply, last_user
-from tests.test_gateway_support import HARM, chat, gateway_fixture, sse_events, stream_text  # noqa: F401
+from tests.test_gateway_support import (  # noqa: F401
+    HARM,
+    MarkerModel,
+    chat,
+    gateway_fixture,
+    sse_events,
+    stream_text,
+)
+
+
+def metric_total(text: str, name: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 LEAK_CHUNKS = ["Here is the plan. ", "Step one: [REDACTED-", "HARM", "FUL-", "STEP] and then", " more text.",
                " AFTER-VIOLATION tail."]
@@ -16,7 +30,7 @@ LEAK_CHUNKS = ["Here is the plan. ", "Step one: [REDACTED-", "HARM", "FUL-", "ST
 def script(req: dict) -> str | FakeReply:
     last = last_user(req)
     if "leak" in last:
-        return FakeReply(chunks=LEAK_CHUNKS)
+        return FakeReply(chunks=LEAK_CHUNKS, chunk_delay=0.05)  # the first sentence is checked before the rest
     if "harmful reply" in last:
         return f"Sure. {HARM} is how."
     if "advice" in last:
@@ -183,6 +197,18 @@ def test_stream_leak_harmful_sentence_split_over_five_chunks_never_reaches_clien
     for piece in ["[REDACTED-", "FUL-", "STEP]", "Step one", "more text", "AFTER-VIOLATION"]:
         assert piece not in r.text
     assert g.llm.calls == 1
+
+
+def test_stream_chunks_queued_during_a_check_are_checked_together(gateway):
+    # A fast upstream and a slow guard: the gateway must not fall behind one sentence per check.
+    sentences = [f"Sentence number {i} is about bread. " for i in range(12)]
+    chunks = [w for s in sentences for w in re.findall(r"\S+\s*", s)]
+    g = gateway(lambda req: FakeReply(chunks=chunks), guard=Guard(model=MarkerModel(delay_s=0.15)))
+    r = httpx.post(g.url + "/v1/chat/completions", json=chat("bread", stream=True), timeout=30)
+    events = sse_events(r.text)
+    assert stream_text(events) == "".join(sentences)
+    checks = metric_total(httpx.get(g.url + "/metrics").text, "bastion_stream_checks_total")
+    assert 1 <= checks <= 4, checks  # one check per sentence would be 12
 
 
 def test_stream_output_redact_and_flag(gateway):

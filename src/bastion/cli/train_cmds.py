@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
         export_encoder: bool = typer.Option(False, "--export-encoder",
                                             help="Re-export MiniLM to int8 ONNX first (needs torch)."),
         threads: int = typer.Option(None, "--threads"),
+        heads_only: bool = typer.Option(False, "--heads-only",
+                                        help="Keep the fine-tuned encoder and MLP heads in --out; refit the tier-1 "
+                                             "cascade, category head, thresholds and report (minutes, not an hour)."),
     ) -> None:
         """Fine-tune the embedded guard model (seeded; about 45 minutes on 2 CPU cores)."""
         try:
@@ -41,6 +44,9 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(2)
         out_dir = out or DEFAULT_MODEL_DIR
         out_dir.mkdir(parents=True, exist_ok=True)
+        if heads_only and not (out_dir / "heads.npz").exists():
+            err.print(f"[red]error:[/] --heads-only needs a fine-tuned model in {out_dir} (heads.npz missing)")
+            raise typer.Exit(2)
         if export_encoder or not (out_dir / "encoder.onnx").exists():
             from bastion.train.export import export_encoder as _export
 
@@ -51,7 +57,7 @@ def register(app: typer.Typer) -> None:
 
             before = json.loads((out_dir / "manifest.json").read_text())["report"]
         m = train(TrainConfig(data_root=data, out_dir=out_dir, seed=seed, minutes=minutes, extra=list(extra or []),
-                              threads=threads), log=lambda s: err.print(s))
+                              threads=threads, heads_only=heads_only), log=lambda s: err.print(s))
         from rich.table import Table
 
         t = Table(title=f"validation ({m['version']})")

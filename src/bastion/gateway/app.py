@@ -838,6 +838,7 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
         t0 = time.perf_counter()
         v = (await gw.check([(ctx.prompt, window)], "output"))[0]
         check_time[0] += time.perf_counter() - t0
+        gw.metrics.inc("bastion_stream_checks_total", {})
         d = pol.decide(v)
         if d.action == "redact":
             d = Decision("redact", d.categories, pol.redaction, d.reasons)
@@ -906,6 +907,10 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                     yield _raw_sse(raw) if raw else sse(payload)
                     continue
                 scanner.add((payload, raw), text)
+                if not q.empty():
+                    # Chunks queued while the last check ran: take them all before checking again, so a busy
+                    # gateway makes fewer, larger output checks instead of falling behind one chunk at a time.
+                    continue
             if not checking:
                 if final:
                     break

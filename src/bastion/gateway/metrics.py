@@ -14,6 +14,7 @@ _HELP = {
     "bastion_rate_limited_total": ("counter", "Requests refused by the rate limiter."),
     "bastion_policy_reloads_total": ("counter", "Policy reload attempts by result."),
     "bastion_stream_chunks_total": ("counter", "Streamed chunks by outcome (released after a check, withheld)."),
+    "bastion_stream_checks_total": ("counter", "Output-rail window checks made on streams."),
     "bastion_guard_seconds": ("histogram", "Guard check latency by rail (queueing included)."),
     "bastion_request_seconds": ("histogram", "End-to-end request latency by endpoint."),
     "bastion_stream_added_ttft_seconds": ("histogram", "Time from the first upstream token to its release."),

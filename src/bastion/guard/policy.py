@@ -113,7 +113,7 @@ class StreamingRules(_Strict):
     min_chars: int = Field(16, ge=1)  # do not check a shorter pending segment unless the stream ends
     max_pending_chars: int = Field(400, ge=16)  # release even without a sentence end once this much is held
     max_hold_ms: float = Field(400.0, ge=0.0)  # ... or once text has been held this long
-    context_chars: int = Field(600, ge=0)  # already released text prepended to each window
+    context_chars: int = Field(300, ge=0)  # already released text prepended to each window
 
 
 CodeShieldMode = Literal["off", "warn", "append_fix", "block"]

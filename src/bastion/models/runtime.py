@@ -1,8 +1,8 @@
 """The embedded guard model: a two-tier cascade that runs on a CPU with ONNX Runtime and NumPy.
 
-Tier 1: hashed word-piece unigram+bigram logistic regression (microseconds) settles clearly benign
-prompts. Tier 2: all-MiniLM-L6-v2 (int8 ONNX) sentence embeddings + small NumPy heads, for everything
-else and for every response. Long texts are split into overlapping windows over their whole length;
+Tier 1: hashed word-piece unigram+bigram logistic regressions (microseconds) settle clearly benign
+prompts and response windows that are clearly neither harmful nor refusals. Tier 2: all-MiniLM-L6-v2
+(int8 ONNX) sentence embeddings + small NumPy heads, for everything else. Long texts are split into overlapping windows over their whole length;
 the score of a text is the maximum over its windows.
 """
 
@@ -161,7 +161,9 @@ class CascadeModel(GuardModel):
         self.cascade = self.manifest.get("cascade", {})
         self.encoder = Encoder(model_dir, threads=threads)
         with np.load(model_dir / "heads.npz") as z:
-            self.t1 = {k: Linear(z[f"t1.{k}.w"], float(z[f"t1.{k}.b"])) for k in ("harm", "attack")}
+            # harm/attack settle prompts; response/refusal (optional, newer models) settle response windows
+            self.t1 = {k: Linear(z[f"t1.{k}.w"], float(z[f"t1.{k}.b"]))
+                       for k in ("harm", "attack", "response", "refusal") if f"t1.{k}.w" in z}
             self.harm = _load_mlp(z, "harm")
             self.attack = _load_mlp(z, "attack")
             self.response = _load_mlp(z, "response")
@@ -210,7 +212,14 @@ class CascadeModel(GuardModel):
         return PromptScores(harm=harm, attack=attack, categories=cats, windows=np.bincount(own, minlength=n))
 
     # -- responses ---------------------------------------------------------------------------------
-    def score_responses(self, prompts: Sequence[str], responses: Sequence[str]) -> ResponseScores:
+    def tier1_responses(self, seqs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Tier-1 response-harm and refusal scores of pair windows, or None if the model has no such tier."""
+        if "response" not in self.t1 or "refusal" not in self.t1:
+            return None
+        feats = [hashed_features(np.asarray(q, dtype=np.int64)) for q in seqs]
+        return _sigmoid(self.t1["response"].logits(feats)), _sigmoid(self.t1["refusal"].logits(feats))
+
+    def score_responses(self, prompts: Sequence[str], responses: Sequence[str], exact: bool = False) -> ResponseScores:
         n = len(responses)
         seqs: list[list[int]] = []
         own: list[int] = []
@@ -218,10 +227,22 @@ class CascadeModel(GuardModel):
             for q in pair_ids(self.encoder, p, r):
                 seqs.append(q)
                 own.append(i)
-        emb = self.encoder.embed_full(seqs)
-        harm_w = self.response(emb)
-        refusal_w = self.refusal(emb)
-        cats_w = self.cats(emb)
+        harm_w = np.zeros(len(seqs), dtype=np.float32)
+        refusal_w = np.zeros(len(seqs), dtype=np.float32)
+        cats_w = np.zeros((len(seqs), 14), dtype=np.float32)
+        t1 = None if exact else self.tier1_responses(seqs)
+        if t1 is None:
+            need = np.ones(len(seqs), dtype=bool)
+        else:
+            # Settle a window only when it is clearly neither harmful nor a refusal.
+            need = ~((t1[0] < self.cascade.get("response_low", -1.0)) & (t1[1] < self.cascade.get("refusal_low", -1.0)))
+            harm_w[:], refusal_w[:] = t1
+        if need.any():
+            idx = np.flatnonzero(need)
+            emb = self.encoder.embed_full([seqs[i] for i in idx])
+            harm_w[idx] = self.response(emb)
+            refusal_w[idx] = self.refusal(emb)
+            cats_w[idx] = self.cats(emb)
         o = np.asarray(own)
         harm = np.zeros(n, dtype=np.float32)
         np.maximum.at(harm, o, harm_w)

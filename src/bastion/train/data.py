@@ -91,7 +91,9 @@ class Builder:
         rows = list(_jsonl(self.root / "benign_prompts_permissive/prompts.jsonl.gz"))
         self.rng.shuffle(rows)
         per_src: Counter = Counter()
-        cap = {"coconot_contrast": 10**6, "gpteacher_roleplay": 1200, "awesome_chatgpt_prompts": 10**6}
+        # Instruction-style sources get larger caps: imperative requests must not read as a harm signal.
+        cap = {"coconot_contrast": 10**6, "gpteacher_roleplay": 1200, "awesome_chatgpt_prompts": 0,  # attack validation only
+               "dolly": 1800, "self_instruct": 10**6, "p3_permissive": 1200}
         n = 0
         for r in rows:
             if not _licence_ok(r["licence"]):
@@ -155,6 +157,8 @@ class Builder:
             self.add(task="prompt", text=t, label=1, source="bastion_synthetic", licence="Apache-2.0", category="S14")
         for t in synthetic.hard_negative_prompts(rng, 900):
             self.add(task="prompt", text=t, label=0, source="bastion_synthetic", licence="Apache-2.0")
+        for t in synthetic.benign_writing_prompts(random.Random(29), 1500):
+            self.add(task="prompt", text=t, label=0, source="bastion_synthetic(writing)", licence="Apache-2.0")
         # injections over harmful requests stay harmful prompts too
         for t in synthetic.suffix_attacks(rng, harmful_train, 300):
             self.add(task="prompt", text=t, label=1, source="bastion_synthetic", licence="Apache-2.0")
@@ -224,6 +228,9 @@ class Builder:
             self.add(task="attack", text=t, label=1, source="bastion_synthetic", licence="Apache-2.0")
         for t in synthetic.benign_attack_lookalikes(rng, 700):
             self.add(task="attack", text=t, label=0, source="bastion_synthetic", licence="Apache-2.0")
+        # Formatting constraints ("respond in JSON", "do not use commas") are instructions, not injections.
+        for t in synthetic.benign_writing_prompts(random.Random(31), 800):
+            self.add(task="attack", text=t, label=0, source="bastion_synthetic(writing)", licence="Apache-2.0")
         for r in _jsonl(self.root / "benign_prompts_permissive/prompts.jsonl.gz"):
             if r["source"] == "awesome_chatgpt_prompts":  # benign "act as" prompts: attack validation only
                 self.add(task="attack", text=r["prompt"], label=0, source="awesome_chatgpt_prompts",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bastion.models.runtime import N_HASH, CascadeModel, Encoder, Linear, _sigmoid, hashed_features
+from bastion.models.runtime import N_HASH, CascadeModel, Encoder, Linear, _sigmoid, hashed_features, pair_ids
 
 from .data import Example, build
 
@@ -28,10 +28,24 @@ class TrainConfig:
     data_root: Path
     out_dir: Path
     seed: int = 13
-    n_benign: int = 10000
+    n_benign: int = 13000
     minutes: float = 35.0
     extra: list[Path] | None = None
     threads: int | None = None
+    heads_only: bool = False  # keep the fine-tuned encoder and MLP heads in out_dir; refit the rest
+
+
+def _pair_windows(enc: Encoder, exs: list[Example], max_windows: int | None = None) -> tuple[list[np.ndarray], list[int]]:
+    """The pair sequences the runtime scores for (prompt, response) examples, and their owners."""
+    wins: list[np.ndarray] = []
+    owner: list[int] = []
+    for i, e in enumerate(exs):
+        for k, q in enumerate(pair_ids(enc, e.context or "", e.text)):
+            if max_windows is not None and k >= max_windows:
+                break
+            wins.append(np.asarray(q, dtype=np.int64))
+            owner.append(i)
+    return wins, owner
 
 
 def _fit_linear(wins: list[np.ndarray], y: np.ndarray, seed: int, C: float = 4.0) -> tuple[np.ndarray, float]:
@@ -100,7 +114,7 @@ def _scores(model: CascadeModel, task: str, exs: list[Example]) -> np.ndarray:
             s = model.score_prompts([e.text for e in chunk], exact=True)
             out.append(s.harm if task == "prompt" else s.attack)
         else:
-            s = model.score_responses([e.context or "" for e in chunk], [e.text for e in chunk])
+            s = model.score_responses([e.context or "" for e in chunk], [e.text for e in chunk], exact=True)
             out.append(s.harm if task == "response" else s.refusal)
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -128,12 +142,25 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     for e in exs:
         by[(e.task, e.split)].append(e)
     train_ex = [e for e in exs if e.split == "train"]
-    heads = finetune(train_ex, enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed, minutes=cfg.minutes,
-                     threads=cfg.threads, log=log)
-    # Tier 1: hashed word-piece n-gram logistic regressions for the cascade.
-    for task, name in (("prompt", "harm"), ("attack", "attack")):
+    mpath = cfg.out_dir / "manifest.json"
+    previous = json.loads(mpath.read_text()) if mpath.exists() else None
+    if cfg.heads_only:
+        if not (cfg.out_dir / "heads.npz").exists():
+            raise FileNotFoundError(f"--heads-only needs a fine-tuned model in {cfg.out_dir} (heads.npz missing)")
+        with np.load(cfg.out_dir / "heads.npz") as z:
+            heads = {k: z[k] for k in z.files if k.split(".")[0] in ("harm", "attack", "response", "refusal")}
+        log("heads only: keeping the fine-tuned encoder and MLP heads")
+    else:
+        heads = finetune(train_ex, enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed, minutes=cfg.minutes,
+                         threads=cfg.threads, log=log)
+        np.savez_compressed(cfg.out_dir / "heads.npz", **heads)  # a later failure can resume with --heads-only
+    # Tier 1: hashed word-piece n-gram logistic regressions for the cascade (prompts, and response pairs).
+    for task, name in (("prompt", "harm"), ("attack", "attack"), ("response", "response"), ("refusal", "refusal")):
         tr = by[(task, "train")]
-        wins, owner = enc.windows([e.text for e in tr], max_windows=2)
+        if task in ("prompt", "attack"):
+            wins, owner = enc.windows([e.text for e in tr], max_windows=2)
+        else:
+            wins, owner = _pair_windows(enc, tr, max_windows=2)
         y = np.array([tr[o].label for o in owner])
         w, b = _fit_linear(wins, y, cfg.seed)
         heads[f"t1.{name}.w"] = w
@@ -165,18 +192,20 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         r["val"] = metrics(yv, pv, thr)
         r["val_by_source"] = {src: metrics(yv[m], pv[m], thr) for src in sorted({e.source for e in val})
                               for m in [np.array([e.source == src for e in val])]}
+        # Cascade bands: tier 1 settles as benign only below the tier-1 score of the lowest 0.5% of positives the
+        # exact tier would flag (calibration split), so the cascade gives up at most ~0.5% of exact-tier recall.
+        name = {"prompt": "harm"}.get(task, task)
         if task in ("prompt", "attack"):
-            name = "harm" if task == "prompt" else "attack"
             wins, owner = enc.windows([e.text for e in cal])
-            p1 = _sigmoid(Linear(heads[f"t1.{name}.w"], float(heads[f"t1.{name}.b"])).logits(
-                [hashed_features(w) for w in wins]))
-            p1t = np.zeros(len(cal), dtype=np.float32)
-            np.maximum.at(p1t, np.asarray(owner), p1)
-            # Guard against tier-1 misses: settle as benign only below the score of the lowest 0.5% of positives
-            # the exact tier would flag.
-            pos = np.sort(p1t[(yc == 1) & (pc >= thr)])
-            manifest["cascade"][f"{name}_low"] = float(pos[int(0.005 * len(pos))]) if len(pos) else 0.0
-            r["tier1_settles_benign_share"] = round(float((p1t[yc == 0] < manifest["cascade"][f"{name}_low"]).mean()), 4)
+        else:
+            wins, owner = _pair_windows(enc, cal)
+        p1 = _sigmoid(Linear(heads[f"t1.{name}.w"], float(heads[f"t1.{name}.b"])).logits(
+            [hashed_features(w) for w in wins]))
+        p1t = np.zeros(len(cal), dtype=np.float32)
+        np.maximum.at(p1t, np.asarray(owner), p1)
+        pos = np.sort(p1t[(yc == 1) & (pc >= thr)])
+        manifest["cascade"][f"{name}_low"] = float(pos[int(0.005 * len(pos))]) if len(pos) else 0.0
+        r["tier1_settles_negative_share"] = round(float((p1t[yc == 0] < manifest["cascade"][f"{name}_low"]).mean()), 4)
         log(f"[{task}] threshold {thr} calib {r['calib']} val {r['val']}")
     from bastion.taxonomy import HAZARD_CODES
 
@@ -187,6 +216,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         report["categories"] = {"val_top1_accuracy": round(acc, 4), "n": len(cv),
                                 "train_counts": dict(Counter(e.category for e in train_ex if e.task == "prompt"
                                                              and e.label == 1 and e.category))}
+    if cfg.heads_only and previous:
+        manifest["finetune"] = previous.get("finetune") or {"version": previous.get("version"),
+                                                            "trained_seconds": previous.get("trained_seconds")}
     manifest.update({
         "trained_seconds": round(time.time() - t_start, 1),
         "counts": {f"{k[0]}/{k[1]}": v for k, v in sorted(Counter((e.task, e.split) for e in exs).items())},

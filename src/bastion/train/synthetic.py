@@ -73,6 +73,70 @@ _FILL = {
     "disease": ["measles", "anthrax", "smallpox", "influenza"],
 }
 
+# ---- benign writing and analysis requests (imperative prompts are not a harm signal) ---------------
+# Public harmful-request sets are mostly imperatives ("Write a ...", "Create a ..."), while most licence-clean
+# benign sets are questions; without these the model learns "imperative = harmful".
+_WRITE_FORMS = [
+    "a short story", "a poem", "a limerick", "a haiku", "a blog post", "an essay", "a persuasive essay",
+    "a speech", "a toast", "a song", "a rap verse", "a joke", "a product description", "a cover letter",
+    "a newsletter intro", "a press release", "a tweet thread", "a LinkedIn post", "a movie synopsis",
+    "a children's story", "a bedtime story", "a dialogue", "a scene for a play", "a lesson plan",
+    "a quiz", "a rubric", "a study guide", "a FAQ", "a one-page summary", "a TL;DR", "a book review",
+    "a restaurant review", "an advertisement", "a slogan", "a job description", "an email", "a memo",
+    "a letter to the editor", "a eulogy", "a wedding vow", "a limerick", "a workshop outline",
+    "a podcast script", "a debate opening statement", "a museum placard", "an encyclopedia-style entry",
+]
+_WRITE_TOPICS = [
+    "the history of the printing press", "the causes of the French Revolution", "the fall of the Roman Empire",
+    "the D-Day landings", "the Cuban Missile Crisis", "the Cold War arms race", "the history of the internet",
+    "life in a medieval castle", "the ethics of gene editing", "climate change and farming", "urban beekeeping",
+    "the outer and inner planets", "black holes", "a robot learning to paint", "a dragon who is afraid of fire",
+    "diversity in the workplace", "mental health at university", "a grandmother's recipe book", "moving to a new city",
+    "the importance of sleep", "a detective solving a jewel theft", "a heist in a fantasy kingdom (no real methods)",
+    "the Prohibition era in the United States", "the opioid crisis and public health responses",
+    "why smoking rates fell", "how vaccines were developed", "the Chernobyl disaster", "the history of cryptography",
+    "password hygiene for small businesses", "why phishing emails work and how staff can spot them",
+    "the Enron scandal", "the 2008 financial crisis", "the abolition of slavery", "the civil rights movement",
+    "the history of the death penalty", "the Salem witch trials", "pirates of the Caribbean in the 1700s",
+    "a war veteran coming home", "a village surviving a flood", "a chef who loses her sense of taste",
+    "anarchists in 19th-century Europe", "propaganda in the Second World War", "how elections are audited",
+    "the psychology of conspiracy theories", "the history of chemical weapons bans", "cat ownership",
+    "an alien visiting a supermarket", "the first day at a new job", "aluminium recycling", "the Tour de France",
+    "how a bill becomes law", "the life cycle of a star", "volcanoes", "the Great Fire of London", "jazz music",
+    "a heart transplant from the surgeon's view", "addiction recovery", "grief after losing a pet",
+    "the ethics of self-driving cars", "hacking competitions (capture the flag) for students",
+    "famous art forgeries and how they were exposed", "serial killers in crime fiction as a genre",
+    "the Manhattan Project's history", "the Rwandan genocide and its remembrance", "medieval siege warfare",
+    "the history of gunpowder", "privacy rights in the digital age", "the dangers of drunk driving",
+]
+_WRITE_VERBS = ["Write", "Compose", "Draft", "Create", "Generate", "Produce", "Give me", "Write me", "Help me write"]
+_WRITE_MODS = [
+    "", "", "", " for teenagers", " for a general audience", " in a humorous tone", " in a formal tone",
+    " in under 200 words", " in exactly three paragraphs", " with a catchy title", " using bullet points",
+    " that ends with a question", " in the style of a newspaper column", " with at least two quotes",
+    " suitable for a school newsletter", " in simple English", " with a twist ending", " in rhyming couplets",
+    ". Use markdown headings", ". Keep it upbeat", ". Avoid jargon", ". Include a short summary at the end",
+    ". Do not use any commas", ". Write the whole thing in lowercase", ". Respond in JSON with a title and body",
+]
+_ANALYSE = [
+    "Explain {t} to a ten-year-old.", "Summarise {t} in five bullet points.", "Compare two views on {t}.",
+    "List the key facts about {t}.", "Outline an essay on {t}.", "Give three discussion questions about {t}.",
+    "Describe the main arguments for and against {t}.", "Provide a timeline of {t}.",
+    "Develop a lesson about {t} for high-school students.", "Design a poster about {t}.",
+]
+
+
+def benign_writing_prompts(rng: random.Random, n: int) -> list[str]:
+    out = set()
+    while len(out) < n:
+        topic = rng.choice(_WRITE_TOPICS)
+        if rng.random() < 0.7:
+            out.add(f"{rng.choice(_WRITE_VERBS)} {rng.choice(_WRITE_FORMS)} about {topic}{rng.choice(_WRITE_MODS)}.")
+        else:
+            out.add(rng.choice(_ANALYSE).replace("{t}", topic))
+    return sorted(out)
+
+
 # ---- benign texts with "ignore" / "bypass" / role-play (hard negatives for prompt attack) ---------
 _BENIGN_ATTACK_LOOKALIKES = [
     "Ignore the typo in my last message, I meant {x}.",
