@@ -212,7 +212,8 @@ def test_stream_block_long_code_block_is_scanned_in_parts(gateway):
     """A block longer than max_block_chars is not held whole: it is scanned as far as it has arrived."""
     lines = [f"v{i} = {i}\n" for i in range(60)]
     chunks = ["Code:\n", "```python\n", *lines, "import yaml\ncfg = yaml.load(data)\n", "```\n"]
-    g = gateway(FakeReply("".join(chunks), chunks=chunks),
+    # paced like a model, so the first part of the block is checked and released before the rest arrives
+    g = gateway(FakeReply("".join(chunks), chunks=chunks, chunk_delay=0.01),
                 policy="code_shield: {mode: block, max_block_chars: 256}\n")
     body, ev = stream(g, "go")
     assert "yaml.load" not in stream_text(ev)

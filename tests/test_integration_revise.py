@@ -46,7 +46,7 @@ def model_script(revision: str | FakeReply = SAFE_REVISION):
             return "The response gives a harmful step; it should decline that part."
         last = last_user(req)
         if "late harm" in last:
-            return FakeReply("".join(LATE_HARM_CHUNKS), chunks=LATE_HARM_CHUNKS)
+            return FakeReply("".join(LATE_HARM_CHUNKS), chunks=LATE_HARM_CHUNKS, chunk_delay=0.05)
         if "harmful" in last:
             return FakeReply("".join(HARM_CHUNKS), chunks=HARM_CHUNKS)
         return "Mix flour and water. Bake it."

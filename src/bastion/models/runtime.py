@@ -159,6 +159,7 @@ class CascadeModel(GuardModel):
         self.version = self.manifest["version"]
         self.default_thresholds = dict(self.manifest["thresholds"])
         self.cascade = self.manifest.get("cascade", {})
+        self.attack_blend = float(self.manifest.get("attack_blend", 0.0))  # weight of tier 1 in the attack score
         self.encoder = Encoder(model_dir, threads=threads)
         with np.load(model_dir / "heads.npz") as z:
             # harm/attack settle prompts; response/refusal (optional, newer models) settle response windows
@@ -194,7 +195,9 @@ class CascadeModel(GuardModel):
             idx = np.flatnonzero(need)
             emb = self.encoder.embed([wins[i] for i in idx])
             harm_w[idx] = self.harm(emb)
-            attack_w[idx] = self.attack(emb)
+            # The attack score blends the exact head with the n-gram tier: persona wrappers look alike to the
+            # encoder whether benign or not, while the n-gram tier keys on the rule-breaking wording.
+            attack_w[idx] = (1.0 - self.attack_blend) * self.attack(emb) + self.attack_blend * a1[idx]
             cats_w[idx] = self.cats(emb)
         own = np.asarray(owner)
         harm = np.zeros(n, dtype=np.float32)

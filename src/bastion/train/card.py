@@ -15,6 +15,14 @@ _SOURCE_NOTES = {
 }
 
 
+def _train_time(manifest: dict) -> str:
+    ft = manifest.get("finetune")
+    if ft and ft.get("trained_seconds"):  # heads refitted later with `bastion train --heads-only`
+        return (f"{ft['trained_seconds']:.0f} s for the fine-tuning run ({ft.get('version')}), then "
+                f"{manifest['trained_seconds']:.0f} s for `--heads-only`")
+    return f"{manifest['trained_seconds']:.0f} s"
+
+
 def render(manifest: dict, bench: dict | None = None) -> str:
     r = manifest["report"]
     L = [
@@ -26,11 +34,12 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         f"- **Windows:** {manifest['window_tokens']} tokens, overlapping, covering the whole text (max over windows).",
         f"- **Default thresholds:** {', '.join(f'{k}={v}' for k, v in manifest['thresholds'].items())} "
         "(chosen for best F1 on an 8% calibration split of the training sources, never on validation).",
-        f"- **Cascade:** tier-1 settles a prompt as benign when both tier-1 scores are below "
+        f"- **Cascade:** tier-1 settles a prompt as benign when its harm and attack scores are both below their "
+        "bands, and a response window when its response-harm and refusal scores are both below theirs: "
         f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
-        "(the 0.5th percentile of positives on calibration).",
-        f"- **Training time:** {manifest['trained_seconds']:.0f} s on 2 CPU cores (`bastion train`; 1,400 fine-tuning "
-        "steps of batch 32 dominate).",
+        "(each the tier-1 score of the lowest 0.5% of calibration positives the exact tier flags).",
+        f"- **Training time:** {_train_time(manifest)} on 2 CPU cores (`bastion train`; 1,400 fine-tuning "
+        "steps of batch 32 dominate; the heads learn at 30x the encoder's learning rate).",
         "",
         "## Intended use",
         "Input and output moderation for LLM applications on a CPU: should a responsible assistant refuse this "
@@ -44,9 +53,13 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "knowledge, and long multi-turn manipulation, are beyond it. Use it as a fast first line, and an LLM judge "
         "for high-stakes decisions.",
         "- **Over-refusal is its main weakness**: benign prompts that merely sound dangerous (CoCoNot contrast, "
-        "JailbreakBench benign behaviours) and long instruction-style prompts (IFEval) are flagged far more often "
-        "than the 5% target, and benign role-play is too often taken for an attack. Raise thresholds with "
-        "`bastion tradeoff` on your own traffic before blocking.",
+        "JailbreakBench benign behaviours) and neutral statements about identity groups (ToxiGen) are flagged far "
+        "more often than the 5% target, and benign 'act as' persona prompts are often taken for jailbreaks. Raise "
+        "thresholds with `bastion tradeoff` on your own traffic before blocking.",
+        "- **Attack score blend chosen on validation:** after this build's encoder took more benign persona prompts "
+        f"for attacks, the attack score was changed to blend the exact head with the tier-1 n-gram score "
+        f"(weight {manifest.get('attack_blend', 0.0)}), a choice made by comparing four combinations on the validation "
+        "split; its threshold is still chosen on calibration, but the attack validation figures are optimistic.",
         "- The refusal validation mixes in CoCoNot 'rejected' replies, many of which are unhelpful rather than "
         "refusals; on real model refusals (held-out Yi-6B baseline completions) refusal F1 is in the per-source table.",
         "- Self-harm, sexual content and S14 (code-interpreter abuse) have little licence-clean training data; S14 "
@@ -94,7 +107,9 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         L.append(f"| {k} | {v} |")
     L += ["", "Source prefixes: `hpp:` = " + _SOURCE_NOTES["hpp"] + "; `bpp:` = " + _SOURCE_NOTES["bpp"] + ".",
           "`bastion_synthetic` rows are written by the Bastion authors (templates in `src/bastion/train/synthetic.py`): "
-          "hard negatives that only sound dangerous, benign role-play and 'ignore/bypass' texts, prompt-injection forms, "
+          "hard negatives that only sound dangerous, benign writing and analysis requests (`(writing)`: imperatives such "
+          "as 'Write a poem about ...' are not a harm signal), benign role-play and 'ignore/bypass' texts, "
+          "prompt-injection forms, "
           "S14 code-interpreter abuse requests, refusals and generic (non-operational) compliant replies.",
           "`guardreasoner:*` rows are only the WildGuardMix (ODC-BY) and Aegis 1.0 (CC-BY-4.0) train-split prompts "
           "(BeaverTails and ToxicChat rows, which are non-commercial, are excluded).",

@@ -82,6 +82,7 @@ class _Model:
 
 def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, seed: int = 13,
              minutes: float = 35.0, max_steps: int = 1400, batch: int = 32, lr: float = 6e-5,
+             head_lr_scale: float = 30.0,
              threads: int | None = None,
              log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
     """Fine-tune for `max_steps` (reproducible for a seed), stopping early only if the wall-time budget runs
@@ -95,7 +96,11 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
     batches = _batches(items, batch, rng)
     log(f"fine-tuning on {len(items)} windows, {len(batches)} batches, budget {minutes:.0f} min")
     model = _Model(torch, base_path, seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    # The heads start from random weights and read L2-normalised embeddings (tiny inputs): at the encoder's
+    # learning rate their logits stay near 0 and every score sits near 0.5, so they learn at head_lr_scale x lr.
+    opt = torch.optim.AdamW([{"params": list(model.enc.parameters()), "lr": lr, "scale": 1.0},
+                             {"params": list(model.heads.parameters()), "lr": lr * head_lr_scale,
+                              "scale": head_lr_scale}], weight_decay=0.01)
     planned = min(len(batches), max_steps)
     warm = 30
     t0 = time.time()
@@ -114,7 +119,7 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
         frac = step / max(1, sched_total)
         cur = lr * (step / warm if step < warm else max(0.05, 1 - frac))
         for g in opt.param_groups:
-            g["lr"] = cur
+            g["lr"] = cur * g["scale"]
         L = max(len(x[0]) for x in b)
         ids = torch.full((len(b), L), PAD, dtype=torch.long)
         mask = torch.zeros((len(b), L), dtype=torch.long)
@@ -133,7 +138,7 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if step % 50 == 0:
             log(f"step {step}/{sched_total} loss {np.mean(losses[-50:]):.4f} ({time.time() - t0:.0f}s)")
     model.enc.eval()

@@ -33,6 +33,7 @@ class TrainConfig:
     extra: list[Path] | None = None
     threads: int | None = None
     heads_only: bool = False  # keep the fine-tuned encoder and MLP heads in out_dir; refit the rest
+    attack_blend: float = 0.5  # weight of the tier-1 n-gram score in the attack score (see runtime)
 
 
 def _pair_windows(enc: Encoder, exs: list[Example], max_windows: int | None = None) -> tuple[list[np.ndarray], list[int]]:
@@ -46,6 +47,16 @@ def _pair_windows(enc: Encoder, exs: list[Example], max_windows: int | None = No
             wins.append(np.asarray(q, dtype=np.int64))
             owner.append(i)
     return wins, owner
+
+
+def model_version(out_dir: Path, seed: int) -> str:
+    """Date, seed and a digest of the weights, so two builds of one day never share a version."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("encoder.onnx", "heads.npz"):
+        h.update((out_dir / name).read_bytes())
+    return f"bastion-guard-{time.strftime('%Y%m%d')}-s{seed}-{h.hexdigest()[:8]}"
 
 
 def _fit_linear(wins: list[np.ndarray], y: np.ndarray, seed: int, C: float = 4.0) -> tuple[np.ndarray, float]:
@@ -74,7 +85,7 @@ def metrics(y: np.ndarray, p: np.ndarray, thr: float) -> dict:
             "f1": round(f1, 4), "fpr": round(fp / max(1, fp + tn), 4)}
 
 
-def _best_f1_threshold(y: np.ndarray, p: np.ndarray, lo: float = 0.2, hi: float = 0.8) -> float:
+def _best_f1_threshold(y: np.ndarray, p: np.ndarray, lo: float = 0.05, hi: float = 0.95) -> float:
     best = (-1.0, 0.5)
     for t in np.arange(lo, hi + 1e-9, 0.025):
         f = metrics(y, p, float(t))["f1"]
@@ -173,6 +184,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "encoder": "all-MiniLM-L6-v2, multi-task fine-tuned, int8 ONNX (per-channel)",
         "thresholds": {"prompt_harm": 0.5, "response_harm": 0.5, "refusal": 0.5, "attack": 0.5, "category": 0.35},
         "cascade": {},
+        "attack_blend": cfg.attack_blend,
         "window_tokens": 128,
     }
     (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
@@ -220,6 +232,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         manifest["finetune"] = previous.get("finetune") or {"version": previous.get("version"),
                                                             "trained_seconds": previous.get("trained_seconds")}
     manifest.update({
+        "version": model_version(cfg.out_dir, cfg.seed),
         "trained_seconds": round(time.time() - t_start, 1),
         "counts": {f"{k[0]}/{k[1]}": v for k, v in sorted(Counter((e.task, e.split) for e in exs).items())},
         "train_sources": dict(sorted(Counter(f"{e.source} ({e.licence})" for e in exs if e.split != "val").items())),
