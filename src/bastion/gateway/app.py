@@ -168,6 +168,9 @@ class Gateway:
         self.keys = keys if keys is not None else (KeyStore.load(config.keys_path) if config.keys_path else KeyStore())
         self.policies = PolicyStore(config.policy_path, self._validate_policy, self.metrics)
         self.batcher = GuardBatcher(guard, max_batch=config.guard_max_batch, workers=config.guard_workers)
+        # Checks a client is waiting on (the input rail, the end of a stream) get their own lane, so they never
+        # queue behind a batch of mid-stream checks, whose latency the stream hides.
+        self.urgent = GuardBatcher(guard, max_batch=config.guard_max_batch, workers=1)
         self.limiter = RateLimiter(config.rate_limit_per_minute)
         self.sessions = SessionTracker()
         self.audit = (AuditLog(config.audit_path, config.audit_content, config.audit_key)
@@ -198,6 +201,7 @@ class Gateway:
 
     async def stop(self) -> None:
         await self.batcher.close()
+        await self.urgent.close()
         if self.client is not None:
             await self.client.aclose()
         rc = getattr(self.reviser, "client", None)  # a constitution Reviser's LLMClient
@@ -259,10 +263,10 @@ class Gateway:
             raise ApiError(400, "Request body is not valid JSON.", code="invalid_json") from None
 
     # ---- guard ---------------------------------------------------------------------------------
-    async def check(self, items: list[Any], rail: str) -> list[Verdict]:
+    async def check(self, items: list[Any], rail: str, urgent: bool = True) -> list[Verdict]:
         t0 = time.perf_counter()
         try:
-            return await self.batcher.check(items)
+            return await (self.urgent if urgent else self.batcher).check(items)
         except Exception as e:  # noqa: BLE001 - fail closed with a clear error
             log.exception("guard check failed")
             raise ApiError(503, f"Guard check failed ({type(e).__name__}); request not forwarded.",
@@ -832,11 +836,11 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
     verdicts_seen: list[dict[str, Any]] = []
     check_time = [0.0]
 
-    async def check(window: str) -> Decision:
+    async def check(window: str, final: bool = False) -> Decision:
         if not pol.checks.output:  # only the code shield holds text back
             return ALLOW
         t0 = time.perf_counter()
-        v = (await gw.check([(ctx.prompt, window)], "output"))[0]
+        v = (await gw.check([(ctx.prompt, window)], "output", urgent=final))[0]
         check_time[0] += time.perf_counter() - t0
         gw.metrics.inc("bastion_stream_checks_total", {})
         d = pol.decide(v)
@@ -917,7 +921,7 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                 continue
             n = scanner.plan(final=final)
             if n:
-                released, decision = await scanner.scan(n)
+                released, decision = await scanner.scan(n, final=final)
                 if scanner.violation is not None and scanner.violation.action == "revise" and kind != "error":
                     # Revise the whole reply; send the revision's continuation of what was already released.
                     outcome = "violation"

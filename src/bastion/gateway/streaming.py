@@ -105,7 +105,7 @@ class StreamScanner:
     """Hold chunks; `plan()` says how many may be released once checked; `scan()` checks and releases."""
 
     rules: StreamingRules
-    check: Callable[[str], Awaitable[Decision]]
+    check: Callable[[str, bool], Awaitable[Decision]]  # (window, final: the stream has ended)
     pending: list[_Piece] = field(default_factory=list)
     released_text: str = ""  # tail of released text, the context of the next window
     released_chars: int = 0
@@ -167,7 +167,9 @@ class StreamScanner:
             if limit == 0:
                 return 0
             text = text[:limit]  # everything from the open fence on waits for the closing fence
-        if not forced and len(text) < self.rules.min_chars:
+        need = self.rules.min_chars if self.released_chars == 0 else max(self.rules.min_chars,
+                                                                          self.rules.check_every_chars)
+        if not forced and len(text) < need:
             return 0
         mode = self.rules.holdback
         if forced and mode == "sentence":
@@ -188,10 +190,10 @@ class StreamScanner:
             return len(self.pending) if forced and limit is None else 0
         return n
 
-    async def scan(self, n: int) -> tuple[list[Any], Decision]:
+    async def scan(self, n: int, final: bool = False) -> tuple[list[Any], Decision]:
         """Check the window (context + all held text) and release the first `n` pieces if allowed."""
         window = self.released_text + self.pending_text
-        decision = await self.check(window)
+        decision = await self.check(window, final)
         self.checks += 1
         self.last_decision = decision
         if decision.action in ("block", "revise"):

@@ -111,9 +111,11 @@ class StreamingRules(_Strict):
 
     holdback: Literal["sentence", "word", "none"] = "sentence"
     min_chars: int = Field(16, ge=1)  # do not check a shorter pending segment unless the stream ends
+    # after the first release, wait for this much held text before the next check (fewer, larger checks)
+    check_every_chars: int = Field(160, ge=1)
     max_pending_chars: int = Field(400, ge=16)  # release even without a sentence end once this much is held
-    max_hold_ms: float = Field(400.0, ge=0.0)  # ... or once text has been held this long
-    context_chars: int = Field(300, ge=0)  # already released text prepended to each window
+    max_hold_ms: float = Field(800.0, ge=0.0)  # ... or once text has been held this long
+    context_chars: int = Field(160, ge=0)  # already released text prepended to each window
 
 
 CodeShieldMode = Literal["off", "warn", "append_fix", "block"]
