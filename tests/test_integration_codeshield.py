@@ -25,7 +25,7 @@ SECURE_CHUNKS = [c.replace("yaml.lo", "yaml.safe_lo") for c in INSECURE_CHUNKS]
 def script(req: dict) -> str | FakeReply:
     last = last_user(req)
     if "insecure stream" in last:
-        return FakeReply("".join(INSECURE_CHUNKS), chunks=INSECURE_CHUNKS)
+        return FakeReply("".join(INSECURE_CHUNKS), chunks=INSECURE_CHUNKS, chunk_delay=0.03)  # paced like a model
     if "secure stream" in last:
         return FakeReply("".join(SECURE_CHUNKS), chunks=SECURE_CHUNKS)
     if "insecure" in last:

@@ -34,9 +34,10 @@ def refusal_phrase_score(response: str) -> float:
     return score if rx.search(response[:window]) else 0.0
 
 
-# How much a detected obfuscation adds to the attack score: hiding a request is itself a signal,
-# but benign text can contain base64 blobs or URL-encoding, so it is never enough on its own.
-_OBFUSCATION_ATTACK_WEIGHT = 0.5
+# How much a detected obfuscation adds to the attack score: hiding a request is itself a signal, but benign
+# text can contain base64 blobs or URL-encoding, so it is never enough on its own. The boost is relative to the
+# thresholds: a fully obfuscated text (obfuscation score 1) whose decoded content reaches the harm threshold
+# reaches the attack threshold; weaker obfuscation or less harmful content adds proportionally less.
 
 
 @dataclass(frozen=True)
@@ -206,7 +207,8 @@ class Guard:
             a = float(attack[i])
             if obf[i] > 0:
                 # A decoded payload that is itself harmful is strong evidence of an evasion attempt.
-                a = 1.0 - (1.0 - a) * (1.0 - _OBFUSCATION_ATTACK_WEIGHT * obf[i] * max(float(harm[i]), 0.5))
+                k = obf[i] * min(1.0, float(harm[i]) / max(t.prompt_harm, 1e-6)) * t.attack
+                a = 1.0 - (1.0 - a) * (1.0 - k)
             out.append(
                 self._verdict("prompt", float(harm[i]), cats[i], t.prompt_harm, signals[i], int(windows[i]),
                               attack=a)

@@ -131,8 +131,8 @@ _SPACED_SEP = re.compile(r"[\s.\-_*|~+\u00b7\u2022]+")
 _LC = "[" + re.escape("".join(LEET)) + "]"
 # Where a leet word can be: leet characters between letters ("b0mb"), or before/after two letters.
 _LEET_HINT = re.compile(
-    f"{_LC}(?:(?<=[A-Za-z].){_LC}{{0,2}}(?=[A-Za-z])|(?<![A-Za-z0-9@$!].){_LC}?(?=[A-Za-z]{{2}})"
-    f"|(?<=[A-Za-z]{{2}}.){_LC}?(?![A-Za-z0-9@$!]))"
+    f"{_LC}(?:(?<=[A-Za-z].){_LC}{{0,5}}(?=[A-Za-z])|(?<![A-Za-z0-9@$!].){_LC}?(?=[A-Za-z]{{2}})"
+    f"|(?<=[A-Za-z]{{2}}.){_LC}{{0,2}}(?![A-Za-z0-9@$!]))"
 )
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@$!")
 _PREV_TOKEN = re.compile(r"(?<![A-Za-z0-9@$!])([A-Za-z0-9@$!]{1,4})[ \t]+$")
@@ -145,8 +145,8 @@ _SHAPE = str.maketrans(
      **{c: "D" for c in _LEET_CHARS},
      **{c: "N" for c in "0123456789" if c not in LEET}}
 )
-_LEET_INTERIOR = re.compile(r"LD{1,3}L")
-_LEET_EDGE = re.compile(r"^(?:D{1,2}L{2,}|L{2,}D{1,2})$")
+_LEET_INTERIOR = re.compile(r"LD{1,6}L")  # heavy leet ("1n171473d") keeps few letters
+_LEET_EDGE = re.compile(r"^(?:D{1,3}L{2,}|L{2,}D{1,3})$")
 _HEXLIKE = re.compile(r"^[0-9A-Fa-f]{6,}$")
 _CLASSIC_LEET = set("034@$57")
 _LEET_LOWER = str.maketrans({k: v[0] for k, v in LEET.items()})
