@@ -211,6 +211,17 @@ def test_stream_chunks_queued_during_a_check_are_checked_together(gateway):
     assert 1 <= checks <= 4, checks  # one check per sentence would be 12
 
 
+def test_stream_checks_wait_for_check_every_chars_after_the_first_release(gateway):
+    # A paced stream (no backlog): after the first sentence, checks wait for 160 held characters.
+    sentences = [f"Sentence number {i} is about bread. " for i in range(12)]  # 36 characters each
+    chunks = [w for s in sentences for w in re.findall(r"\S+\s*", s)]
+    g = gateway(lambda req: FakeReply(chunks=chunks, chunk_delay=0.01))
+    r = httpx.post(g.url + "/v1/chat/completions", json=chat("bread", stream=True), timeout=30)
+    assert stream_text(sse_events(r.text)) == "".join(sentences)
+    checks = metric_total(httpx.get(g.url + "/metrics").text, "bastion_stream_checks_total")
+    assert 2 <= checks <= 5, checks  # first sentence, ~every 160 characters, the end; not one per sentence
+
+
 def test_stream_output_redact_and_flag(gateway):
     g = gateway(script, policy="categories:\n  S6: {action: flag}\n  S7: {action: redact}\n")
     with httpx.Client(base_url=g.url) as c:
