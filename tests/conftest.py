@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from tests.fakellm import FakeLLM, Script
+
+# The red-team seed library is built from the dataset pool beside the repository, whatever the working directory
+# (subprocesses started by tests inherit it).
+os.environ.setdefault("BASTION_DATASETS", str(Path(__file__).resolve().parents[2] / "shared" / "datasets"))
 
 
 @pytest.fixture

@@ -134,3 +134,10 @@ def test_engine_usage_errors(tmp_path):
     assert r.exit_code == 2 and "--engine must be local or ray" in r.output
     r = CliRunner().invoke(app, ["redteam", "--workers", "2", "--db", str(tmp_path / "x.db")])
     assert r.exit_code == 2 and "need --engine ray" in r.output
+
+
+def test_redteam_without_the_dataset_pool_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("BASTION_DATASETS", str(tmp_path / "nowhere"))
+    r = runner.invoke(app, ["redteam", "--db", str(tmp_path / "r.db"), "--limit", "1"])
+    assert r.exit_code == 2
+    assert "seed library is built from the dataset pool" in r.output and "BASTION_DATASETS" in r.output

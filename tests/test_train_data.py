@@ -37,7 +37,7 @@ def test_validation_is_held_out(examples):
 
 
 def test_redteam_seeds_are_never_trained_on(examples):
-    seeds = _redteam_seed_texts()
+    seeds = _redteam_seed_texts(DATA)
     assert len(seeds) >= 500
     assert not any(_norm(e.text) in seeds for e in examples if e.split != "val")
 

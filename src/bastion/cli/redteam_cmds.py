@@ -172,6 +172,7 @@ def register(app: typer.Typer) -> None:
             CampaignError,
             run_campaign,
         )
+        from bastion.redteam.seeds import SeedLibraryError
         from bastion.redteam.targets import TargetError
 
         if engine not in ("local", "ray"):
@@ -228,7 +229,7 @@ def register(app: typer.Typer) -> None:
                     result = run_campaign(cfg, store, progress=tick, resume=resume)
         except ImportError as e:
             _fail(f"--engine ray needs Ray: pip install 'bastion-guard[ray]' ({e})")
-        except (TargetError, ValueError) as e:
+        except (TargetError, ValueError, SeedLibraryError) as e:
             _fail(str(e).splitlines()[0])
         except CampaignError as e:
             _fail(str(e), code=1)

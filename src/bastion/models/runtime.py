@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -96,6 +95,20 @@ def pair_ids(enc: Encoder, prompt: str, response: str) -> list[list[int]]:
     return [[CLS, *p, SEP, *r[s : s + size], SEP] for s in starts]
 
 
+def pair_windows(enc: Encoder, prompts: Sequence[str], responses: Sequence[str],
+                 max_windows: int | None = None) -> tuple[list[list[int]], list[int]]:
+    """Pair sequences covering each response (capped at `max_windows` each, for training) and their owners."""
+    seqs: list[list[int]] = []
+    owner: list[int] = []
+    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        for k, q in enumerate(pair_ids(enc, p, r)):
+            if max_windows is not None and k >= max_windows:
+                break
+            seqs.append(q)
+            owner.append(i)
+    return seqs, owner
+
+
 def hashed_features(win: np.ndarray) -> np.ndarray:
     """Sorted unique feature indices of a window: word-piece unigrams and hashed bigrams."""
     if len(win) == 0:
@@ -170,7 +183,6 @@ class CascadeModel(GuardModel):
             self.response = _load_mlp(z, "response")
             self.refusal = _load_mlp(z, "refusal")
             self.cats = _load_mlp(z, "cats", softmax=True)
-        self._lock = threading.Lock()
 
     @classmethod
     def load(cls, model_dir: Path, threads: int | None = None) -> CascadeModel:
@@ -224,12 +236,7 @@ class CascadeModel(GuardModel):
 
     def score_responses(self, prompts: Sequence[str], responses: Sequence[str], exact: bool = False) -> ResponseScores:
         n = len(responses)
-        seqs: list[list[int]] = []
-        own: list[int] = []
-        for i, (p, r) in enumerate(zip(prompts, responses, strict=False)):
-            for q in pair_ids(self.encoder, p, r):
-                seqs.append(q)
-                own.append(i)
+        seqs, own = pair_windows(self.encoder, prompts, responses)
         harm_w = np.zeros(len(seqs), dtype=np.float32)
         refusal_w = np.zeros(len(seqs), dtype=np.float32)
         cats_w = np.zeros((len(seqs), 14), dtype=np.float32)

@@ -304,14 +304,10 @@ class Builder:
             self.add(task="refusal", text=comp_, context=h, label=0, source="bastion_synthetic", licence="Apache-2.0")
 
 
-def _redteam_seed_texts() -> set[str]:
-    seed_dir = Path(__file__).resolve().parents[1] / "redteam" / "seeds"
-    out: set[str] = set()
-    for p in sorted(seed_dir.glob("*.jsonl")):
-        for r in _jsonl(p):
-            if isinstance(r.get("text"), str):
-                out.add(_norm(r["text"]))
-    return out
+def _redteam_seed_texts(root: Path) -> set[str]:
+    from bastion.redteam.seeds import seed_texts
+
+    return {_norm(t) for t in seed_texts(root)}
 
 
 def build(root: Path, seed: int = 13, n_benign: int = 14000) -> list[Example]:
@@ -329,7 +325,7 @@ def build(root: Path, seed: int = 13, n_benign: int = 14000) -> list[Example]:
     b.attacks(harmful_train, benign_train)
     b.responses(harmful_train)
     # Red-team seeds are never trained on, so the guard's measured attack success rate is honest.
-    seeds = _redteam_seed_texts()
+    seeds = _redteam_seed_texts(root)
     b.examples = [e for e in b.examples if _norm(e.text) not in seeds or e.split == "val"]
     # Deduplicate per task on normalised text; a text seen in validation is removed from training.
     seen: dict[tuple[str, str], Example] = {}

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bastion.models.runtime import CLS, PAD, SEP, Encoder, pair_ids
+from bastion.models.runtime import CLS, PAD, SEP, Encoder, pair_windows
 from bastion.taxonomy import HAZARD_CODES
 
 from .data import Example
@@ -34,11 +34,10 @@ def _encode(enc: Encoder, exs: list[Example], max_windows: int = 2) -> list[tupl
         cat = HAZARD_CODES.index(e.category) if (e.task == "prompt" and e.label == 1 and e.category) else -1
         out.append(([CLS, *w.tolist(), SEP], TASKS.index(_TASK_OF[e.task]), e.label, cat))
     pairs = [e for e in exs if e.task in ("response", "refusal")]
-    for e in pairs:
-        for k, ids in enumerate(pair_ids(enc, e.context or "", e.text)):
-            if k >= max_windows:
-                break
-            out.append((ids, TASKS.index(_TASK_OF[e.task]), e.label, -1))
+    seqs, owner = pair_windows(enc, [e.context or "" for e in pairs], [e.text for e in pairs], max_windows)
+    for ids, o in zip(seqs, owner, strict=True):
+        e = pairs[o]
+        out.append((ids, TASKS.index(_TASK_OF[e.task]), e.label, -1))
     return out
 
 

@@ -16,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from bastion.models.runtime import N_HASH, CascadeModel, Encoder, Linear, _sigmoid, hashed_features, pair_ids
+from bastion.models.runtime import (
+    N_HASH,
+    CascadeModel,
+    Encoder,
+    Linear,
+    _sigmoid,
+    hashed_features,
+    pair_windows,
+)
 
 from .data import Example, build
 
@@ -38,15 +46,8 @@ class TrainConfig:
 
 def _pair_windows(enc: Encoder, exs: list[Example], max_windows: int | None = None) -> tuple[list[np.ndarray], list[int]]:
     """The pair sequences the runtime scores for (prompt, response) examples, and their owners."""
-    wins: list[np.ndarray] = []
-    owner: list[int] = []
-    for i, e in enumerate(exs):
-        for k, q in enumerate(pair_ids(enc, e.context or "", e.text)):
-            if max_windows is not None and k >= max_windows:
-                break
-            wins.append(np.asarray(q, dtype=np.int64))
-            owner.append(i)
-    return wins, owner
+    seqs, owner = pair_windows(enc, [e.context or "" for e in exs], [e.text for e in exs], max_windows)
+    return [np.asarray(q, dtype=np.int64) for q in seqs], owner
 
 
 def model_version(out_dir: Path, seed: int) -> str:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import random
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from bastion.redteam.base import AttackPrompt, register_technique
@@ -114,9 +112,9 @@ class Dan(_RandomTemplate):
 
 @lru_cache(maxsize=1)
 def _suffixes() -> tuple[str, ...]:
-    from bastion.redteam import seeds
-    data = json.loads(resources.files(seeds).joinpath("suffixes.json").read_text(encoding="utf-8"))
-    return tuple(data["suffixes"])
+    from bastion.redteam.seeds import load_suffixes
+
+    return load_suffixes()
 
 
 @register_technique

