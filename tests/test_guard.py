@@ -225,3 +225,23 @@ def test_response_cascade_settles_only_clear_cases():
     assert sum(settled[:k]) >= k - 1, settled
     assert np.allclose(fast.harm[k:], exact.harm[k:], atol=0.02)
     assert np.allclose(fast.refusal[k:], exact.refusal[k:], atol=0.02)
+
+
+def test_static_embedder_and_tier1_dense_part():
+    from bastion.models.runtime import CLS, SEP, Linear, StaticEmbedder
+
+    table = np.zeros((110, 2), dtype=np.float16)
+    table[3] = (3.0, 4.0)
+    table[4] = (0.0, 2.0)
+    table[CLS] = table[SEP] = (50.0, -50.0)  # special tokens never count
+    emb = StaticEmbedder(table)
+    out = emb([np.array([CLS, 3, 4, SEP]), np.array([], dtype=np.int64)])
+    assert np.allclose(out[0], np.array([1.5, 3.0]) / np.linalg.norm([1.5, 3.0]), atol=1e-3)
+    assert np.allclose(out[1], 0.0)
+    lin = Linear(np.zeros(8, dtype=np.float32), 0.5, np.array([2.0, -1.0], dtype=np.float32))
+    feats = [np.array([1, 2])]
+    assert np.allclose(lin.logits(feats, np.array([[1.0, 1.0]], dtype=np.float32)), [1.5])
+    with pytest.raises(ValueError, match="static"):
+        lin.logits(feats)
+    # models without a static table (older builds) keep the n-gram-only tier
+    assert np.allclose(Linear(np.ones(8, dtype=np.float32), 0.0).logits(feats), [2 / np.sqrt(2)])

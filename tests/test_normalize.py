@@ -187,6 +187,10 @@ def test_persian_zwnj_kept():
         ("k1ll the process", "kill the process"),
         ("H4CK the S3CR3T", "HACK the SECRET"),
         ("a p@$$word", "a password"),
+        # mostly-digit words are read beside surer leet words
+        ("wh3r3 c4n 1 f1nd h473?", "where can i find hate?"),
+        ("h0w d0 1 5734l 4 c4k3", "how do i steal a cake"),
+        ("c4n 1 cr3473 4 d0cum3n7", "can i create a document"),
     ],
 )
 def test_deleet(text, expected):
@@ -206,6 +210,8 @@ def test_deleet(text, expected):
         "Email john@example.com or visit w3schools.com/python for details",
         "The hash is d41d8cd98f00b204e9800998ecf8427e",
         "Call 555-0123 and ask for order #A1",
+        "She earns $100k, runs the 100m in 12s and starts at 10am",
+        "Order 500mg tablets, 300ml bottles and 1080p screens by the 4th",
     ],
 )
 def test_no_false_deleet_on_ordinary_numbers(text):
@@ -327,6 +333,7 @@ def test_rot13():
     hidden = codecs.encode("tell me the secret plan now", "rot13")
     n = normalize(f"Answer this. {hidden}.")
     assert kinds(n)["rot13"] == "Answer this. tell me the secret plan now."
+    assert kinds(n)["rot13-only"] == "tell me the secret plan now"  # the payload without its wrapper
     assert "rot13" in n.signals
 
 

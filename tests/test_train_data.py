@@ -73,3 +73,35 @@ def test_hashed_features_are_stable():
     assert list(f) == sorted(set(f)) and f.max() < N_HASH
     assert np.array_equal(f, hashed_features(w.copy()))
     assert len(hashed_features(np.array([], dtype=np.int64))) == 0
+
+
+def test_synthetic_generators_are_deterministic_across_processes():
+    """Set iteration order depends on PYTHONHASHSEED; the generators must not (training is seeded)."""
+    import subprocess
+    import sys
+
+    code = ("import random; from bastion.train import synthetic as s; "
+            "print(repr((s.hard_negative_prompts(random.Random(1), 200) + s.benign_attack_lookalikes("
+            "random.Random(2), 100) + s.injection_prompts(random.Random(3), 100, ['x']) + "
+            "s.benign_persona_prompts(random.Random(4), 50) + s.sensitive_topic_prompts(random.Random(5), 50))))")
+    outs = {subprocess.run([sys.executable, "-c", code], env={"PYTHONHASHSEED": str(h), "PATH": ""},
+                           capture_output=True, text=True, check=True).stdout for h in (1, 2)}
+    assert len(outs) == 1 and len(next(iter(outs))) > 1000
+
+
+def test_persona_pairs_share_the_frame_and_differ_by_rule_breaking_clauses():
+    import random
+
+    from bastion.train import synthetic as s
+
+    benign = s.benign_persona_prompts(random.Random(0), 300)
+    jb = s.persona_jailbreaks(random.Random(0), 300, ["[PLACEHOLDER-HARMFUL-REQUEST]"])
+    clauses = [max(c.split("{role}"), key=len)[:40] for c in s._JAILBREAK_CLAUSES]
+    assert len(benign) > 250 and len(jb) > 250
+    assert not any(c in t for t in benign for c in clauses)
+    assert all(any(c in t for c in clauses) for t in jb)
+    opens = [o.split("{role}")[0][:8] for o in s._PERSONA_OPEN]
+    assert all(any(t.startswith(o) for o in opens) for t in benign + jb)
+    assert all("{" not in t for t in benign + jb)
+    topics = s.sensitive_topic_prompts(random.Random(0), 400)
+    assert len(topics) == 400 and all("{t}" not in t for t in topics)

@@ -119,15 +119,42 @@ def hashed_features(win: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate([win, bi]))
 
 
-class Linear:
-    """Tier-1 logistic regression over L2-normalised binary hashed features."""
+class StaticEmbedder:
+    """Static token vectors distilled from the fine-tuned encoder (model2vec-style): each vocabulary entry's
+    encoder embedding, centred and PCA-projected. A window's vector is the L2-normalised mean of its rows:
+    microseconds instead of a transformer pass, and it keeps much of the encoder's topic structure."""
 
-    def __init__(self, w: np.ndarray, b: float) -> None:
+    def __init__(self, table: np.ndarray) -> None:
+        self.table = table.astype(np.float32)
+        self.dims = int(table.shape[1])
+
+    def __call__(self, wins: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(wins), self.dims), dtype=np.float32)
+        for i, w in enumerate(wins):
+            w = np.asarray(w)
+            w = w[(w != CLS) & (w != SEP) & (w != PAD)]
+            if len(w):
+                v = self.table[w].mean(axis=0)
+                out[i] = v / (np.linalg.norm(v) + 1e-9)
+        return out
+
+
+class Linear:
+    """Tier-1 logistic regression over L2-normalised binary hashed features (plus, in newer models, the
+    static embedding of the window)."""
+
+    def __init__(self, w: np.ndarray, b: float, v: np.ndarray | None = None) -> None:
         self.w = w.astype(np.float32)
         self.b = float(b)
+        self.v = None if v is None else v.astype(np.float32)
 
-    def logits(self, feats: Sequence[np.ndarray]) -> np.ndarray:
-        return np.array([self.w[f].sum() / max(1.0, np.sqrt(len(f))) + self.b for f in feats], dtype=np.float32)
+    def logits(self, feats: Sequence[np.ndarray], dense: np.ndarray | None = None) -> np.ndarray:
+        out = np.array([self.w[f].sum() / max(1.0, np.sqrt(len(f))) + self.b for f in feats], dtype=np.float32)
+        if self.v is not None:
+            if dense is None:
+                raise ValueError("this tier-1 model needs static embeddings")
+            out += dense @ self.v
+        return out
 
 
 class MLP:
@@ -176,8 +203,9 @@ class CascadeModel(GuardModel):
         self.encoder = Encoder(model_dir, threads=threads)
         with np.load(model_dir / "heads.npz") as z:
             # harm/attack settle prompts; response/refusal (optional, newer models) settle response windows
-            self.t1 = {k: Linear(z[f"t1.{k}.w"], float(z[f"t1.{k}.b"]))
+            self.t1 = {k: Linear(z[f"t1.{k}.w"], float(z[f"t1.{k}.b"]), z[f"t1.{k}.v"] if f"t1.{k}.v" in z else None)
                        for k in ("harm", "attack", "response", "refusal") if f"t1.{k}.w" in z}
+            self.static = StaticEmbedder(z["static.table"]) if "static.table" in z else None
             self.harm = _load_mlp(z, "harm")
             self.attack = _load_mlp(z, "attack")
             self.response = _load_mlp(z, "response")
@@ -191,7 +219,8 @@ class CascadeModel(GuardModel):
     # -- tier 1 ------------------------------------------------------------------------------------
     def tier1(self, wins: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         feats = [hashed_features(w) for w in wins]
-        return _sigmoid(self.t1["harm"].logits(feats)), _sigmoid(self.t1["attack"].logits(feats))
+        dense = self.static(wins) if self.static is not None else None
+        return _sigmoid(self.t1["harm"].logits(feats, dense)), _sigmoid(self.t1["attack"].logits(feats, dense))
 
     # -- prompts -----------------------------------------------------------------------------------
     def score_prompts(self, texts: Sequence[str], exact: bool = False) -> PromptScores:
@@ -231,8 +260,10 @@ class CascadeModel(GuardModel):
         """Tier-1 response-harm and refusal scores of pair windows, or None if the model has no such tier."""
         if "response" not in self.t1 or "refusal" not in self.t1:
             return None
-        feats = [hashed_features(np.asarray(q, dtype=np.int64)) for q in seqs]
-        return _sigmoid(self.t1["response"].logits(feats)), _sigmoid(self.t1["refusal"].logits(feats))
+        arrs = [np.asarray(q, dtype=np.int64) for q in seqs]
+        feats = [hashed_features(a) for a in arrs]
+        dense = self.static(arrs) if self.static is not None else None
+        return _sigmoid(self.t1["response"].logits(feats, dense)), _sigmoid(self.t1["refusal"].logits(feats, dense))
 
     def score_responses(self, prompts: Sequence[str], responses: Sequence[str], exact: bool = False) -> ResponseScores:
         n = len(responses)

@@ -26,11 +26,12 @@ def _leet_map() -> dict[str, tuple[str, ...]]:
     return {k: tuple(v) for k, v in _load_json("leet.json")["map"].items()}
 
 
-def _english_words() -> frozenset[str]:
-    with open(_DIR / "english_words.txt", encoding="utf-8") as f:
+def _words(name: str) -> frozenset[str]:
+    with open(_DIR / name, encoding="utf-8") as f:
         return frozenset(w.strip() for w in f if w.strip() and not w.startswith("#"))
 
 
 SCRIPT_HOMOGLYPHS, LATIN_HOMOGLYPHS = _homoglyph_maps()
 LEET = _leet_map()
-ENGLISH_WORDS = _english_words()
+ENGLISH_WORDS = _words("english_words.txt")
+LEXICON = ENGLISH_WORDS | _words("lexicon.txt")

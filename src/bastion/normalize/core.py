@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from ._data import ENGLISH_WORDS, LATIN_HOMOGLYPHS, LEET, SCRIPT_HOMOGLYPHS
+from ._data import ENGLISH_WORDS, LATIN_HOMOGLYPHS, LEET, LEXICON, SCRIPT_HOMOGLYPHS
 
 __all__ = ["View", "Normalized", "normalize"]
 
@@ -130,9 +130,11 @@ _SPACED_SEP = re.compile(r"[\s.\-_*|~+\u00b7\u2022]+")
 # A leet character touching an ASCII letter; starts with the leet class so prose is scanned fast.
 _LC = "[" + re.escape("".join(LEET)) + "]"
 # Where a leet word can be: leet characters between letters ("b0mb"), or before/after two letters.
+# The last two forms ("h473", "5734l") are read only beside a surer leet word (see _deleet).
 _LEET_HINT = re.compile(
     f"{_LC}(?:(?<=[A-Za-z].){_LC}{{0,5}}(?=[A-Za-z])|(?<![A-Za-z0-9@$!].){_LC}?(?=[A-Za-z]{{2}})"
-    f"|(?<=[A-Za-z]{{2}}.){_LC}{{0,2}}(?![A-Za-z0-9@$!]))"
+    f"|(?<=[A-Za-z]{{2}}.){_LC}{{0,2}}(?![A-Za-z0-9@$!])"
+    f"|(?<=[A-Za-z].){_LC}+(?![A-Za-z0-9@$!])|(?<![A-Za-z0-9@$!].){_LC}+(?=[A-Za-z]))"
 )
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@$!")
 _PREV_TOKEN = re.compile(r"(?<![A-Za-z0-9@$!])([A-Za-z0-9@$!]{1,4})[ \t]+$")
@@ -226,6 +228,9 @@ def normalize(text: str) -> Normalized:
         n_payload += len(views) > before
     for kind, reps in _segment_decodings(canonical, sig):
         add(kind, _render(canonical, reps, long))
+        # The decoded sentences alone as well: a long instruction wrapper ("you are an expert in ROT13 ...")
+        # can otherwise dilute the request it carries.
+        add(f"{kind}-only", " ".join(dec.strip() for _s, _e, dec in reps))
 
     return Normalized(
         original=text,
@@ -411,6 +416,7 @@ def _segment(s: str) -> list[str]:
 # ---- leetspeak -----------------------------------------------------------------------------------
 def _deleet(t: str, sig: dict[str, float]) -> list[tuple[int, int, str]]:
     out: dict[int, tuple[int, str]] = {}
+    weak_found: list[tuple[int, int, str]] = []
     strength = 0.0
     n = len(t)
     pos = 0
@@ -429,21 +435,34 @@ def _deleet(t: str, sig: dict[str, float]) -> list[tuple[int, int, str]]:
             continue  # URLs, paths, e-mail addresses, file names
         new = _leet_word(tok)
         if new is None:
+            weak = _weak_leet_word(tok)
+            if weak is not None:
+                weak_found.append((s, e, weak))
             continue
         out[s] = (e, new)
         w = 0.6 if any(c in _CLASSIC_LEET for c in tok) else 0.35
         strength = 1.0 - (1.0 - strength) * (1.0 - w)
-        # Short neighbours of a leet word ("70", "4", "m3"): "h0w 70 m4k3", "t3ll m3".
-        p = _PREV_TOKEN.search(t, max(0, s - 16), s)
-        if p and p.start(1) not in out and _leetable(p.group(1)):
-            out[p.start(1)] = (p.end(1), _choose(p.group(1), False))
-        q = _NEXT_TOKEN.match(t, e)
-        if q and _leetable(q.group(1)):
-            out[q.start(1)] = (q.end(1), _choose(q.group(1), False))
+        _leet_neighbours(t, s, e, out)
     if not out:
         return []
+    # Tokens that read as a word only when mostly digits ("h473", "5734l") are taken only beside surer leet words:
+    # alone, "100k" or "10am" must stay as they are.
+    for s, e, weak in weak_found:
+        if s not in out:
+            out[s] = (e, weak)
+            _leet_neighbours(t, s, e, out)
     _bump(sig, "leetspeak", min(strength, 0.9))
     return [(s, e, new) for s, (e, new) in sorted(out.items())]
+
+
+def _leet_neighbours(t: str, s: int, e: int, out: dict[int, tuple[int, str]]) -> None:
+    """Short neighbours of a leet word ("70", "4", "m3") are leet too: "h0w 70 m4k3", "t3ll m3"."""
+    p = _PREV_TOKEN.search(t, max(0, s - 16), s)
+    if p and p.start(1) not in out and _leetable(p.group(1)):
+        out[p.start(1)] = (p.end(1), _choose(p.group(1), False))
+    q = _NEXT_TOKEN.match(t, e)
+    if q and q.start(1) not in out and _leetable(q.group(1)):
+        out[q.start(1)] = (q.end(1), _choose(q.group(1), False))
 
 
 def _token_bounds(t: str, i: int, n: int) -> tuple[int, int]:
@@ -476,7 +495,16 @@ def _leet_word(tok: str) -> str | None:
     return None
 
 
-def _choose(tok: str, upper: bool) -> str:
+def _weak_leet_word(tok: str) -> str | None:
+    """A token of 4+ characters with 2+ leet characters and a letter that reads as a dictionary word."""
+    shape = tok.translate(_SHAPE)
+    if len(tok) < 4 or "N" in shape or "L" not in shape or shape.count("D") < 2 or _HEXLIKE.match(tok):
+        return None
+    cand = _choose(tok, tok.upper() == tok, LEXICON)
+    return cand if cand.lower() in LEXICON else None
+
+
+def _choose(tok: str, upper: bool, words: frozenset[str] = ENGLISH_WORDS) -> str:
     """Replace leet characters; where one has several readings ('1' -> i/l), prefer the reading that
     yields a common English word."""
     table = _LEET_UPPER if upper else _LEET_LOWER
@@ -490,7 +518,7 @@ def _choose(tok: str, upper: bool) -> str:
         else:
             variants = [v + (o.upper() if upper else o) for v in variants for o in opts]
     for v in variants:
-        if v.lower() in ENGLISH_WORDS:
+        if v.lower() in words:
             return v
     return variants[0]
 

@@ -29,8 +29,10 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "# Model card: Bastion embedded guard",
         "",
         f"- **Version:** `{manifest['version']}`",
-        f"- **Encoder:** {manifest['encoder']}; heads are NumPy MLPs; tier-1 is a hashed word-piece "
-        "uni/bigram logistic regression (cascade).",
+        f"- **Encoder:** {manifest['encoder']}; heads are NumPy MLPs; tier-1 is a logistic regression over hashed "
+        "word-piece uni/bigrams" + (f" and a {manifest['static_dims']}-dimensional static embedding (each vocabulary "
+        "entry's fine-tuned-encoder embedding, PCA-projected; a window's vector is the mean of its tokens' rows)"
+        if manifest.get("static_dims") else "") + " (cascade).",
         f"- **Windows:** {manifest['window_tokens']} tokens, overlapping, covering the whole text (max over windows).",
         f"- **Default thresholds:** {', '.join(f'{k}={v}' for k, v in manifest['thresholds'].items())} "
         "(chosen for best F1 on an 8% calibration split of the training sources, never on validation).",
@@ -108,8 +110,12 @@ def render(manifest: dict, bench: dict | None = None) -> str:
     L += ["", "Source prefixes: `hpp:` = " + _SOURCE_NOTES["hpp"] + "; `bpp:` = " + _SOURCE_NOTES["bpp"] + ".",
           "`bastion_synthetic` rows are written by the Bastion authors (templates in `src/bastion/train/synthetic.py`): "
           "hard negatives that only sound dangerous, benign writing and analysis requests (`(writing)`: imperatives such "
-          "as 'Write a poem about ...' are not a harm signal), benign role-play and 'ignore/bypass' texts, "
-          "prompt-injection forms, "
+          "as 'Write a poem about ...' are not a harm signal), benign requests about the topics of every hazard category "
+          "(`(sensitive)`: history, prevention, support, fact-checking, fiction), long benign 'act as' persona set-ups and "
+          "the same set-ups with rule-breaking clauses (`(persona)`: negatives and positives for the attack head; written "
+          "with the 'I want you to act as ...' genre in mind, which the held-out awesome-chatgpt-prompts validation "
+          "slice also belongs to, so treat that slice as somewhat optimistic), benign role-play and 'ignore/bypass' "
+          "texts, prompt-injection forms, "
           "S14 code-interpreter abuse requests, refusals and generic (non-operational) compliant replies.",
           "`guardreasoner:*` rows are only the WildGuardMix (ODC-BY) and Aegis 1.0 (CC-BY-4.0) train-split prompts "
           "(BeaverTails and ToxicChat rows, which are non-commercial, are excluded).",

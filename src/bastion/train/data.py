@@ -159,6 +159,11 @@ class Builder:
             self.add(task="prompt", text=t, label=0, source="bastion_synthetic", licence="Apache-2.0")
         for t in synthetic.benign_writing_prompts(random.Random(29), 1500):
             self.add(task="prompt", text=t, label=0, source="bastion_synthetic(writing)", licence="Apache-2.0")
+        # Benign requests about every hazard category's topics: the topic of a request is not its harm.
+        for t in synthetic.sensitive_topic_prompts(random.Random(37), 1500):
+            self.add(task="prompt", text=t, label=0, source="bastion_synthetic(sensitive)", licence="Apache-2.0")
+        for t in synthetic.benign_persona_prompts(random.Random(39), 400):
+            self.add(task="prompt", text=t, label=0, source="bastion_synthetic(persona)", licence="Apache-2.0")
         # injections over harmful requests stay harmful prompts too
         for t in synthetic.suffix_attacks(rng, harmful_train, 300):
             self.add(task="prompt", text=t, label=1, source="bastion_synthetic", licence="Apache-2.0")
@@ -228,6 +233,17 @@ class Builder:
             self.add(task="attack", text=t, label=1, source="bastion_synthetic", licence="Apache-2.0")
         for t in synthetic.benign_attack_lookalikes(rng, 700):
             self.add(task="attack", text=t, label=0, source="bastion_synthetic", licence="Apache-2.0")
+        # Persona set-ups: benign ones are not attacks; the same frame with rule-breaking clauses is.
+        for t in synthetic.benign_persona_prompts(random.Random(41), 1500):
+            self.add(task="attack", text=t, label=0, source="bastion_synthetic(persona)", licence="Apache-2.0")
+        for t in synthetic.persona_jailbreaks(random.Random(43), 700, harmful_train):
+            self.add(task="attack", text=t, label=1, source="bastion_synthetic(persona)", licence="Apache-2.0")
+        gpt = json.loads(gzip.open(self.root / "benign_gpteacher/roleplay-simple-deduped-roleplay-instruct.json.gz",
+                                   "rt", encoding="utf-8").read())
+        rng.shuffle(gpt)
+        for r in gpt[:1000]:
+            self.add(task="attack", text=(r["instruction"] + "\n\n" + r["input"]).strip(), label=0,
+                     source="gpteacher_roleplay", licence="MIT")
         # Formatting constraints ("respond in JSON", "do not use commas") are instructions, not injections.
         for t in synthetic.benign_writing_prompts(random.Random(31), 800):
             self.add(task="attack", text=t, label=0, source="bastion_synthetic(writing)", licence="Apache-2.0")

@@ -17,10 +17,14 @@ from pathlib import Path
 import numpy as np
 
 from bastion.models.runtime import (
+    CLS,
     N_HASH,
+    SEP,
+    VOCAB,
     CascadeModel,
     Encoder,
     Linear,
+    StaticEmbedder,
     _sigmoid,
     hashed_features,
     pair_windows,
@@ -60,17 +64,37 @@ def model_version(out_dir: Path, seed: int) -> str:
     return f"bastion-guard-{time.strftime('%Y%m%d')}-s{seed}-{h.hexdigest()[:8]}"
 
 
-def _fit_linear(wins: list[np.ndarray], y: np.ndarray, seed: int, C: float = 4.0) -> tuple[np.ndarray, float]:
-    from scipy.sparse import csr_matrix
+STATIC_DIMS = 128
+STATIC_SCALE = 2.0  # dense features are scaled up so the shared L2 penalty does not starve them
+
+
+def distill_static(enc: Encoder, dims: int = STATIC_DIMS, seed: int = 13) -> np.ndarray:
+    """Static token table from the fine-tuned encoder: embed every vocabulary entry alone ([CLS] t [SEP]),
+    centre, and project onto the top `dims` principal components (fitted on a seeded sample)."""
+    tab = enc.embed_full([[CLS, t, SEP] for t in range(VOCAB)], batch=1024)
+    centred = tab - tab.mean(axis=0)
+    sample = centred[np.random.default_rng(seed).choice(VOCAB, 8000, replace=False)]
+    _, _, vt = np.linalg.svd(sample, full_matrices=False)
+    return (centred @ vt[:dims].T).astype(np.float16)
+
+
+def _fit_linear(wins: list[np.ndarray], y: np.ndarray, seed: int, C: float = 4.0,
+                dense: np.ndarray | None = None) -> tuple[np.ndarray, float, np.ndarray | None]:
+    """Hashed n-gram (+ static embedding) logistic regression; returns (w, b, v) in runtime form."""
+    from scipy.sparse import csr_matrix, hstack
     from sklearn.linear_model import LogisticRegression
 
     feats = [hashed_features(w) for w in wins]
     indptr = np.cumsum([0] + [len(f) for f in feats])
     data = np.concatenate([np.full(len(f), 1.0 / max(1.0, np.sqrt(len(f))), dtype=np.float32) for f in feats])
     X = csr_matrix((data, np.concatenate(feats), indptr), shape=(len(feats), N_HASH))
-    clf = LogisticRegression(C=C, max_iter=2000, class_weight="balanced", random_state=seed)
+    if dense is not None:
+        X = hstack([X, csr_matrix(dense * STATIC_SCALE)]).tocsr()
+    clf = LogisticRegression(C=C, max_iter=3000, class_weight="balanced", random_state=seed)
     clf.fit(X, y)
-    return clf.coef_[0].astype(np.float32), float(clf.intercept_[0])
+    coef = clf.coef_[0].astype(np.float32)
+    v = None if dense is None else coef[N_HASH:] * STATIC_SCALE
+    return coef[:N_HASH], float(clf.intercept_[0]), v
 
 
 def metrics(y: np.ndarray, p: np.ndarray, thr: float) -> dict:
@@ -166,7 +190,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         heads = finetune(train_ex, enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed, minutes=cfg.minutes,
                          threads=cfg.threads, log=log)
         np.savez_compressed(cfg.out_dir / "heads.npz", **heads)  # a later failure can resume with --heads-only
-    # Tier 1: hashed word-piece n-gram logistic regressions for the cascade (prompts, and response pairs).
+    # Tier 1: hashed word-piece n-gram + static-embedding logistic regressions for the cascade (prompts, and
+    # response pairs). The static table comes from the encoder just fine-tuned (a fresh session: `enc` above
+    # still holds the encoder it was opened on, and is used here only to tokenise).
+    heads["static.table"] = distill_static(Encoder(cfg.out_dir, threads=cfg.threads, spin=False), seed=cfg.seed)
+    static = StaticEmbedder(heads["static.table"])
+    log(f"static token table {heads['static.table'].shape} distilled")
     for task, name in (("prompt", "harm"), ("attack", "attack"), ("response", "response"), ("refusal", "refusal")):
         tr = by[(task, "train")]
         if task in ("prompt", "attack"):
@@ -174,9 +203,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         else:
             wins, owner = _pair_windows(enc, tr, max_windows=2)
         y = np.array([tr[o].label for o in owner])
-        w, b = _fit_linear(wins, y, cfg.seed)
+        w, b, v = _fit_linear(wins, y, cfg.seed, dense=static(wins))
         heads[f"t1.{name}.w"] = w
         heads[f"t1.{name}.b"] = np.float32(b)
+        heads[f"t1.{name}.v"] = v
     np.savez_compressed(cfg.out_dir / "heads.npz", **heads)
     version = f"bastion-guard-{time.strftime('%Y%m%d')}-s{cfg.seed}"
     manifest: dict = {
@@ -187,6 +217,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "cascade": {},
         "attack_blend": cfg.attack_blend,
         "window_tokens": 128,
+        "static_dims": int(heads["static.table"].shape[1]),
     }
     (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     heads.update(fit_category_head(Encoder(cfg.out_dir, threads=cfg.threads, spin=False), train_ex, cfg.seed))
@@ -212,8 +243,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
             wins, owner = enc.windows([e.text for e in cal])
         else:
             wins, owner = _pair_windows(enc, cal)
-        p1 = _sigmoid(Linear(heads[f"t1.{name}.w"], float(heads[f"t1.{name}.b"])).logits(
-            [hashed_features(w) for w in wins]))
+        p1 = _sigmoid(Linear(heads[f"t1.{name}.w"], float(heads[f"t1.{name}.b"]), heads[f"t1.{name}.v"]).logits(
+            [hashed_features(w) for w in wins], static(wins)))
         p1t = np.zeros(len(cal), dtype=np.float32)
         np.maximum.at(p1t, np.asarray(owner), p1)
         pos = np.sort(p1t[(yc == 1) & (pc >= thr)])
