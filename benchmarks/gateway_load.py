@@ -226,7 +226,8 @@ def main() -> None:
     harmful_every = args.harmful_every if args.stub_ms is not None else 0
 
     me = [sys.executable, __file__]
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'src'}"}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "src"),
+                                                                     os.environ.get("PYTHONPATH")]))}
     up = subprocess.Popen(me + ["_upstream", str(args.tokens), str(args.token_delay_ms)], stdin=subprocess.PIPE,
                           stdout=subprocess.PIPE, text=True, env=env)
     up_url = f"http://127.0.0.1:{up.stdout.readline().strip()}"

@@ -35,7 +35,9 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         if manifest.get("static_dims") else "") + " (cascade).",
         f"- **Windows:** {manifest['window_tokens']} tokens, overlapping, covering the whole text (max over windows).",
         f"- **Default thresholds:** {', '.join(f'{k}={v}' for k, v in manifest['thresholds'].items())} "
-        "(chosen for best F1 on an 8% calibration split of the training sources, never on validation).",
+        "(the middle of the near-best F1 plateau, within 0.01 of the best, on an 8% calibration split of the "
+        "training sources; never on validation. This rule replaced 'the single best grid point' in this build, after "
+        "that point had put the refusal threshold at 0.85 on a small, partly templated calibration split).",
         f"- **Cascade:** tier-1 settles a prompt as benign when its harm and attack scores are both below their "
         "bands, and a response window when its response-harm and refusal scores are both below theirs: "
         f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
@@ -56,10 +58,10 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "for high-stakes decisions.",
         "- **Over-refusal is its main weakness**: benign prompts that merely sound dangerous (CoCoNot contrast, "
         "JailbreakBench benign behaviours) and neutral statements about identity groups (ToxiGen) are flagged far "
-        "more often than the 5% target, and benign 'act as' persona prompts are often taken for jailbreaks. Raise "
-        "thresholds with `bastion tradeoff` on your own traffic before blocking.",
-        "- **Attack score blend chosen on validation:** after this build's encoder took more benign persona prompts "
-        f"for attacks, the attack score was changed to blend the exact head with the tier-1 n-gram score "
+        "more often than the 5% target, and some benign 'act as' persona prompts are still taken for jailbreaks "
+        "(see the benchmark slices). Raise thresholds with `bastion tradeoff` on your own traffic before blocking.",
+        "- **Attack score blend chosen on validation:** after an earlier build's encoder took more benign persona "
+        f"prompts for attacks, the attack score was changed to blend the exact head with the tier-1 score "
         f"(weight {manifest.get('attack_blend', 0.0)}), a choice made by comparing four combinations on the validation "
         "split; its threshold is still chosen on calibration, but the attack validation figures are optimistic.",
         "- The refusal validation mixes in CoCoNot 'rejected' replies, many of which are unhelpful rather than "

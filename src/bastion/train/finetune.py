@@ -154,7 +154,7 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
     from .export import export_module
 
     export_module(model.enc, out_dir)
-    log(f"fine-tuned {step} steps in {time.time() - t0:.0f}s; exported int8 encoder")
+    log(f"fine-tuned {min(step, sched_total)} steps in {time.time() - t0:.0f}s; exported int8 encoder")
     return heads
 
 
