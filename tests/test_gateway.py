@@ -182,7 +182,7 @@ def test_stream_benign_is_forwarded_unchanged_with_logprobs(gateway):
 
 
 def test_stream_leak_harmful_sentence_split_over_five_chunks_never_reaches_client(gateway):
-    g = gateway(script)
+    g = gateway(script, policy="streaming: {min_chars: 16}\n")  # short first window: partial release is possible
     r = httpx.post(g.url + "/v1/chat/completions", json=chat("leak", stream=True))
     assert r.status_code == 200
     events = sse_events(r.text)

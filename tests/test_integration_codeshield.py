@@ -139,7 +139,7 @@ def test_code_shield_decision_is_audited(gateway):
 
 # ---- streaming -----------------------------------------------------------------------------------------
 def test_stream_block_never_releases_an_insecure_code_block(gateway):
-    g = gateway(script, policy="code_shield: block\n")
+    g = gateway(script, policy="code_shield: block\nstreaming: {min_chars: 16}\n")  # short first window
     body, ev = stream(g, "insecure stream")
     text = stream_text(ev)  # (the finding's snippet is in the `bastion` field, not in the content)
     assert "yaml.lo" not in text and "import yaml" not in text and "```" not in text

@@ -21,7 +21,8 @@ from bastion.llm import LLMClient
 from tests.fakellm import FakeReply, last_user
 from tests.test_gateway_support import HARM, chat, gateway_fixture, sse_events, stream_text  # noqa: F401
 
-REVISE_POLICY = "categories: {S1: {action: revise}}\n"
+# min_chars 16: the short first sentence is checked and released before the late violation
+REVISE_POLICY = "categories: {S1: {action: revise}}\nstreaming: {min_chars: 16}\n"
 SAFE_REVISION = "I can explain the general idea, but not the specific steps. [SAFE-SUMMARY]"
 # A reply whose first sentence is harmless and released before the harmful one arrives.
 HARM_CHUNKS = ["Step one: [REDACTED-", "HARMFUL", "-STEP]. ", "Done."]

@@ -110,7 +110,9 @@ class StreamingRules(_Strict):
     """How streamed output is buffered and checked (see docs/GATEWAY.md)."""
 
     holdback: Literal["sentence", "word", "none"] = "sentence"
-    min_chars: int = Field(16, ge=1)  # do not check a shorter pending segment unless the stream ends
+    # do not check a shorter pending segment unless the stream ends or max_hold_ms passes: a first window of a few
+    # words ("turns gummy.") gives the classifier too little context and draws false positives
+    min_chars: int = Field(48, ge=1)
     # after the first release, wait for this much held text before the next check (fewer, larger checks)
     check_every_chars: int = Field(160, ge=1)
     max_pending_chars: int = Field(400, ge=16)  # release even without a sentence end once this much is held
