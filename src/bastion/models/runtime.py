@@ -1,7 +1,8 @@
 """The embedded guard model: a two-tier cascade that runs on a CPU with ONNX Runtime and NumPy.
 
-Tier 1: hashed word-piece unigram+bigram logistic regressions (microseconds) settle clearly benign
-prompts and response windows that are clearly neither harmful nor refusals. Tier 2: all-MiniLM-L6-v2
+Tier 1: logistic regressions over hashed word-piece unigrams+bigrams and, in newer models, a static
+embedding distilled from the encoder (microseconds) settle clearly benign short prompt windows and response
+windows that are clearly neither harmful nor refusals. Tier 2: all-MiniLM-L6-v2
 (int8 ONNX) sentence embeddings + small NumPy heads, for everything else. Long texts are split into overlapping windows over their whole length;
 the score of a text is the maximum over its windows.
 """
@@ -23,6 +24,7 @@ CLS, SEP, PAD = 101, 102, 0
 N_HASH = 1 << 18
 VOCAB = 30522
 PAIR_CTX = 40  # prompt tokens kept as context in front of each response window
+CASCADE_MAX_TOKENS = 64  # longer prompt windows always reach the encoder (see CascadeModel.score_prompts)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -231,7 +233,14 @@ class CascadeModel(GuardModel):
         cats_w = np.zeros((len(wins), 14), dtype=np.float32)
         lo_h = self.cascade.get("harm_low", -1.0)
         lo_a = self.cascade.get("attack_low", -1.0)
-        need = np.ones(len(wins), dtype=bool) if exact else ~((h1 < lo_h) & (a1 < lo_a))
+        if exact:
+            need = np.ones(len(wins), dtype=bool)
+        else:
+            # Tier 1 settles only short windows: in a long one, a single request buried in benign text is diluted
+            # in the window's n-gram and static features (a nerve-agent request inside 126 tokens of gardening
+            # tips scores 0.05 in tier 1 and 0.97 in the exact tier), so long windows always reach the encoder.
+            short = np.array([len(w) <= CASCADE_MAX_TOKENS for w in wins], dtype=bool)
+            need = ~(short & (h1 < lo_h) & (a1 < lo_a))
         if need.any():
             idx = np.flatnonzero(need)
             emb = self.encoder.embed([wins[i] for i in idx])
