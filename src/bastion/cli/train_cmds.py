@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         extra: list[Path] = typer.Option(None, "--extra", help="Extra JSONL training data (e.g. constitution synth)."),
         seed: int = typer.Option(13, "--seed"),
         minutes: float = typer.Option(52.0, "--minutes", min=1.0,
-                                      help="Wall-time budget for fine-tuning (1,400 steps take about 47 min on 2 cores; "
+                                      help="Wall-time budget for fine-tuning (1,400 steps take about 45 min on 2 cores; "
                                            "stopping early is not reproducible)."),
         export_encoder: bool = typer.Option(False, "--export-encoder",
                                             help="Re-export MiniLM to int8 ONNX first (needs torch)."),
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
                                         help="Keep the fine-tuned encoder and MLP heads in --out; refit the tier-1 "
                                              "cascade, category head, thresholds and report (minutes, not an hour)."),
     ) -> None:
-        """Fine-tune the embedded guard model (seeded; about 45 minutes on 2 CPU cores)."""
+        """Fine-tune the embedded guard model (seeded; about 55 minutes on 2 CPU cores)."""
         try:
             from bastion.train.fit import TrainConfig, train
         except ImportError as exc:
