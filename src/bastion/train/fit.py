@@ -23,9 +23,7 @@ from bastion.models.runtime import (
     VOCAB,
     CascadeModel,
     Encoder,
-    Linear,
     StaticEmbedder,
-    _sigmoid,
     hashed_features,
     pair_windows,
 )
@@ -242,10 +240,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         name = {"prompt": "harm"}.get(task, task)
         if task in ("prompt", "attack"):
             wins, owner = enc.windows([e.text for e in cal])
+            p1 = model.tier1(wins)[0 if task == "prompt" else 1]
         else:
             wins, owner = _pair_windows(enc, cal)
-        p1 = _sigmoid(Linear(heads[f"t1.{name}.w"], float(heads[f"t1.{name}.b"]), heads[f"t1.{name}.v"]).logits(
-            [hashed_features(w) for w in wins], static(wins)))
+            p1 = model.tier1_responses(wins)[0 if task == "response" else 1]
         p1t = np.zeros(len(cal), dtype=np.float32)
         np.maximum.at(p1t, np.asarray(owner), p1)
         pos = np.sort(p1t[(yc == 1) & (pc >= thr)])
