@@ -83,7 +83,9 @@ def test_synthetic_generators_are_deterministic_across_processes():
     code = ("import random; from bastion.train import synthetic as s; "
             "print(repr((s.hard_negative_prompts(random.Random(1), 200) + s.benign_attack_lookalikes("
             "random.Random(2), 100) + s.injection_prompts(random.Random(3), 100, ['x']) + "
-            "s.benign_persona_prompts(random.Random(4), 50) + s.sensitive_topic_prompts(random.Random(5), 50))))")
+            "s.benign_persona_prompts(random.Random(4), 50) + s.sensitive_topic_prompts(random.Random(5), 50) + "
+            "s.assistant_style_prompts(random.Random(6), 100) + s.self_harm_requests(random.Random(7), 50) + "
+            "s.sexual_content_requests(random.Random(8), 20))))")
     outs = {subprocess.run([sys.executable, "-c", code], env={"PYTHONHASHSEED": str(h), "PATH": ""},
                            capture_output=True, text=True, check=True).stdout for h in (1, 2)}
     assert len(outs) == 1 and len(next(iter(outs))) > 1000
@@ -105,3 +107,67 @@ def test_persona_pairs_share_the_frame_and_differ_by_rule_breaking_clauses():
     assert all("{" not in t for t in benign + jb)
     topics = s.sensitive_topic_prompts(random.Random(0), 400)
     assert len(topics) == 400 and all("{t}" not in t for t in topics)
+
+
+def test_template_generators_stop_when_the_templates_run_out():
+    import random
+
+    from bastion.train import synthetic as s
+
+    few = s.sexual_content_requests(random.Random(0), 10_000)  # far more than the templates can make
+    assert 0 < len(few) < 10_000 and len(set(few)) == len(few)
+
+
+def test_assistant_style_prompts_are_benign_requests_not_copies_of_validation(examples):
+    import random
+
+    from bastion.train.data import _norm
+    from bastion.train.synthetic import assistant_style_prompts
+
+    val = {_norm(e.text) for e in examples if e.split == "val"}
+    gen = assistant_style_prompts(random.Random(47), 3000)
+    assert len(gen) == 3000 and not any(_norm(t) in val for t in gen)
+
+
+def test_head_only_examples_come_last_and_never_reach_fine_tuning(examples):
+    """Head-only data is appended after every fine-tuning example, so adding it moves neither the encoder's
+    training set nor its calibration split (drawn in order by fit.train)."""
+    flags = [e.finetune for e in examples]
+    first = flags.index(False)
+    assert all(flags[:first]) and not any(flags[first:])
+    head = [e for e in examples if not e.finetune]
+    assert {e.task for e in head} == {"prompt"} and {e.label for e in head} == {0, 1}
+    assert {e.source for e in head} == {"bastion_synthetic(assistant)", "bastion_synthetic(S11/S12)"}
+    assert {e.category for e in head if e.label == 1} == {"S11", "S12"}
+    assert all(e.split != "val" for e in head)
+
+
+def test_refit_harm_head_learns_from_frozen_embeddings():
+    pytest.importorskip("torch", reason="the train extra is not installed")
+    from bastion.models.runtime import MLP
+    from bastion.train.data import Example
+    from bastion.train.fit import refit_harm_head
+
+    class FakeEncoder:  # a text's embedding is a fixed unit vector per label word, plus noise
+        axes = {"harm": np.eye(384)[0], "fine": np.eye(384)[1]}
+
+        def __init__(self):
+            self.rng = np.random.default_rng(0)
+
+        def windows(self, texts, max_windows=None):
+            return [t for t in texts], list(range(len(texts)))
+
+        def embed(self, wins):
+            x = np.stack([self.axes[w.split()[0]] for w in wins]) + 0.05 * self.rng.standard_normal((len(wins), 384))
+            return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    exs = [Example(task="prompt", text=f"{w} {i}", label=int(w == "harm"), source="t", licence="MIT",
+                   finetune=i % 2 == 0) for i in range(1500) for w in ("harm", "fine")]
+    exs.append(Example(task="attack", text="fine attack", label=1, source="t", licence="MIT"))  # other tasks ignored
+    heads = refit_harm_head(FakeEncoder(), exs, seed=1)
+    assert heads["harm.W0"].shape == (384, 256) and heads["harm.W1"].shape == (256, 1)
+    mlp = MLP([(heads["harm.W0"], heads["harm.b0"]), (heads["harm.W1"], heads["harm.b1"])])
+    p = mlp(FakeEncoder().embed(["harm x", "fine x"]))
+    assert p[0] > 0.75 and p[1] < 0.25
+    again = refit_harm_head(FakeEncoder(), exs, seed=1)
+    assert np.allclose(again["harm.W1"], heads["harm.W1"])  # seeded

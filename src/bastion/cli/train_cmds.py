@@ -26,8 +26,9 @@ def register(app: typer.Typer) -> None:
                                             help="Re-export MiniLM to int8 ONNX first (needs torch)."),
         threads: int = typer.Option(None, "--threads"),
         heads_only: bool = typer.Option(False, "--heads-only",
-                                        help="Keep the fine-tuned encoder and MLP heads in --out; refit the tier-1 "
-                                             "cascade, category head, thresholds and report (minutes, not an hour)."),
+                                        help="Keep the fine-tuned encoder and its attack, response and refusal heads "
+                                             "in --out; refit the prompt-harm head, tier-1 cascade, category head, "
+                                             "thresholds and report (about 15 minutes, not an hour)."),
     ) -> None:
         """Fine-tune the embedded guard model (seeded; about 55 minutes on 2 CPU cores)."""
         try:

@@ -41,6 +41,9 @@ class Example:
     split: str = "train"
     category: str | None = None
     context: str | None = None  # the prompt, for response tasks
+    # False: used by the heads fitted on the frozen encoder (prompt harm, tier 1, categories), not by the encoder
+    # fine-tuning, so data can be added without retraining (or perturbing) the encoder
+    finetune: bool = True
 
 
 def _norm(t: str) -> str:
@@ -195,6 +198,20 @@ class Builder:
             self.add(task="attack", text=f"{p[:300]} {para()[:200]}", label=0, source="bastion_synthetic(embedded)",
                      licence="CC-BY-SA-3.0")
 
+    def head_only(self) -> None:
+        """Examples for the heads fitted on the frozen encoder (`finetune=False`; see fit.refit_harm_head)."""
+
+        def add(texts: list[str], label: int, source: str, category: str | None = None) -> None:
+            for t in texts:
+                self.add(task="prompt", text=t, label=label, source=source, licence="Apache-2.0",
+                         category=category, finetune=False)
+
+        # Everyday assistant traffic (code, business, study, constrained writing): a complex request is not harm.
+        add(synthetic.assistant_style_prompts(random.Random(47), 3000), 0, "bastion_synthetic(assistant)")
+        # Direct first-person self-harm and explicit-content requests (few in the licence-clean pool).
+        add(synthetic.self_harm_requests(random.Random(61), 140), 1, "bastion_synthetic(S11/S12)", "S11")
+        add(synthetic.sexual_content_requests(random.Random(67), 60), 1, "bastion_synthetic(S11/S12)", "S12")
+
     # ---- prompt attack -------------------------------------------------------------------------
     def attacks(self, harmful_train: list[str], benign_train: list[str]) -> None:
         rng = random.Random(11)
@@ -340,6 +357,7 @@ def build(root: Path, seed: int = 13, n_benign: int = 14000) -> list[Example]:
     b.embedded(harmful_train, benign_train)
     b.attacks(harmful_train, benign_train)
     b.responses(harmful_train)
+    b.head_only()  # last, so the fine-tuning examples and their calibration split do not move
     # Red-team seeds are never trained on, so the guard's measured attack success rate is honest.
     seeds = _redteam_seed_texts(root)
     b.examples = [e for e in b.examples if _norm(e.text) not in seeds or e.split == "val"]

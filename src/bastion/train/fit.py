@@ -141,6 +141,34 @@ def fit_category_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[
     return {"cats.W0": W, "cats.b0": b}
 
 
+def refit_harm_head(enc: Encoder, train_ex: list[Example], seed: int, epochs: int = 6,
+                    hidden: int = 256) -> dict[str, np.ndarray]:
+    """Refit the prompt-harm MLP on the frozen int8 encoder's embeddings of every training prompt window,
+    head-only examples included. Measured on the held-out split, this beats the head trained jointly with
+    the encoder (it sees the embeddings the runtime computes) and lets prompt data grow without moving the
+    encoder, whose response-harm quality fell when the prompt share of its fine-tuning grew."""
+    import torch
+
+    exs = [e for e in train_ex if e.task == "prompt"]
+    wins, owner = enc.windows([e.text for e in exs], max_windows=2)
+    X = torch.tensor(enc.embed(wins), dtype=torch.float32)
+    y = torch.tensor([float(exs[o].label) for o in owner])
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(y), generator=gen)
+        for i in range(0, len(perm), 256):
+            b = perm[i : i + 256]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(X[b]).squeeze(-1), y[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return {"harm.W0": net[0].weight.detach().numpy().T.copy(), "harm.b0": net[0].bias.detach().numpy().copy(),
+            "harm.W1": net[2].weight.detach().numpy().T.copy(), "harm.b1": net[2].bias.detach().numpy().copy()}
+
+
 def _scores(model: CascadeModel, task: str, exs: list[Example]) -> np.ndarray:
     out = []
     for i in range(0, len(exs), 128):
@@ -186,9 +214,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
             heads = {k: z[k] for k in z.files if k.split(".")[0] in ("harm", "attack", "response", "refusal")}
         log("heads only: keeping the fine-tuned encoder and MLP heads")
     else:
-        heads = finetune(train_ex, enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed, minutes=cfg.minutes,
-                         threads=cfg.threads, log=log)
+        heads = finetune([e for e in train_ex if e.finetune], enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed,
+                         minutes=cfg.minutes, threads=cfg.threads, log=log)
         np.savez_compressed(cfg.out_dir / "heads.npz", **heads)  # a later failure can resume with --heads-only
+    heads.update(refit_harm_head(Encoder(cfg.out_dir, threads=cfg.threads, spin=False), train_ex, cfg.seed))
+    log(f"prompt-harm head refitted on frozen embeddings ({sum(not e.finetune for e in train_ex)} head-only examples)")
     # Tier 1: hashed word-piece n-gram + static-embedding logistic regressions for the cascade (prompts, and
     # response pairs). The static table comes from the encoder just fine-tuned (a fresh session: `enc` above
     # still holds the encoder it was opened on, and is used here only to tokenise).
