@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
@@ -15,13 +21,40 @@ SPLIT = 16 << 10
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One small local Ray instance for the module (the engine reuses an initialised Ray)."""
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, runtime_env=local_runtime_env(), include_dashboard=False, log_to_driver=False)
-    yield ray
-    if started:
-        ray.shutdown()
+    """One small local Ray cluster for the module (the engine reuses an initialised Ray). The head runs in its
+    own `ray start --block` process and the test process only connects to it: when the test process started
+    Ray itself, tearing it down once killed the whole pytest run (exit status 1, no summary) on a loaded machine,
+    a known Ray shutdown race."""
+    if ray.is_initialized():
+        yield ray
+        return
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # a throwaway local cluster; the head and this process agree
+    head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+                             f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                ray.init(address=f"127.0.0.1:{port}", runtime_env=local_runtime_env(), log_to_driver=False)
+                break
+            except Exception:
+                if head.poll() is not None or time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        yield ray
+    finally:
+        if ray.is_initialized():
+            ray.shutdown()
+        head.terminate()
+        try:
+            head.wait(60)
+        except subprocess.TimeoutExpired:
+            head.kill()
 
 
 def test_ray_and_local_engines_keep_and_quarantine_the_same_ids(tmp_path, local_ray):

@@ -146,7 +146,7 @@ def test_refit_harm_head_learns_from_frozen_embeddings():
     pytest.importorskip("torch", reason="the train extra is not installed")
     from bastion.models.runtime import MLP
     from bastion.train.data import Example
-    from bastion.train.fit import refit_harm_head
+    from bastion.train.fit import PromptEmbeddings, refit_harm_head
 
     class FakeEncoder:  # a text's embedding is a fixed unit vector per label word, plus noise
         axes = {"harm": np.eye(384)[0], "fine": np.eye(384)[1]}
@@ -164,10 +164,12 @@ def test_refit_harm_head_learns_from_frozen_embeddings():
     exs = [Example(task="prompt", text=f"{w} {i}", label=int(w == "harm"), source="t", licence="MIT",
                    finetune=i % 2 == 0) for i in range(1500) for w in ("harm", "fine")]
     exs.append(Example(task="attack", text="fine attack", label=1, source="t", licence="MIT"))  # other tasks ignored
-    heads = refit_harm_head(FakeEncoder(), exs, seed=1)
+    emb = PromptEmbeddings.compute(FakeEncoder(), exs)
+    assert len(emb.examples) == 3000 and emb.X.shape == (3000, 384)  # the attack example is not a prompt
+    heads = refit_harm_head(emb, seed=1)
     assert heads["harm.W0"].shape == (384, 256) and heads["harm.W1"].shape == (256, 1)
     mlp = MLP([(heads["harm.W0"], heads["harm.b0"]), (heads["harm.W1"], heads["harm.b1"])])
     p = mlp(FakeEncoder().embed(["harm x", "fine x"]))
     assert p[0] > 0.75 and p[1] < 0.25
-    again = refit_harm_head(FakeEncoder(), exs, seed=1)
+    again = refit_harm_head(PromptEmbeddings.compute(FakeEncoder(), exs), seed=1)
     assert np.allclose(again["harm.W1"], heads["harm.W1"])  # seeded

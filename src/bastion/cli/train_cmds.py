@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
                                              "in --out; refit the prompt-harm head, tier-1 cascade, category head, "
                                              "thresholds and report (about 15 minutes, not an hour)."),
     ) -> None:
-        """Fine-tune the embedded guard model (seeded; about 55 minutes on 2 CPU cores)."""
+        """Fine-tune the embedded guard model (seeded; 55-60 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
         try:
             from bastion.train.fit import TrainConfig, train
         except ImportError as exc:

@@ -118,17 +118,33 @@ def _best_f1_threshold(y: np.ndarray, p: np.ndarray, lo: float = 0.05, hi: float
     return near[len(near) // 2]
 
 
-def fit_category_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[str, np.ndarray]:
-    """Class-weighted multinomial regression over S1-S14 on the fine-tuned encoder's embeddings of
-    harmful prompts (the jointly trained head leans towards the most frequent category)."""
+@dataclass
+class PromptEmbeddings:
+    """The frozen encoder's embeddings of every training prompt window (at most 2 per prompt), computed once
+    and shared by the prompt-harm refit and the category head."""
+
+    examples: list[Example]
+    X: np.ndarray
+    owner: np.ndarray
+
+    @classmethod
+    def compute(cls, enc: Encoder, train_ex: list[Example]) -> PromptEmbeddings:
+        exs = [e for e in train_ex if e.task == "prompt"]
+        wins, owner = enc.windows([e.text for e in exs], max_windows=2)
+        return cls(exs, enc.embed(wins), np.asarray(owner, dtype=np.int64))
+
+
+def fit_category_head(emb: PromptEmbeddings, seed: int) -> dict[str, np.ndarray]:
+    """Class-weighted multinomial regression over S1-S14 on the fine-tuned encoder's embeddings of the first
+    window of harmful prompts (the jointly trained head leans towards the most frequent category)."""
     from sklearn.linear_model import LogisticRegression
 
     from bastion.taxonomy import HAZARD_CODES
 
-    cat_ex = [e for e in train_ex if e.task == "prompt" and e.label == 1 and e.category]
-    wins, owner = enc.windows([e.text for e in cat_ex], max_windows=1)
-    X = enc.embed(wins)
-    y = np.array([HAZARD_CODES.index(cat_ex[o].category) for o in owner])
+    first = np.flatnonzero(np.r_[True, emb.owner[1:] != emb.owner[:-1]])
+    rows = [i for i in first if emb.examples[emb.owner[i]].label == 1 and emb.examples[emb.owner[i]].category]
+    X = emb.X[rows]
+    y = np.array([HAZARD_CODES.index(emb.examples[emb.owner[i]].category) for i in rows])
     # square-root class balancing: rare categories count more, without letting 50 examples outweigh 4,000
     counts = np.bincount(y, minlength=14).astype(np.float64)
     sw = np.sqrt(counts.max() / np.maximum(counts[y], 1.0))
@@ -141,18 +157,15 @@ def fit_category_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[
     return {"cats.W0": W, "cats.b0": b}
 
 
-def refit_harm_head(enc: Encoder, train_ex: list[Example], seed: int, epochs: int = 6,
-                    hidden: int = 256) -> dict[str, np.ndarray]:
+def refit_harm_head(emb: PromptEmbeddings, seed: int, epochs: int = 6, hidden: int = 256) -> dict[str, np.ndarray]:
     """Refit the prompt-harm MLP on the frozen int8 encoder's embeddings of every training prompt window,
     head-only examples included. Measured on the held-out split, this beats the head trained jointly with
     the encoder (it sees the embeddings the runtime computes) and lets prompt data grow without moving the
     encoder, whose response-harm quality fell when the prompt share of its fine-tuning grew."""
     import torch
 
-    exs = [e for e in train_ex if e.task == "prompt"]
-    wins, owner = enc.windows([e.text for e in exs], max_windows=2)
-    X = torch.tensor(enc.embed(wins), dtype=torch.float32)
-    y = torch.tensor([float(exs[o].label) for o in owner])
+    X = torch.tensor(emb.X, dtype=torch.float32)
+    y = torch.tensor([float(emb.examples[o].label) for o in emb.owner])
     torch.manual_seed(seed)
     net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -169,16 +182,23 @@ def refit_harm_head(enc: Encoder, train_ex: list[Example], seed: int, epochs: in
             "harm.W1": net[2].weight.detach().numpy().T.copy(), "harm.b1": net[2].bias.detach().numpy().copy()}
 
 
-def _scores(model: CascadeModel, task: str, exs: list[Example]) -> np.ndarray:
+def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str, tuple[float, float]]) -> np.ndarray:
+    """Exact-tier scores; prompt texts are scored once for both prompt tasks (`cache`: text -> (harm, attack)).
+    Response pairs are not shared between the response and refusal tasks: the int8 encoder's scores depend a
+    little on batch-mates, and sharing them moved the calibrated refusal threshold from 0.85 to 0.875."""
+    if task in ("prompt", "attack"):
+        todo = list(dict.fromkeys(e.text for e in exs if e.text not in cache))
+        for i in range(0, len(todo), 128):
+            chunk = todo[i : i + 128]
+            s = model.score_prompts(chunk, exact=True)
+            cache.update(zip(chunk, zip(s.harm.tolist(), s.attack.tolist(), strict=True), strict=True))
+        k = 0 if task == "prompt" else 1
+        return np.array([cache[e.text][k] for e in exs], dtype=np.float32)
     out = []
     for i in range(0, len(exs), 128):
         chunk = exs[i : i + 128]
-        if task in ("prompt", "attack"):
-            s = model.score_prompts([e.text for e in chunk], exact=True)
-            out.append(s.harm if task == "prompt" else s.attack)
-        else:
-            s = model.score_responses([e.context or "" for e in chunk], [e.text for e in chunk], exact=True)
-            out.append(s.harm if task == "response" else s.refusal)
+        s = model.score_responses([e.context or "" for e in chunk], [e.text for e in chunk], exact=True)
+        out.append(s.harm if task == "response" else s.refusal)
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -217,14 +237,16 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         heads = finetune([e for e in train_ex if e.finetune], enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed,
                          minutes=cfg.minutes, threads=cfg.threads, log=log)
         np.savez_compressed(cfg.out_dir / "heads.npz", **heads)  # a later failure can resume with --heads-only
-    heads.update(refit_harm_head(Encoder(cfg.out_dir, threads=cfg.threads, spin=False), train_ex, cfg.seed))
-    log(f"prompt-harm head refitted on frozen embeddings ({sum(not e.finetune for e in train_ex)} head-only examples)")
+    emb = PromptEmbeddings.compute(Encoder(cfg.out_dir, threads=cfg.threads, spin=False), train_ex)
+    heads.update(refit_harm_head(emb, cfg.seed))
+    log(f"[{time.time() - t_start:.0f}s] prompt-harm head refitted on frozen embeddings "
+        f"({sum(not e.finetune for e in train_ex)} head-only examples)")
     # Tier 1: hashed word-piece n-gram + static-embedding logistic regressions for the cascade (prompts, and
     # response pairs). The static table comes from the encoder just fine-tuned (a fresh session: `enc` above
     # still holds the encoder it was opened on, and is used here only to tokenise).
     heads["static.table"] = distill_static(Encoder(cfg.out_dir, threads=cfg.threads, spin=False), seed=cfg.seed)
     static = StaticEmbedder(heads["static.table"])
-    log(f"static token table {heads['static.table'].shape} distilled")
+    log(f"[{time.time() - t_start:.0f}s] static token table {heads['static.table'].shape} distilled")
     for task, name in (("prompt", "harm"), ("attack", "attack"), ("response", "response"), ("refusal", "refusal")):
         tr = by[(task, "train")]
         if task in ("prompt", "attack"):
@@ -249,13 +271,14 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "static_dims": int(heads["static.table"].shape[1]),
     }
     (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    heads.update(fit_category_head(Encoder(cfg.out_dir, threads=cfg.threads, spin=False), train_ex, cfg.seed))
+    heads.update(fit_category_head(emb, cfg.seed))
     np.savez_compressed(cfg.out_dir / "heads.npz", **heads)
     model = CascadeModel(cfg.out_dir, threads=cfg.threads)
     report: dict = {"tasks": {}}
+    cache: dict[str, tuple[float, float]] = {}
     for task in ("prompt", "attack", "response", "refusal"):
         cal, val = by[(task, "calib")], by[(task, "val")]
-        pc, pv = _scores(model, task, cal), _scores(model, task, val)
+        pc, pv = _scores(model, task, cal, cache), _scores(model, task, val, cache)
         yc, yv = np.array([e.label for e in cal]), np.array([e.label for e in val])
         thr = _best_f1_threshold(yc, pc)
         manifest["thresholds"][_THR_NAME[task]] = thr
@@ -279,7 +302,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         pos = np.sort(p1t[(yc == 1) & (pc >= thr)])
         manifest["cascade"][f"{name}_low"] = float(pos[int(0.005 * len(pos))]) if len(pos) else 0.0
         r["tier1_settles_negative_share"] = round(float((p1t[yc == 0] < manifest["cascade"][f"{name}_low"]).mean()), 4)
-        log(f"[{task}] threshold {thr} calib {r['calib']} val {r['val']}")
+        log(f"[{time.time() - t_start:.0f}s] [{task}] threshold {thr} calib {r['calib']} val {r['val']}")
     from bastion.taxonomy import HAZARD_CODES
 
     cv = [e for e in by[("prompt", "val")] if e.label == 1 and e.category]
