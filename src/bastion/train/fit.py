@@ -232,7 +232,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
             raise FileNotFoundError(f"--heads-only needs a fine-tuned model in {cfg.out_dir} (heads.npz missing)")
         with np.load(cfg.out_dir / "heads.npz") as z:
             heads = {k: z[k] for k in z.files if k.split(".")[0] in ("harm", "attack", "response", "refusal")}
-        log("heads only: keeping the fine-tuned encoder and MLP heads")
+        log("heads only: keeping the fine-tuned encoder and its attack, response and refusal heads")
     else:
         heads = finetune([e for e in train_ex if e.finetune], enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed,
                          minutes=cfg.minutes, threads=cfg.threads, log=log)
