@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -31,7 +30,8 @@ def local_ray():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    os.environ["RAY_AUTH_MODE"] = "disabled"  # a throwaway local cluster; the head and this process agree
+    env = pytest.MonkeyPatch()
+    env.setenv("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster; the head and this process agree
     head = subprocess.Popen([sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
                              f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=2",
                              "--include-dashboard=false", "--disable-usage-stats"],
@@ -55,6 +55,7 @@ def local_ray():
             head.wait(60)
         except subprocess.TimeoutExpired:
             head.kill()
+        env.undo()
 
 
 def test_ray_and_local_engines_keep_and_quarantine_the_same_ids(tmp_path, local_ray):

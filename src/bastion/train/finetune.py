@@ -58,6 +58,21 @@ def _batches(items: list, batch: int, rng: random.Random) -> list[list]:
     return out
 
 
+def new_mlp_head(torch, dims: int = 384, hidden: int = 256):
+    """The binary head architecture the runtime's MLP reads: Linear -> ReLU -> Linear(1)."""
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(dims, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
+def mlp_head_arrays(name: str, seq) -> dict[str, np.ndarray]:
+    """A head made by `new_mlp_head`, as the runtime's `heads.npz` arrays (`{name}.W0` ... `{name}.b1`)."""
+    out = {}
+    for k, layer in ((0, seq[0]), (1, seq[2])):
+        out[f"{name}.W{k}"] = layer.weight.detach().numpy().T.copy()
+        out[f"{name}.b{k}"] = layer.bias.detach().numpy().copy()
+    return out
+
+
 class _Model:
     def __init__(self, torch, base_path: str, seed: int) -> None:
         from transformers import AutoModel
@@ -66,7 +81,7 @@ class _Model:
         nn = torch.nn
         self.torch = torch
         self.enc = AutoModel.from_pretrained(base_path)
-        self.heads = nn.ModuleDict({t: nn.Sequential(nn.Linear(384, 256), nn.ReLU(), nn.Linear(256, 1)) for t in TASKS})
+        self.heads = nn.ModuleDict({t: new_mlp_head(torch) for t in TASKS})
         self.heads["cats"] = nn.Linear(384, 14)
 
     def parameters(self):
@@ -143,12 +158,7 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
     model.enc.eval()
     heads: dict[str, np.ndarray] = {}
     for t in TASKS:
-        seq = model.heads[t]
-        name = {"harm": "harm", "attack": "attack", "response": "response", "refusal": "refusal"}[t]
-        heads[f"{name}.W0"] = seq[0].weight.detach().numpy().T.copy()
-        heads[f"{name}.b0"] = seq[0].bias.detach().numpy().copy()
-        heads[f"{name}.W1"] = seq[2].weight.detach().numpy().T.copy()
-        heads[f"{name}.b1"] = seq[2].bias.detach().numpy().copy()
+        heads.update(mlp_head_arrays(t, model.heads[t]))
     heads["cats.W0"] = model.heads["cats"].weight.detach().numpy().T.copy()
     heads["cats.b0"] = model.heads["cats"].bias.detach().numpy().copy()
     from .export import export_module

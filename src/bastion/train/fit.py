@@ -164,10 +164,12 @@ def refit_harm_head(emb: PromptEmbeddings, seed: int, epochs: int = 6, hidden: i
     encoder, whose response-harm quality fell when the prompt share of its fine-tuning grew."""
     import torch
 
+    from .finetune import mlp_head_arrays, new_mlp_head
+
     X = torch.tensor(emb.X, dtype=torch.float32)
     y = torch.tensor([float(emb.examples[o].label) for o in emb.owner])
     torch.manual_seed(seed)
-    net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1))
+    net = new_mlp_head(torch, X.shape[1], hidden)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
@@ -178,8 +180,7 @@ def refit_harm_head(emb: PromptEmbeddings, seed: int, epochs: int = 6, hidden: i
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return {"harm.W0": net[0].weight.detach().numpy().T.copy(), "harm.b0": net[0].bias.detach().numpy().copy(),
-            "harm.W1": net[2].weight.detach().numpy().T.copy(), "harm.b1": net[2].bias.detach().numpy().copy()}
+    return mlp_head_arrays("harm", net)
 
 
 def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str, tuple[float, float]]) -> np.ndarray:
@@ -237,14 +238,16 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         heads = finetune([e for e in train_ex if e.finetune], enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed,
                          minutes=cfg.minutes, threads=cfg.threads, log=log)
         np.savez_compressed(cfg.out_dir / "heads.npz", **heads)  # a later failure can resume with --heads-only
-    emb = PromptEmbeddings.compute(Encoder(cfg.out_dir, threads=cfg.threads, spin=False), train_ex)
+    # one session of the encoder just fine-tuned (`enc` above still holds the one it was opened on, and is used
+    # only to tokenise) for every step that embeds with it
+    tuned = Encoder(cfg.out_dir, threads=cfg.threads, spin=False)
+    emb = PromptEmbeddings.compute(tuned, train_ex)
     heads.update(refit_harm_head(emb, cfg.seed))
     log(f"[{time.time() - t_start:.0f}s] prompt-harm head refitted on frozen embeddings "
         f"({sum(not e.finetune for e in train_ex)} head-only examples)")
     # Tier 1: hashed word-piece n-gram + static-embedding logistic regressions for the cascade (prompts, and
-    # response pairs). The static table comes from the encoder just fine-tuned (a fresh session: `enc` above
-    # still holds the encoder it was opened on, and is used here only to tokenise).
-    heads["static.table"] = distill_static(Encoder(cfg.out_dir, threads=cfg.threads, spin=False), seed=cfg.seed)
+    # response pairs). The static table comes from the encoder just fine-tuned.
+    heads["static.table"] = distill_static(tuned, seed=cfg.seed)
     static = StaticEmbedder(heads["static.table"])
     log(f"[{time.time() - t_start:.0f}s] static token table {heads['static.table'].shape} distilled")
     for task, name in (("prompt", "harm"), ("attack", "attack"), ("response", "response"), ("refusal", "refusal")):
