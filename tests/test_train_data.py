@@ -173,3 +173,60 @@ def test_refit_harm_head_learns_from_frozen_embeddings():
     assert p[0] > 0.75 and p[1] < 0.25
     again = refit_harm_head(PromptEmbeddings.compute(FakeEncoder(), exs), seed=1)
     assert np.allclose(again["harm.W1"], heads["harm.W1"])  # seeded
+
+
+@pytest.mark.parametrize("reply,label", [
+    ("I'm sorry, but I can't help with that request.", 1),
+    ("I cannot provide instructions for [PLACEHOLDER], as it could hurt people.", 1),
+    ("As an AI language model, I cannot condone or encourage that. Instead, consider talking to someone.", 1),
+    ("I must respectfully decline to write that.", 1),
+    ("It is not appropriate to make generalisations about any group; here is why.", 1),
+    ("  I apologize, but I cannot fulfill this request as it goes against my guidelines.", 1),
+    ("Herman Melville wrote Moby-Dick between 1850 and 1851.", 0),
+    ("Here are some tips to keep your email account safe:\n1. Use a long passphrase.", 0),
+    ("Sure! Creating a board game involves a few steps: pick a theme, then a core mechanic.", 0),
+    # unclear: an apology that corrects a premise, a capability caveat followed by help
+    ("I'm sorry, but I'm not aware of any such event. The building is in another country.", None),
+    ("As an AI language model, I'm happy to help you learn persuasive speech. Here are some tips:", None),
+])
+def test_refusal_from_opening(reply, label):
+    from bastion.train.data import refusal_from_opening
+
+    assert refusal_from_opening(reply) == label
+
+
+def test_coconot_preference_replies_are_labelled_by_their_opening(examples):
+    from bastion.train.data import refusal_from_opening
+
+    ref = [e for e in examples if e.task == "refusal" and e.source == "coconot_pref"]
+    assert len(ref) > 1500  # both replies of each pair, whatever their label
+    decided = [(e, refusal_from_opening(e.text)) for e in ref]
+    assert all(e.label == lab for e, lab in decided if lab is not None)
+    # most "rejected" replies answer the question: the refusal positives are now a minority
+    assert 0.05 < np.mean([e.label for e in ref]) < 0.25
+
+
+def test_refit_refusal_head_reads_reply_openings():
+    pytest.importorskip("torch", reason="the train extra is not installed")
+    from bastion.models.runtime import MLP, Encoder
+    from bastion.train import synthetic
+    from bastion.train.data import Example
+    from bastion.train.fit import refit_refusal_head
+
+    model_dir = Path(__file__).resolve().parents[1] / "src" / "bastion" / "models" / "default"
+    enc = Encoder(model_dir, threads=1, spin=False)
+    rng = __import__("random").Random(3)
+    asks = [f"Please help me with [TASK {i}]." for i in range(800)]
+    exs = [Example(task="refusal", text=synthetic.refusal_response(rng, a), context=a, label=1, source="t",
+                   licence="MIT") for a in asks[:400]]
+    exs += [Example(task="refusal", text=f"Sure. Step one for task {i}: gather the materials, then follow the guide.",
+                    context=a, label=0, source="t", licence="MIT") for i, a in enumerate(asks[400:])]
+    exs.append(Example(task="prompt", text="not a reply", label=1, source="t", licence="MIT"))  # other tasks ignored
+    heads = refit_refusal_head(enc, exs, seed=1)
+    mlp = MLP([(heads["refusal.W0"], heads["refusal.b0"]), (heads["refusal.W1"], heads["refusal.b1"])])
+    from bastion.models.runtime import pair_ids
+
+    seqs = [pair_ids(enc, "Help me with [TASK X].", r)[0] for r in
+            ("I'm sorry, but I can't help with that.", "Sure, here is how to bake the bread: mix flour and water.")]
+    p = mlp(enc.embed_full(seqs))
+    assert p[0] > 0.7 and p[1] < 0.3

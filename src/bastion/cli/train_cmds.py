@@ -26,8 +26,8 @@ def register(app: typer.Typer) -> None:
                                             help="Re-export MiniLM to int8 ONNX first (needs torch)."),
         threads: int = typer.Option(None, "--threads"),
         heads_only: bool = typer.Option(False, "--heads-only",
-                                        help="Keep the fine-tuned encoder and its attack, response and refusal heads "
-                                             "in --out; refit the prompt-harm head, tier-1 cascade, category head, "
+                                        help="Keep the fine-tuned encoder and its attack and response heads "
+                                             "in --out; refit the prompt-harm and refusal heads, tier-1 cascade, category head, "
                                              "thresholds and report (about 15 minutes, not an hour)."),
     ) -> None:
         """Fine-tune the embedded guard model (seeded; 55-60 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""

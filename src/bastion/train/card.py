@@ -76,9 +76,9 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "# Model card: Bastion embedded guard",
         "",
         f"- **Version:** `{manifest['version']}`",
-        f"- **Encoder:** {manifest['encoder']}; heads are NumPy MLPs (attack, response harm and refusal trained with "
-        "the encoder; prompt harm refitted afterwards on the frozen int8 encoder's embeddings, head-only examples "
-        "included); tier-1 is a logistic regression over hashed "
+        f"- **Encoder:** {manifest['encoder']}; heads are NumPy MLPs (attack and response harm trained with "
+        "the encoder; prompt harm and refusal refitted afterwards on the frozen int8 encoder's embeddings, prompt "
+        "harm with head-only examples included); tier-1 is a logistic regression over hashed "
         "word-piece uni/bigrams" + (f" and a {manifest['static_dims']}-dimensional static embedding (each vocabulary "
         "entry's fine-tuned-encoder embedding, PCA-projected; a window's vector is the mean of its tokens' rows)"
         if manifest.get("static_dims") else "") + " (cascade).",
@@ -112,8 +112,13 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         f"prompts for attacks, the attack score was changed to blend the exact head with the tier-1 score "
         f"(weight {manifest.get('attack_blend', 0.0)}), a choice made by comparing four combinations on the validation "
         "split; its threshold is still chosen on calibration, but the attack validation figures are optimistic.",
-        "- The refusal validation mixes in CoCoNot 'rejected' replies, many of which are unhelpful rather than "
-        "refusals; on real model refusals (held-out Yi-6B baseline completions) refusal F1 is in the per-source table.",
+        "- Refusal labels are read from the reply's opening where the source gives none: CoCoNot's preference pairs "
+        "mark a better and a worse reply, and most 'rejected' replies answer the question, so each reply counts as a "
+        "refusal when its opening declines (a fixed pattern list in `train/data.py`, `refusal_from_opening`); where "
+        "the patterns cannot tell (about one reply in nine: caveats, apologies that correct a premise), the "
+        "dataset's side is kept. The refusal-direction completions are labelled by their release's substring "
+        "matcher. Refusal figures therefore measure agreement with these rules, and soft refusals ('I must remind "
+        "you that ...') are where the labels, and the head, are least sure.",
         "- Self-harm, sexual content and S14 (code-interpreter abuse) have little licence-clean training data; S14 "
         "and part of the hard negatives are written by the Bastion authors (templates).",
         "- Response-harm labels for jailbroken completions come from Llama Guard 2 (via the refusal-direction "

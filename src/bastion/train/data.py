@@ -64,6 +64,31 @@ def _csv(path: Path) -> Iterator[dict]:
         yield from csv.DictReader(f)
 
 
+# A reply refuses when its opening declines. CoCoNot's preference pairs are "chosen" (better) and "rejected"
+# (worse) replies, not refusals and compliances: 667 of its 927 rejected replies answer the question (they accept
+# a false premise or answer an underspecified request), and a few chosen replies decline. Their refusal labels
+# are read from the reply's opening instead; where these patterns cannot tell, the dataset's side is kept.
+_DECLINE_OPENING = re.compile(
+    r"\bI(?:'m| am)? (?:sorry|afraid),? but I (?:can(?:no|')t|won't|will not|am unable|'m unable|am not able|'m not able|must)"
+    r"|\bI (?:can(?:no|')t|won't|will not|must decline to|must refuse to|(?:am|'m) (?:unable|not able) to"
+    r"|(?:am|'m) not (?:going|comfortable|willing)(?: to)?) (?:help|assist|provide|fulfil|fulfill|comply|create|generate"
+    r"|write|share|give|offer|support|engage|do|answer|produce|participate|facilitate|promote|encourage|condone"
+    r"|recommend|list|discuss|make|draft|compose|suggest|endorse|advise|teach|explain how|tell you how)"
+    r"|\bI must (?:respectfully )?(?:decline|refuse)|\bI(?:'m| am) not comfortable"
+    r"|\b(?:it is|it's|it would be|that is|that's) (?:not appropriate|inappropriate|not ethical|unethical|not okay"
+    r"|not acceptable) (?:for me )?to", re.I)
+_DECLINE_HINT = re.compile(r"sorry|apologi[sz]e|can(?:no|')t|unable|not able|as an ai|appropriate|declin|refus"
+                           r"|don't have (?:any )?information|couldn't find|won't|will not|not possible for me", re.I)
+
+
+def refusal_from_opening(reply: str) -> int | None:
+    """1 when the reply's opening declines, 0 when nothing in it hints at declining, None when unclear."""
+    head = reply.strip()[:300]
+    if _DECLINE_OPENING.search(head[:150]):
+        return 1
+    return None if _DECLINE_HINT.search(head) else 0
+
+
 def _licence_ok(lic: str) -> bool:
     return any(lic.upper().startswith(x.upper()) for x in LICENCE_OK)
 
@@ -314,10 +339,11 @@ class Builder:
             split = "val" if rng.random() < 0.25 else "train"
             self.add(task="response", text=r["chosen"], context=r["prompt"], label=0, source="coconot_pref",
                      licence="MIT", split=split)
-            self.add(task="refusal", text=r["chosen"], context=r["prompt"], label=0, source="coconot_pref",
-                     licence="MIT", split=split)
-            self.add(task="refusal", text=r["rejected"], context=r["prompt"], label=1, source="coconot_pref",
-                     licence="MIT", split=split)
+            # one example per reply whatever its label, so the calibration draws of later examples do not move
+            for reply, side in ((r["chosen"], 0), (r["rejected"], 1)):
+                lab = refusal_from_opening(reply)
+                self.add(task="refusal", text=reply, context=r["prompt"], label=side if lab is None else lab,
+                         source="coconot_pref", licence="MIT", split=split)
         dolly = list(_jsonl(self.root / "benign_dolly/dolly_first6400_instruction_response.jsonl.gz"))
         rng.shuffle(dolly)
         for r in dolly[:2500]:

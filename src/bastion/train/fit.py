@@ -157,30 +157,48 @@ def fit_category_head(emb: PromptEmbeddings, seed: int) -> dict[str, np.ndarray]
     return {"cats.W0": W, "cats.b0": b}
 
 
+def _refit_mlp_head(name: str, X: np.ndarray, y: np.ndarray, seed: int, epochs: int = 6, hidden: int = 256,
+                    batch: int = 256) -> dict[str, np.ndarray]:
+    """A binary MLP head (the runtime's architecture) fitted on frozen int8-encoder embeddings: exactly what the
+    runtime computes, so nothing is lost between training and inference."""
+    import torch
+
+    from .finetune import mlp_head_arrays, new_mlp_head
+
+    Xt = torch.tensor(X, dtype=torch.float32)
+    yt = torch.tensor(y, dtype=torch.float32)
+    torch.manual_seed(seed)
+    net = new_mlp_head(torch, Xt.shape[1], hidden)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(yt), generator=gen)
+        for i in range(0, len(perm), batch):
+            b = perm[i : i + batch]
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(Xt[b]).squeeze(-1), yt[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return mlp_head_arrays(name, net)
+
+
 def refit_harm_head(emb: PromptEmbeddings, seed: int, epochs: int = 6, hidden: int = 256) -> dict[str, np.ndarray]:
     """Refit the prompt-harm MLP on the frozen int8 encoder's embeddings of every training prompt window,
     head-only examples included. Measured on the held-out split, this beats the head trained jointly with
     the encoder (it sees the embeddings the runtime computes) and lets prompt data grow without moving the
     encoder, whose response-harm quality fell when the prompt share of its fine-tuning grew."""
-    import torch
+    y = np.array([float(emb.examples[o].label) for o in emb.owner], dtype=np.float32)
+    return _refit_mlp_head("harm", emb.X, y, seed, epochs=epochs, hidden=hidden)
 
-    from .finetune import mlp_head_arrays, new_mlp_head
 
-    X = torch.tensor(emb.X, dtype=torch.float32)
-    y = torch.tensor([float(emb.examples[o].label) for o in emb.owner])
-    torch.manual_seed(seed)
-    net = new_mlp_head(torch, X.shape[1], hidden)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(y), generator=gen)
-        for i in range(0, len(perm), 256):
-            b = perm[i : i + 256]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(X[b]).squeeze(-1), y[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return mlp_head_arrays("harm", net)
+def refit_refusal_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[str, np.ndarray]:
+    """Refit the refusal MLP on the frozen encoder's embedding of each training reply's opening window (the
+    runtime reads refusal from the opening window only). The encoder was fine-tuned while CoCoNot's rejected
+    replies all counted as refusals; on the corrected labels the refitted head is far better (model card)."""
+    exs = [e for e in train_ex if e.task == "refusal"]
+    seqs, _ = _pair_windows(enc, exs, max_windows=1)
+    y = np.array([float(e.label) for e in exs], dtype=np.float32)
+    return _refit_mlp_head("refusal", enc.embed_full(seqs), y, seed, batch=128)
 
 
 def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str, tuple[float, float]]) -> np.ndarray:
@@ -233,7 +251,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
             raise FileNotFoundError(f"--heads-only needs a fine-tuned model in {cfg.out_dir} (heads.npz missing)")
         with np.load(cfg.out_dir / "heads.npz") as z:
             heads = {k: z[k] for k in z.files if k.split(".")[0] in ("harm", "attack", "response", "refusal")}
-        log("heads only: keeping the fine-tuned encoder and its attack, response and refusal heads")
+        log("heads only: keeping the fine-tuned encoder and its attack and response heads")
     else:
         heads = finetune([e for e in train_ex if e.finetune], enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed,
                          minutes=cfg.minutes, threads=cfg.threads, log=log)
@@ -245,6 +263,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     heads.update(refit_harm_head(emb, cfg.seed))
     log(f"[{time.time() - t_start:.0f}s] prompt-harm head refitted on frozen embeddings "
         f"({sum(not e.finetune for e in train_ex)} head-only examples)")
+    heads.update(refit_refusal_head(tuned, train_ex, cfg.seed))
+    log(f"[{time.time() - t_start:.0f}s] refusal head refitted on frozen embeddings")
     # Tier 1: hashed word-piece n-gram + static-embedding logistic regressions for the cascade (prompts, and
     # response pairs). The static table comes from the encoder just fine-tuned.
     heads["static.table"] = distill_static(tuned, seed=cfg.seed)
