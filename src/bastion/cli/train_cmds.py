@@ -28,9 +28,9 @@ def register(app: typer.Typer) -> None:
         heads_only: bool = typer.Option(False, "--heads-only",
                                         help="Keep the fine-tuned encoder and its attack and response heads "
                                              "in --out; refit the prompt-harm and refusal heads, tier-1 cascade, category head, "
-                                             "thresholds and report (about 15 minutes, not an hour)."),
+                                             "thresholds and report (about 16 minutes, not an hour)."),
     ) -> None:
-        """Fine-tune the embedded guard model (seeded; 55-60 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
+        """Fine-tune the embedded guard model (seeded; about 64 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
         try:
             from bastion.train.fit import TrainConfig, train
         except ImportError as exc:

@@ -54,6 +54,25 @@ _BUILD_NOTES = {
         "make sourdough starter?'); the gateway's first stream check waits for 48 characters partly for this reason "
         "(docs/GATEWAY.md, *Load figures*, counts the benign streams blocked).",
     ],
+    "bastion-guard-20261127-s13-c4fbbb58": [
+        "- **Built with `bastion train --heads-only` on the encoder of `bastion-guard-20261127-s13-91ff97b8`** "
+        "(969 s). Its attack and response-harm heads are that build's; its prompt-harm head is the same refit as "
+        "`61cb1380` (identical validation figures); the refusal head was refitted on the frozen int8 encoder's "
+        "embedding of each training reply's opening window, with CoCoNot's preference replies relabelled by their "
+        "opening (see Limits). The example counts and every calibration split are unchanged (one example per reply "
+        "is kept whatever its label).",
+        "- **Refusal, held out, on the corrected labels:** F1 0.69 with the previous head (threshold 0.85), 0.90 with "
+        "this one (threshold 0.55; precision 0.93, recall 0.87 in the exact tier); on CoCoNot's replies 0.86, on "
+        "held-out Yi-6B refusals 0.99 as before. On the replies whose label the patterns decide (excluding the "
+        "unclear ninth) F1 is 0.90 (previous head 0.62). The relabelling rule was written after reading CoCoNot "
+        "replies from both splits; the refit's shape (opening window only, batch 128) was chosen on frozen-embedding "
+        "experiments scored on validation (all variants 0.93-0.95 on the decided labels).",
+        "- **Known refusal errors:** sympathy openings score as refusals ('I'm sorry to hear that. Here are some "
+        "steps ...' 0.66), and so do lectures ('I must remind you that ...' 0.64).",
+        "- Self-harm requests phrased as dieting questions are still weak (prompt-harm head unchanged from "
+        "`61cb1380`), and response harm is still fragile on short fragments of ordinary prose with no prompt "
+        "(see docs/GATEWAY.md).",
+    ],
 }
 
 

@@ -193,8 +193,9 @@ def refit_harm_head(emb: PromptEmbeddings, seed: int, epochs: int = 6, hidden: i
 
 def refit_refusal_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[str, np.ndarray]:
     """Refit the refusal MLP on the frozen encoder's embedding of each training reply's opening window (the
-    runtime reads refusal from the opening window only). The encoder was fine-tuned while CoCoNot's rejected
-    replies all counted as refusals; on the corrected labels the refitted head is far better (model card)."""
+    runtime reads refusal from the opening window only), so label fixes take effect with `--heads-only`: on the
+    encoder fine-tuned while every CoCoNot "rejected" reply counted as a refusal, refitting on the corrected labels
+    raised held-out refusal F1 from 0.69 to 0.90 (docs/BENCHMARKS.md)."""
     exs = [e for e in train_ex if e.task == "refusal"]
     seqs, _ = _pair_windows(enc, exs, max_windows=1)
     y = np.array([float(e.label) for e in exs], dtype=np.float32)
