@@ -1,6 +1,7 @@
 """Training-data assembly: licences, held-out validation, red-team seeds never trained on, extra data."""
 
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -208,14 +209,14 @@ def test_coconot_preference_replies_are_labelled_by_their_opening(examples):
 
 def test_refit_refusal_head_reads_reply_openings():
     pytest.importorskip("torch", reason="the train extra is not installed")
-    from bastion.models.runtime import MLP, Encoder
+    from bastion.models.runtime import MLP, Encoder, pair_ids
     from bastion.train import synthetic
     from bastion.train.data import Example
     from bastion.train.fit import refit_refusal_head
 
     model_dir = Path(__file__).resolve().parents[1] / "src" / "bastion" / "models" / "default"
     enc = Encoder(model_dir, threads=1, spin=False)
-    rng = __import__("random").Random(3)
+    rng = random.Random(3)
     asks = [f"Please help me with [TASK {i}]." for i in range(800)]
     exs = [Example(task="refusal", text=synthetic.refusal_response(rng, a), context=a, label=1, source="t",
                    licence="MIT") for a in asks[:400]]
@@ -224,8 +225,6 @@ def test_refit_refusal_head_reads_reply_openings():
     exs.append(Example(task="prompt", text="not a reply", label=1, source="t", licence="MIT"))  # other tasks ignored
     heads = refit_refusal_head(enc, exs, seed=1)
     mlp = MLP([(heads["refusal.W0"], heads["refusal.b0"]), (heads["refusal.W1"], heads["refusal.b1"])])
-    from bastion.models.runtime import pair_ids
-
     seqs = [pair_ids(enc, "Help me with [TASK X].", r)[0] for r in
             ("I'm sorry, but I can't help with that.", "Sure, here is how to bake the bread: mix flour and water.")]
     p = mlp(enc.embed_full(seqs))

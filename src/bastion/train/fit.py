@@ -251,7 +251,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         if not (cfg.out_dir / "heads.npz").exists():
             raise FileNotFoundError(f"--heads-only needs a fine-tuned model in {cfg.out_dir} (heads.npz missing)")
         with np.load(cfg.out_dir / "heads.npz") as z:
-            heads = {k: z[k] for k in z.files if k.split(".")[0] in ("harm", "attack", "response", "refusal")}
+            # the prompt-harm and refusal heads are refitted below on the frozen encoder
+            heads = {k: z[k] for k in z.files if k.split(".")[0] in ("attack", "response")}
         log("heads only: keeping the fine-tuned encoder and its attack and response heads")
     else:
         heads = finetune([e for e in train_ex if e.finetune], enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed,
