@@ -229,3 +229,44 @@ def test_refit_refusal_head_reads_reply_openings():
             ("I'm sorry, but I can't help with that.", "Sure, here is how to bake the bread: mix flour and water.")]
     p = mlp(enc.embed_full(seqs))
     assert p[0] > 0.7 and p[1] < 0.3
+
+
+def test_refusal_calibration_scores_only_the_opening_window(monkeypatch):
+    """Threshold calibration reads refusal as the runtime does (opening window) and embeds nothing else."""
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.models.runtime import CascadeModel, Encoder
+    from bastion.train.data import Example
+    from bastion.train.fit import _scores
+
+    model = CascadeModel(DEFAULT_MODEL_DIR, threads=1)
+    long_answer = "Sure. Here is the plan for the garden: water the beds, weed the rows, then mulch. " * 40
+    replies = ["I'm sorry, but I can't help with that request.", long_answer,
+               "I can't help with that. " + long_answer, "Of course! Mix flour and water, then bake it."]
+    exs = [Example(task="refusal", text=r, context="Please help me with [TASK].", label=0, source="t", licence="MIT")
+           for r in replies]
+    embedded = []
+    real = Encoder.embed_full
+    monkeypatch.setattr(Encoder, "embed_full", lambda self, seqs, batch=32: embedded.append(len(seqs)) or
+                        real(self, seqs, batch))
+    p = _scores(model, "refusal", exs, {})
+    assert embedded == [len(replies)]  # one window per reply, though two replies span several windows
+    monkeypatch.setattr(Encoder, "embed_full", real)
+    runtime = model.score_responses([e.context for e in exs], replies, exact=True)
+    assert runtime.windows[1] > 1 and runtime.windows[2] > 1
+    assert np.allclose(p, runtime.refusal, atol=0.05)
+    assert p[0] > 0.5 and p[2] > 0.5 and p[1] < 0.5 and p[3] < 0.5
+
+
+def test_model_card_states_the_recorded_fine_tuning_steps():
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import render
+
+    m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    m.pop("finetune", None)
+    m.pop("finetune_steps", None)
+    assert "; fine-tuning steps of batch 32" in render(m)  # older builds recorded no step count
+    m["finetune_steps"] = 1250
+    assert "1,250 fine-tuning steps of batch 32" in render(m)
+    m["finetune"] = {"version": "v-previous", "trained_seconds": 2700.0, "steps": 1400}  # a --heads-only build
+    text = render(m)
+    assert "1,400 fine-tuning steps" in text and "2700 s for the fine-tuning run (v-previous)" in text

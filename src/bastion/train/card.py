@@ -89,6 +89,12 @@ def _train_time(manifest: dict) -> str:
     return f"{manifest['trained_seconds']:.0f} s"
 
 
+def _steps(manifest: dict) -> str:
+    """'1,250 ' when the build recorded its fine-tuning steps (older builds did not)."""
+    n = (manifest.get("finetune") or {}).get("steps") or manifest.get("finetune_steps")
+    return f"{n:,} " if n else ""
+
+
 def render(manifest: dict, bench: dict | None = None) -> str:
     r = manifest["report"]
     L = [
@@ -109,8 +115,8 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "bands, and a response window when its response-harm and refusal scores are both below theirs: "
         f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
         "(each the tier-1 score of the lowest 0.5% of calibration positives the exact tier flags).",
-        f"- **Training time:** {_train_time(manifest)} on 2 CPU cores (`bastion train`; 1,400 fine-tuning "
-        "steps of batch 32 dominate; the heads learn at 30x the encoder's learning rate).",
+        f"- **Training time:** {_train_time(manifest)} on 2 CPU cores (`bastion train`; {_steps(manifest)}"
+        "fine-tuning steps of batch 32 dominate; the heads learn at 30x the encoder's learning rate).",
         "",
         "## Intended use",
         "Input and output moderation for LLM applications on a CPU: should a responsible assistant refuse this "

@@ -95,12 +95,13 @@ class _Model:
 
 
 def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, seed: int = 13,
-             minutes: float = 35.0, max_steps: int = 1400, batch: int = 32, lr: float = 6e-5,
+             minutes: float = 35.0, max_steps: int = 1250, batch: int = 32, lr: float = 6e-5,
              head_lr_scale: float = 30.0,
              threads: int | None = None,
-             log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+             log: Callable[[str], None] = print, stats: dict | None = None) -> dict[str, np.ndarray]:
     """Fine-tune for `max_steps` (reproducible for a seed), stopping early only if the wall-time budget runs
-    out; export the encoder to `out_dir/encoder.onnx` (int8). Returns the head weights in runtime format."""
+    out; export the encoder to `out_dir/encoder.onnx` (int8). Returns the head weights in runtime format;
+    `stats` (if given) receives the steps run and the seconds taken."""
     import torch
 
     if threads:
@@ -123,7 +124,7 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
     ce = torch.nn.CrossEntropyLoss()
     model.enc.train()
     losses: list[float] = []
-    step = 0
+    done = 0
     for step, b in enumerate(batches, 1):
         if step > sched_total:
             break
@@ -153,6 +154,7 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(float(loss.detach()))
+        done = step
         if step % 50 == 0:
             log(f"step {step}/{sched_total} loss {np.mean(losses[-50:]):.4f} ({time.time() - t0:.0f}s)")
     model.enc.eval()
@@ -164,7 +166,9 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
     from .export import export_module
 
     export_module(model.enc, out_dir)
-    log(f"fine-tuned {min(step, sched_total)} steps in {time.time() - t0:.0f}s; exported int8 encoder")
+    if stats is not None:
+        stats.update(steps=done, planned=sched_total, seconds=round(time.time() - t0, 1))
+    log(f"fine-tuned {done} steps in {time.time() - t0:.0f}s; exported int8 encoder")
     return heads
 
 

@@ -40,6 +40,7 @@ class TrainConfig:
     seed: int = 13
     n_benign: int = 13000
     minutes: float = 35.0
+    steps: int = 1250  # fine-tuning steps of batch 32 (about 2.1 s each on 2 cores)
     extra: list[Path] | None = None
     threads: int | None = None
     heads_only: bool = False  # keep the fine-tuned encoder and MLP heads in out_dir; refit the rest
@@ -204,8 +205,8 @@ def refit_refusal_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict
 
 def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str, tuple[float, float]]) -> np.ndarray:
     """Exact-tier scores; prompt texts are scored once for both prompt tasks (`cache`: text -> (harm, attack)).
-    Response pairs are not shared between the response and refusal tasks: the int8 encoder's scores depend a
-    little on batch-mates, and sharing them moved the calibrated refusal threshold from 0.85 to 0.875."""
+    Refusal reads only each reply's opening window, as the runtime does, so only that window is embedded (the
+    other windows of long replies were a third of the refusal calibration time)."""
     if task in ("prompt", "attack"):
         todo = list(dict.fromkeys(e.text for e in exs if e.text not in cache))
         for i in range(0, len(todo), 128):
@@ -214,11 +215,14 @@ def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str,
             cache.update(zip(chunk, zip(s.harm.tolist(), s.attack.tolist(), strict=True), strict=True))
         k = 0 if task == "prompt" else 1
         return np.array([cache[e.text][k] for e in exs], dtype=np.float32)
+    if task == "refusal":
+        seqs, _ = _pair_windows(model.encoder, exs, max_windows=1)
+        return model.refusal(model.encoder.embed_full(seqs)) if seqs else np.zeros(0)
     out = []
     for i in range(0, len(exs), 128):
         chunk = exs[i : i + 128]
         s = model.score_responses([e.context or "" for e in chunk], [e.text for e in chunk], exact=True)
-        out.append(s.harm if task == "response" else s.refusal)
+        out.append(s.harm)
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -247,6 +251,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     train_ex = [e for e in exs if e.split == "train"]
     mpath = cfg.out_dir / "manifest.json"
     previous = json.loads(mpath.read_text()) if mpath.exists() else None
+    ft_stats: dict = {}
     if cfg.heads_only:
         if not (cfg.out_dir / "heads.npz").exists():
             raise FileNotFoundError(f"--heads-only needs a fine-tuned model in {cfg.out_dir} (heads.npz missing)")
@@ -256,7 +261,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         log("heads only: keeping the fine-tuned encoder and its attack and response heads")
     else:
         heads = finetune([e for e in train_ex if e.finetune], enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed,
-                         minutes=cfg.minutes, threads=cfg.threads, log=log)
+                         minutes=cfg.minutes, max_steps=cfg.steps, threads=cfg.threads, log=log, stats=ft_stats)
         np.savez_compressed(cfg.out_dir / "heads.npz", **heads)  # a later failure can resume with --heads-only
     # one session of the encoder just fine-tuned (`enc` above still holds the one it was opened on, and is used
     # only to tokenise) for every step that embeds with it
@@ -339,7 +344,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
                                                              and e.label == 1 and e.category))}
     if cfg.heads_only and previous:
         manifest["finetune"] = previous.get("finetune") or {"version": previous.get("version"),
-                                                            "trained_seconds": previous.get("trained_seconds")}
+                                                            "trained_seconds": previous.get("trained_seconds"),
+                                                            "steps": previous.get("finetune_steps")}
+    elif ft_stats:
+        manifest["finetune_steps"] = ft_stats["steps"]
     manifest.update({
         "version": model_version(cfg.out_dir, cfg.seed),
         "trained_seconds": round(time.time() - t_start, 1),
