@@ -1,6 +1,8 @@
 """Guard accuracy on held-out validation data (split by source; never trained on).
 
-    python benchmarks/guard_accuracy.py [--data ../shared/datasets] [--json]
+    python benchmarks/guard_accuracy.py [--data ../shared/datasets] [--model DIR] [--json]
+
+`--model` measures another model directory (e.g. the output of `bastion train --out DIR`); default: the embedded one.
 
 Slices:
 - prompt harm: all held-out sources; "sounds dangerous" benign prompts (CoCoNot contrast held-out half,
@@ -94,6 +96,7 @@ def _slice(res: dict, name: str, y: np.ndarray, p: np.ndarray, thr: float) -> No
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+    ap.add_argument("--model", default=None, help="model directory (default: the embedded model)")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--obf-n", type=int, default=300)
     a = ap.parse_args()
@@ -101,7 +104,9 @@ def main() -> None:
 
     t0 = time.time()
     exs = [e for e in build(Path(a.data)) if e.split == "val"]
-    g = Guard()
+    if a.model and not (Path(a.model) / "manifest.json").is_file():
+        sys.exit(f"error: {a.model} is not a model directory (manifest.json missing)")
+    g = Guard(model=a.model)
     th = g.thresholds
     res: dict = {"date": time.strftime("%Y-%m-%d"), "model": g.model_version}
     by = defaultdict(list)

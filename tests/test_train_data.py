@@ -270,3 +270,20 @@ def test_model_card_states_the_recorded_fine_tuning_steps():
     m["finetune"] = {"version": "v-previous", "trained_seconds": 2700.0, "steps": 1400}  # a --heads-only build
     text = render(m)
     assert "1,400 fine-tuning steps" in text and "2700 s for the fine-tuning run (v-previous)" in text
+
+
+def test_training_seed_does_not_move_the_data_or_validation_split(monkeypatch, tmp_path):
+    """Builds of different seeds are measured on the same held-out examples: the seed never reaches the data."""
+    import bastion.train.fit as fit
+
+    calls = []
+
+    def recording_build(root, **kw):
+        calls.append(kw)
+        raise RuntimeError("stop after the data build")
+
+    monkeypatch.setattr(fit, "build", recording_build)
+    for seed in (13, 14):
+        with pytest.raises(RuntimeError, match="stop after"):
+            fit.train(fit.TrainConfig(data_root=tmp_path, out_dir=tmp_path, seed=seed))
+    assert calls[0] == calls[1] and "seed" not in calls[0]

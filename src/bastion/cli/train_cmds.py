@@ -18,7 +18,8 @@ def register(app: typer.Typer) -> None:
         data: Path = typer.Option(Path("../shared/datasets"), "--data", help="Root of the safety datasets."),
         out: Path = typer.Option(None, "--out", help="Model directory to write (default: the embedded model)."),
         extra: list[Path] = typer.Option(None, "--extra", help="Extra JSONL training data (e.g. constitution synth)."),
-        seed: int = typer.Option(13, "--seed"),
+        seed: int = typer.Option(13, "--seed", help="Seeds the fine-tuning, the head refits and the calibration draw; "
+                                 "the data and its validation split are the same for every seed."),
         steps: int = typer.Option(1250, "--steps", min=1,
                                   help="Fine-tuning steps of batch 32 (about 2.1 s each on 2 CPU cores)."),
         minutes: float = typer.Option(52.0, "--minutes", min=1.0,
@@ -30,9 +31,9 @@ def register(app: typer.Typer) -> None:
         heads_only: bool = typer.Option(False, "--heads-only",
                                         help="Keep the fine-tuned encoder and its attack and response heads "
                                              "in --out; refit the prompt-harm and refusal heads, tier-1 cascade, category head, "
-                                             "thresholds and report (about 16 minutes, not an hour)."),
+                                             "thresholds and report (about 15 minutes, not an hour)."),
     ) -> None:
-        """Fine-tune the embedded guard model (seeded; about 64 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
+        """Fine-tune the embedded guard model (seeded; about 55 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
         try:
             from bastion.train.fit import TrainConfig, train
         except ImportError as exc:

@@ -213,7 +213,10 @@ def render(manifest: dict, bench: dict | None = None) -> str:
           "StrongREJECT, MultiJail, GPTFuzz and DangerousQA prompts (held out as validation); non-commercial or "
           "unlicensed sets (Do-Not-Answer, ToxicChat, Alpaca-derived lists, MaliciousInstruct, Tensor Trust).",
           "", "Counts per task/split: " + ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()) + ".",
-          "", "Reproduce: `pip install torch==2.13.0 && pip install -e '.[train]' && bastion train --data ../shared/datasets`."]
+          "", "Reproduce: `pip install torch==2.13.0 && pip install -e '.[train]' && bastion train --data ../shared/datasets` "
+          "at the commit that built this model" + (", then `bastion train --heads-only` at the commit that refitted its heads"
+                                                   if manifest.get("finetune") else "")
+          + " (docs/BENCHMARKS.md names the commits; training code changes move the result)."]
     return "\n".join(L) + "\n"
 
 

@@ -232,7 +232,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
 
     rng = np.random.default_rng(cfg.seed)
     t_start = time.time()
-    exs = build(cfg.data_root, seed=cfg.seed, n_benign=cfg.n_benign)
+    # The data and its validation split do not depend on cfg.seed, so builds of different seeds are measured on the
+    # same held-out examples; the seed drives the fine-tuning, the head refits and the calibration draw.
+    exs = build(cfg.data_root, n_benign=cfg.n_benign)
     if cfg.extra:
         from .extra import load_extra
 
