@@ -53,6 +53,12 @@ def _pair_windows(enc: Encoder, exs: list[Example], max_windows: int | None = No
     return [np.asarray(q, dtype=np.int64) for q in seqs], owner
 
 
+def _opening_embeddings(enc: Encoder, exs: list[Example]) -> np.ndarray:
+    """Embeddings of each reply's opening pair window: all the runtime reads refusal from."""
+    seqs, _ = _pair_windows(enc, exs, max_windows=1)
+    return enc.embed_full(seqs) if seqs else np.zeros((0, 384), dtype=np.float32)
+
+
 def model_version(out_dir: Path, seed: int) -> str:
     """Date, seed and a digest of the weights, so two builds of one day never share a version."""
     import hashlib
@@ -198,9 +204,8 @@ def refit_refusal_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict
     encoder fine-tuned while every CoCoNot "rejected" reply counted as a refusal, refitting on the corrected labels
     raised held-out refusal F1 from 0.69 to 0.90 (docs/BENCHMARKS.md)."""
     exs = [e for e in train_ex if e.task == "refusal"]
-    seqs, _ = _pair_windows(enc, exs, max_windows=1)
     y = np.array([float(e.label) for e in exs], dtype=np.float32)
-    return _refit_mlp_head("refusal", enc.embed_full(seqs), y, seed, batch=128)
+    return _refit_mlp_head("refusal", _opening_embeddings(enc, exs), y, seed, batch=128)
 
 
 def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str, tuple[float, float]]) -> np.ndarray:
@@ -216,8 +221,7 @@ def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str,
         k = 0 if task == "prompt" else 1
         return np.array([cache[e.text][k] for e in exs], dtype=np.float32)
     if task == "refusal":
-        seqs, _ = _pair_windows(model.encoder, exs, max_windows=1)
-        return model.refusal(model.encoder.embed_full(seqs)) if seqs else np.zeros(0)
+        return model.refusal(_opening_embeddings(model.encoder, exs)) if exs else np.zeros(0)
     out = []
     for i in range(0, len(exs), 128):
         chunk = exs[i : i + 128]
