@@ -133,3 +133,16 @@ def test_revise_needs_a_reviser(gateway, tmp_path):
     r = httpx.post(g.url + "/v1/chat/completions", json=chat("q")).json()
     assert r["choices"][0]["message"]["content"] == "Answer: [safe summary]"
     assert "revised" in r["bastion"]["reasons"]
+
+
+def test_poll_waits_for_a_stable_file_so_a_half_written_policy_is_never_loaded(tmp_path):
+    """Writers truncate first: a poll that lands mid-write sees an empty file, which must not replace the policy."""
+    f = tmp_path / "policy.yaml"
+    f.write_text("refusal: First refusal.\n")
+    store = PolicyStore(f)
+    f.write_text("")  # the moment between truncate and write
+    assert store.poll() is None and store.policy.refusal == "First refusal."
+    f.write_text("refusal: Second refusal.\n")
+    assert store.poll() is None  # changed since the last poll: wait for it to settle
+    assert store.poll() is True and store.policy.refusal == "Second refusal."
+    assert store.poll() is None  # unchanged since the reload

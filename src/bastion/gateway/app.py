@@ -101,6 +101,7 @@ class PolicyStore:
         self.last_error: str | None = None
         self.policy = self._load()
         self._stamp = self._stat()
+        self._pending: tuple[float, int] | None = None
 
     def _load(self) -> Policy:
         p = Policy.load(self.path) if self.path else Policy.default()
@@ -134,10 +135,18 @@ class PolicyStore:
         return True
 
     def poll(self) -> bool | None:
-        """Reload if the file changed since the last load; None when unchanged."""
-        if self.path and self._stat() != self._stamp:
-            return self.reload()
-        return None
+        """Reload once the file has changed since the last load and then stayed the same for one poll; None
+        otherwise. Waiting for a stable file keeps a half-written one (an editor or `write_text` truncates
+        first, so an empty file is seen for a moment) from replacing the policy."""
+        st = self._stat()
+        if not self.path or st == self._stamp:
+            self._pending = None
+            return None
+        if st != self._pending:
+            self._pending = st
+            return None
+        self._pending = None
+        return self.reload()
 
 
 @dataclass
