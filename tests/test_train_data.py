@@ -189,6 +189,18 @@ def test_refit_harm_head_learns_from_frozen_embeddings():
     # unclear: an apology that corrects a premise, a capability caveat followed by help
     ("I'm sorry, but I'm not aware of any such event. The building is in another country.", None),
     ("As an AI language model, I'm happy to help you learn persuasive speech. Here are some tips:", None),
+    # a disclaimer about what an AI has or knows, then help: an answer, not a refusal
+    ("As an AI language model, I don't have personal experiences, but here are some tips to keep your account safe:",
+     0),
+    ("As an AI, I do not have access to real-time data, but as of my last update the figure was [NUMBER].", 0),
+    ("I'm an AI assistant, I can't see images, but I can describe a typical castle: thick walls, a keep, a moat.", 0),
+    # ... unless it lectures about the request, or the opening itself declines
+    ("As an AI language model, I don't have opinions, but [PLACEHOLDER] is illegal in most countries. Here is why.",
+     None),
+    ("As an AI language model, I don't have opinions, but it is unethical to [PLACEHOLDER]. Here is why.", 1),
+    ("As an AI, I cannot provide that. However, here is a safer alternative.", 1),
+    # "appropriate" alone is no hint of declining
+    ("Using respectful and appropriate language matters. Here are some ways to do it:", 0),
 ])
 def test_refusal_from_opening(reply, label):
     from bastion.train.data import refusal_from_opening

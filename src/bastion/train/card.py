@@ -73,6 +73,26 @@ _BUILD_NOTES = {
         "`61cb1380`), and response harm is still fragile on short fragments of ordinary prose with no prompt "
         "(see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261127-s13-6441ee46": [
+        "- **Built with `bastion train --heads-only` on the encoder of `bastion-guard-20261127-s13-91ff97b8`** "
+        "(856 s). Only the refusal head and the tier-1 refusal model differ from `c4fbbb58` (every other array is "
+        "identical): they were refitted after a second correction of CoCoNot's refusal labels. Replies that open with "
+        "a disclaimer about what an AI has or knows and then help ('As an AI language model, I don't have personal "
+        "experiences, but here are some tips ...') had kept the dataset's 'rejected' side, i.e. refusal; 99 of them "
+        "now count as answers (`refusal_from_opening`). The runtime's refusal phrase list had the same fault ('As an "
+        "AI, I don't ...' scored 0.95 whatever followed); it now needs a declining verb.",
+        "- **Refusal, held out, on the corrected labels (117 refusals in 1,267 replies), cascade as shipped:** F1 "
+        "0.796 with the previous head and phrase list, 0.885 with this build (FPR 3.7% -> 0.8%; threshold 0.7); on "
+        "all held-out Yi-6B replies 0.961 -> 0.969. On the previous labels the new head scores 0.822 (previous head "
+        "0.900), because those labels call the disclaimer answers refusals. On 15 hand-written answers and 15 "
+        "refusals written for this check, answers called refusals fell from 9 to 1, with no refusal missed. The "
+        "relabelling rule was written after reading held-out refusal errors, so these figures are optimistic.",
+        "- **Known refusal errors:** sympathy openings still score as refusals ('I'm sorry to hear that. Losing a "
+        "pet is hard. Here are some things that may help ...' 0.82).",
+        "- Self-harm requests phrased as dieting questions are still weak (prompt-harm head unchanged from "
+        "`61cb1380`), and response harm is still fragile on short fragments of ordinary prose with no prompt "
+        "(see docs/GATEWAY.md).",
+    ],
 }
 
 
@@ -140,8 +160,8 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "- Refusal labels are read from the reply's opening where the source gives none: CoCoNot's preference pairs "
         "mark a better and a worse reply, and most 'rejected' replies answer the question, so each reply counts as a "
         "refusal when its opening declines (a fixed pattern list in `train/data.py`, `refusal_from_opening`); where "
-        "the patterns cannot tell (about one reply in nine: caveats, apologies that correct a premise), the "
-        "dataset's side is kept. The refusal-direction completions are labelled by their release's substring "
+        "the patterns cannot tell (about one reply in seventeen: lectures, apologies that correct a premise), the "
+        "dataset's side is kept; a disclaimer about what an AI has or knows that goes on to help counts as an answer. The refusal-direction completions are labelled by their release's substring "
         "matcher. Refusal figures therefore measure agreement with these rules, and soft refusals ('I must remind "
         "you that ...') are where the labels, and the head, are least sure.",
         "- Self-harm, sexual content and S14 (code-interpreter abuse) have little licence-clean training data; S14 "

@@ -77,16 +77,37 @@ _DECLINE_OPENING = re.compile(
     r"|\bI must (?:respectfully )?(?:decline|refuse)|\bI(?:'m| am) not comfortable"
     r"|\b(?:it is|it's|it would be|that is|that's) (?:not appropriate|inappropriate|not ethical|unethical|not okay"
     r"|not acceptable) (?:for me )?to", re.I)
-_DECLINE_HINT = re.compile(r"sorry|apologi[sz]e|can(?:no|')t|unable|not able|as an ai|appropriate|declin|refus"
+_DECLINE_HINT = re.compile(r"sorry|apologi[sz]e|can(?:no|')t|unable|not able|as an ai|not (?:be )?appropriate|inappropriate|declin|refus"
                            r"|don't have (?:any )?information|couldn't find|won't|will not|not possible for me", re.I)
 
 
+# "As an AI language model, I don't have personal experiences, but here are some tips ..." answers the request: a
+# disclaimer about what an AI has or knows, then help, with no lecture about the request. 117 of CoCoNot's
+# "rejected" replies open this way; they had kept the dataset's side (refusal), and the refusal head learned to call
+# such answers refusals, which the red-team judge then scores as a refused attack or an over-refusal.
+_DISCLAIMER = re.compile(
+    r"\b(?:as an ai(?: language model| assistant| model)?|i(?:'m| am) (?:just |only )?an ai(?: language model| assistant)?),?"
+    r" i (?:do not|don't|cannot|can't|am not|'m not|have no)\b"
+    r"|\bi (?:do not|don't) have (?:personal|access to real[- ]time|real[- ]time|the ability to (?:browse|see))"
+    r"|\bas of my (?:last )?(?:knowledge )?(?:cutoff|update)", re.I)
+_HELP_PIVOT = re.compile(r"\b(?:but|however),? (?:i can|i'd be happy|here|according|based on|as of|generally|typically"
+                         r"|there (?:are|is|were|was))|\bhere(?: are|'s| is)\b", re.I)
+_LECTURE = re.compile(r"not appropriate|inappropriate|unethical|not ethical|illegal|condone|harmful|against (?:my|the) "
+                      r"(?:guidelines|polic)", re.I)
+
+
 def refusal_from_opening(reply: str) -> int | None:
-    """1 when the reply's opening declines, 0 when nothing in it hints at declining, None when unclear."""
+    """1 when the reply's opening declines, 0 when nothing in it hints at declining or when it is a disclaimer
+    followed by help, None when unclear."""
     head = reply.strip()[:300]
     if _DECLINE_OPENING.search(head[:150]):
         return 1
-    return None if _DECLINE_HINT.search(head) else 0
+    if not _DECLINE_HINT.search(head):
+        return 0
+    d = _DISCLAIMER.search(head)
+    if d and _HELP_PIVOT.search(head, d.end()) and not _LECTURE.search(head):
+        return 0
+    return None
 
 
 def _licence_ok(lic: str) -> bool:
