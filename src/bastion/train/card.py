@@ -161,8 +161,8 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "mark a better and a worse reply, and most 'rejected' replies answer the question, so each reply counts as a "
         "refusal when its opening declines (a fixed pattern list in `train/data.py`, `refusal_from_opening`); where "
         "the patterns cannot tell (about one reply in seventeen: lectures, apologies that correct a premise), the "
-        "dataset's side is kept; a disclaimer about what an AI has or knows that goes on to help counts as an answer. The refusal-direction completions are labelled by their release's substring "
-        "matcher. Refusal figures therefore measure agreement with these rules, and soft refusals ('I must remind "
+        "dataset's side is kept; a disclaimer about what an AI has or knows that goes on to help counts as an "
+        "answer. The refusal-direction completions are labelled by their release's substring matcher. Refusal figures therefore measure agreement with these rules, and soft refusals ('I must remind "
         "you that ...') are where the labels, and the head, are least sure.",
         "- Self-harm, sexual content and S14 (code-interpreter abuse) have little licence-clean training data; S14 "
         "and part of the hard negatives are written by the Bastion authors (templates).",
