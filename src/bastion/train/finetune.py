@@ -80,7 +80,7 @@ class _Model:
         torch.manual_seed(seed)
         nn = torch.nn
         self.torch = torch
-        self.enc = AutoModel.from_pretrained(base_path)
+        self.enc = AutoModel.from_pretrained(base_path).float()  # base weights may be stored as fp16
         self.heads = nn.ModuleDict({t: new_mlp_head(torch) for t in TASKS})
         self.heads["cats"] = nn.Linear(384, 14)
 
@@ -94,44 +94,57 @@ class _Model:
         return self.torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
-def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, seed: int = 13,
-             minutes: float = 35.0, max_steps: int = 1250, batch: int = 32, lr: float = 6e-5,
-             head_lr_scale: float = 30.0,
-             threads: int | None = None,
-             log: Callable[[str], None] = print, stats: dict | None = None) -> dict[str, np.ndarray]:
-    """Fine-tune for `max_steps` (reproducible for a seed), stopping early only if the wall-time budget runs
-    out; export the encoder to `out_dir/encoder.onnx` (int8). Returns the head weights in runtime format;
-    `stats` (if given) receives the number of steps run (fewer than planned if the budget ran out)."""
+def _epoch_batches(items: list, batch: int, rng: random.Random, max_steps: int, epochs: float | None) -> list[list]:
+    """The batch sequence: `max_steps` steps into one shuffled pass (the CPU recipe), or `epochs` full passes,
+    each reshuffled, when given."""
+    first = _batches(items, batch, rng)
+    if epochs is None:
+        return first[: min(len(first), max_steps)]
+    out = list(first)
+    while len(out) < epochs * len(first):
+        out.extend(_batches(items, batch, rng))
+    return out[: round(epochs * len(first))]
+
+
+def train_encoder(items: list, base_path: str, seed: int = 13, minutes: float = 35.0, max_steps: int = 1250,
+                  epochs: float | None = None, batch: int = 32, lr: float = 6e-5, head_lr_scale: float = 30.0,
+                  device: str = "cpu", freeze_word_embeddings: bool = False,
+                  log: Callable[[str], None] = print, stats: dict | None = None) -> _Model:
+    """Multi-task fine-tuning on encoded items (see `_encode`); returns the model in eval mode, on the CPU.
+
+    Seeded: on the CPU a seed gives the same weights; on a GPU the order of batches is the same but
+    floating-point reductions are not bit-reproducible."""
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
     rng = random.Random(seed)
-    items = _encode(enc, exs)
-    batches = _batches(items, batch, rng)
-    log(f"fine-tuning on {len(items)} windows, {len(batches)} batches, budget {minutes:.0f} min")
+    batches = _epoch_batches(items, batch, rng, max_steps, epochs)
+    log(f"fine-tuning on {len(items)} windows: {len(batches)} steps of batch {batch} on {device}, "
+        f"budget {minutes:.0f} min")
     model = _Model(torch, base_path, seed)
+    if freeze_word_embeddings:
+        # the vocabulary the training data never reaches keeps the geometry of the rows it does reach
+        model.enc.embeddings.word_embeddings.weight.requires_grad_(False)
+    model.enc.to(device)
+    model.heads.to(device)
     # The heads start from random weights and read L2-normalised embeddings (tiny inputs): at the encoder's
     # learning rate their logits stay near 0 and every score sits near 0.5, so they learn at head_lr_scale x lr.
-    opt = torch.optim.AdamW([{"params": list(model.enc.parameters()), "lr": lr, "scale": 1.0},
+    enc_params = [q for q in model.enc.parameters() if q.requires_grad]
+    opt = torch.optim.AdamW([{"params": enc_params, "lr": lr, "scale": 1.0},
                              {"params": list(model.heads.parameters()), "lr": lr * head_lr_scale,
                               "scale": head_lr_scale}], weight_decay=0.01)
-    planned = min(len(batches), max_steps)
+    planned = len(batches)
     warm = 30
     t0 = time.time()
-    sched_total = planned
     bce = torch.nn.BCEWithLogitsLoss()
     ce = torch.nn.CrossEntropyLoss()
     model.enc.train()
     losses: list[float] = []
     done = 0
     for step, b in enumerate(batches, 1):
-        if step > sched_total:
-            break
         if time.time() - t0 > minutes * 60:
-            log(f"wall-time budget reached at step {step} of {sched_total}: stopping early (not reproducible)")
+            log(f"wall-time budget reached at step {step} of {planned}: stopping early (not reproducible)")
             break
-        frac = step / max(1, sched_total)
+        frac = step / max(1, planned)
         cur = lr * (step / warm if step < warm else max(0.05, 1 - frac))
         for g in opt.param_groups:
             g["lr"] = cur * g["scale"]
@@ -139,13 +152,13 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
         ids = torch.full((len(b), L), PAD, dtype=torch.long)
         mask = torch.zeros((len(b), L), dtype=torch.long)
         for r, x in enumerate(b):
-            ids[r, : len(x[0])] = torch.tensor(x[0])
+            ids[r, : len(x[0])] = torch.as_tensor(x[0])
             mask[r, : len(x[0])] = 1
         task = TASKS[b[0][1]]
-        y = torch.tensor([float(x[2]) for x in b])
-        emb = model.embed(ids, mask)
+        y = torch.tensor([float(x[2]) for x in b], device=device)
+        emb = model.embed(ids.to(device), mask.to(device))
         loss = bce(model.heads[task](emb).squeeze(-1), y)
-        cats = torch.tensor([x[3] for x in b])
+        cats = torch.tensor([x[3] for x in b], device=device)
         sel = cats >= 0
         if sel.any():
             loss = loss + 0.5 * ce(model.heads["cats"](emb[sel]), cats[sel])
@@ -155,21 +168,47 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
         opt.step()
         losses.append(float(loss.detach()))
         done = step
-        if step % 50 == 0:
-            log(f"step {step}/{sched_total} loss {np.mean(losses[-50:]):.4f} ({time.time() - t0:.0f}s)")
-    model.enc.eval()
+        if step % 50 == 0 or step == planned:
+            log(f"step {step}/{planned} loss {np.mean(losses[-50:]):.4f} ({time.time() - t0:.0f}s)")
+    model.enc.eval().to("cpu")
+    model.heads.to("cpu")
+    if stats is not None:
+        stats["steps"] = done
+        stats["seconds"] = round(time.time() - t0, 1)
+    return model
+
+
+def head_arrays(model: _Model) -> dict[str, np.ndarray]:
+    """A trained model's heads in the runtime's `heads.npz` format."""
     heads: dict[str, np.ndarray] = {}
     for t in TASKS:
         heads.update(mlp_head_arrays(t, model.heads[t]))
     heads["cats.W0"] = model.heads["cats"].weight.detach().numpy().T.copy()
     heads["cats.b0"] = model.heads["cats"].bias.detach().numpy().copy()
-    from .export import export_module
-
-    export_module(model.enc, out_dir)
-    if stats is not None:
-        stats["steps"] = done
-    log(f"fine-tuned {done} steps in {time.time() - t0:.0f}s; exported int8 encoder")
     return heads
 
 
-__all__ = ["finetune"]
+def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, seed: int = 13,
+             minutes: float = 35.0, max_steps: int = 1250, epochs: float | None = None, batch: int = 32,
+             lr: float = 6e-5, head_lr_scale: float = 30.0, threads: int | None = None, device: str = "cpu",
+             freeze_word_embeddings: bool = False,
+             log: Callable[[str], None] = print, stats: dict | None = None) -> dict[str, np.ndarray]:
+    """Fine-tune for `max_steps` (or `epochs` full passes), reproducible for a seed on the CPU, stopping early
+    only if the wall-time budget runs out; export the encoder to `out_dir/encoder.onnx` (int8). Returns the head
+    weights in runtime format; `stats` (if given) receives the number of steps run (fewer than planned if the
+    budget ran out)."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = train_encoder(_encode(enc, exs), base_path, seed=seed, minutes=minutes, max_steps=max_steps,
+                          epochs=epochs, batch=batch, lr=lr, head_lr_scale=head_lr_scale, device=device,
+                          freeze_word_embeddings=freeze_word_embeddings, log=log, stats=stats)
+    from .export import export_module
+
+    export_module(model.enc, out_dir)
+    log(f"fine-tuned {stats['steps'] if stats else '?'} steps; exported int8 encoder")
+    return head_arrays(model)
+
+
+__all__ = ["finetune", "head_arrays", "train_encoder"]

@@ -41,6 +41,8 @@ class TrainConfig:
     n_benign: int = 13000
     minutes: float = 35.0
     steps: int = 1250  # fine-tuning steps of batch 32 (about 2.1 s each on 2 cores)
+    epochs: float | None = None  # full passes over the fine-tuning data instead of `steps` (the GPU recipe)
+    device: str = "cpu"  # torch device for the fine-tuning only ("cuda" on a GPU); the rest runs on the CPU
     extra: list[Path] | None = None
     threads: int | None = None
     heads_only: bool = False  # keep the fine-tuned encoder and MLP heads in out_dir; refit the rest
@@ -267,7 +269,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         log("heads only: keeping the fine-tuned encoder and its attack and response heads")
     else:
         heads = finetune([e for e in train_ex if e.finetune], enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed,
-                         minutes=cfg.minutes, max_steps=cfg.steps, threads=cfg.threads, log=log, stats=ft_stats)
+                         minutes=cfg.minutes, max_steps=cfg.steps, epochs=cfg.epochs, threads=cfg.threads,
+                         device=cfg.device, log=log, stats=ft_stats)
         np.savez_compressed(cfg.out_dir / "heads.npz", **heads)  # a later failure can resume with --heads-only
     # one session of the encoder just fine-tuned (`enc` above still holds the one it was opened on, and is used
     # only to tokenise) for every step that embeds with it
@@ -354,6 +357,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
                                                             "steps": previous.get("finetune_steps")}
     elif ft_stats:
         manifest["finetune_steps"] = ft_stats["steps"]
+        manifest["finetune"] = {"steps": ft_stats["steps"], "epochs": cfg.epochs, "device": cfg.device,
+                                "trained_seconds": ft_stats.get("seconds")}
     manifest.update({
         "version": model_version(cfg.out_dir, cfg.seed),
         "trained_seconds": round(time.time() - t_start, 1),

