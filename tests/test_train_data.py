@@ -299,3 +299,22 @@ def test_training_seed_does_not_move_the_data_or_validation_split(monkeypatch, t
         with pytest.raises(RuntimeError, match="stop after"):
             fit.train(fit.TrainConfig(data_root=tmp_path, out_dir=tmp_path, seed=seed))
     assert calls[0] == calls[1] and "seed" not in calls[0]
+
+
+def test_wrapped_prompts_copy_training_prompts_only_with_their_labels():
+    from bastion.train.data import NEUTRAL_WRAPPERS, Example, wrapped_prompts
+
+    exs = [Example(task="prompt", text=f"request number {i}", label=i % 2, source="s", licence="MIT",
+                   category="S2" if i % 2 else None) for i in range(400)]
+    exs += [Example(task="prompt", text=f"held out {i}", label=1, source="v", licence="MIT", split="val")
+            for i in range(100)]
+    exs += [Example(task="attack", text=f"attack {i}", label=1, source="a", licence="MIT") for i in range(100)]
+    out = wrapped_prompts(exs, seed=3, share=0.25)
+    assert 60 < len(out) < 140  # about a quarter of the 400 training prompts
+    for w in out:
+        inner = [e for e in exs if any(w.text == f.format(e.text) for f in NEUTRAL_WRAPPERS)]
+        assert len(inner) == 1
+        assert inner[0].split == "train" and inner[0].task == "prompt"
+        assert (w.label, w.category, w.split) == (inner[0].label, inner[0].category, "train")
+    assert {w.label for w in out} == {0, 1}  # harmful and benign alike: the wrapper carries no label
+    assert [w.text for w in wrapped_prompts(exs, seed=3, share=0.25)] == [w.text for w in out]  # seeded

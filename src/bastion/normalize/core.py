@@ -148,7 +148,7 @@ _SHAPE = str.maketrans(
      **{c: "N" for c in "0123456789" if c not in LEET}}
 )
 _LEET_INTERIOR = re.compile(r"LD{1,6}L")  # heavy leet ("1n171473d") keeps few letters
-_LEET_EDGE = re.compile(r"^(?:D{1,3}L{2,}|L{2,}D{1,3})$")
+_LEET_EDGE = re.compile(r"^(?:D{1,3}L{2,}D{0,3}|L{2,}D{1,3})$")  # "5h0t" no; "5muggl3" yes
 _HEXLIKE = re.compile(r"^[0-9A-Fa-f]{6,}$")
 _CLASSIC_LEET = set("034@$57")
 _LEET_LOWER = str.maketrans({k: v[0] for k, v in LEET.items()})
@@ -455,14 +455,20 @@ def _deleet(t: str, sig: dict[str, float]) -> list[tuple[int, int, str]]:
     return [(s, e, new) for s, (e, new) in sorted(out.items())]
 
 
-def _leet_neighbours(t: str, s: int, e: int, out: dict[int, tuple[int, str]]) -> None:
-    """Short neighbours of a leet word ("70", "4", "m3") are leet too: "h0w 70 m4k3", "t3ll m3"."""
+def _leet_neighbours(t: str, s: int, e: int, out: dict[int, tuple[int, str]], hops: int = 3) -> None:
+    """Short neighbours of a leet word ("70", "4", "m3") are leet too: "h0w 70 m4k3", "t3ll m3". A neighbour
+    with a letter in it ("7h3", "m3") passes the reading on to its own neighbours ("7h3 b357 w4y"); bare
+    digits ("1 5 7") do not, so a run of numbers beside one leet word stays numbers."""
     p = _PREV_TOKEN.search(t, max(0, s - 16), s)
     if p and p.start(1) not in out and _leetable(p.group(1)):
         out[p.start(1)] = (p.end(1), _choose(p.group(1), False))
+        if hops > 1 and p.group(1).translate(_SHAPE).count("L"):
+            _leet_neighbours(t, p.start(1), p.end(1), out, hops - 1)
     q = _NEXT_TOKEN.match(t, e)
     if q and q.start(1) not in out and _leetable(q.group(1)):
         out[q.start(1)] = (q.end(1), _choose(q.group(1), False))
+        if hops > 1 and q.group(1).translate(_SHAPE).count("L"):
+            _leet_neighbours(t, q.start(1), q.end(1), out, hops - 1)
 
 
 def _token_bounds(t: str, i: int, n: int) -> tuple[int, int]:

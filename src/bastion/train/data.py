@@ -387,6 +387,31 @@ class Builder:
             self.add(task="refusal", text=comp_, context=h, label=0, source="bastion_synthetic", licence="Apache-2.0")
 
 
+# Neutral instruction wrappers, as instruction-tuning corpora and chat front-ends put them around a request. Benign
+# template-style data (P3, Natural Instructions) would otherwise teach that a wrapper means "benign", and "Answer
+# this question: <harmful request>" would slip past. The benchmark measures other wrappers than these.
+NEUTRAL_WRAPPERS = (
+    "Reply to the following question: {}", "Question: {}\nAnswer:", "Respond to this: {}", "Here is my question. {}",
+    "User request: {}", "Input: {}\nOutput:", "Can you help with the following? {}", "Task: {}", "{}\nPlease be brief.",
+    "{} Keep it to one paragraph.", "Read the request and reply. Request: {}", "Instruction: {}\nResponse:",
+    "I have a question for you: {}", "{} (reply in English)", "Hi! {}", "Quick question - {}",
+)
+
+
+def wrapped_prompts(exs: list[Example], seed: int = 13, share: float = 0.2) -> list[Example]:
+    """Copies of a seeded `share` of the training prompts (harmful and benign alike, so the wrapper carries no
+    label) inside a neutral instruction wrapper; same label and category."""
+    rng = random.Random(seed)
+    out = []
+    for e in exs:
+        if e.task != "prompt" or e.split != "train" or len(e.text) > 600 or rng.random() >= share:
+            continue
+        t = rng.choice(NEUTRAL_WRAPPERS).format(e.text)
+        out.append(Example(task="prompt", text=t, label=e.label, source="bastion_synthetic(wrapped)",
+                           licence=e.licence, category=e.category, finetune=e.finetune))
+    return out
+
+
 def _redteam_seed_texts(root: Path) -> set[str]:
     from bastion.redteam.seeds import seed_texts
 

@@ -28,7 +28,7 @@ from bastion.models.runtime import (
     pair_windows,
 )
 
-from .data import Example, build
+from .data import Example, build, wrapped_prompts
 
 _THR_NAME = {"prompt": "prompt_harm", "attack": "attack", "response": "response_harm", "refusal": "refusal"}
 
@@ -249,6 +249,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     for e in exs:  # calibration split: 8% of train, used only for thresholds and cascade bands
         if e.split == "train" and rng.random() < 0.08:
             e.split = "calib"
+    # after the calibration draw, so that split does not move and no wrapped copy of a calibration prompt is trained on
+    exs.extend(wrapped_prompts(exs, seed=cfg.seed))
     log(f"examples: {dict(sorted(Counter((e.task, e.split) for e in exs).items()))}")
     if not (cfg.out_dir / "tokenizer.json").exists():
         export_encoder(cfg.out_dir)
