@@ -191,6 +191,8 @@ def test_persian_zwnj_kept():
         ("wh3r3 c4n 1 f1nd h473?", "where can i find hate?"),
         ("h0w d0 1 5734l 4 c4k3", "how do i steal a cake"),
         ("c4n 1 cr3473 4 d0cum3n7", "can i create a document"),
+        # a short neighbour holding a letter passes the reading on: "7h3" sits two words from the surest word
+        ("wh47 15 7h3 b357 w4y", "what is the best way"),
     ],
 )
 def test_deleet(text, expected):
@@ -218,6 +220,12 @@ def test_no_false_deleet_on_ordinary_numbers(text):
     n = normalize(text)
     assert "deleet" not in kinds(n)
     assert "leetspeak" not in n.signals
+
+
+def test_bare_numbers_beside_a_leet_word_stay_numbers():
+    # the neighbour rule reads one bare number beside a leet word as leet ("1" in "h0w d0 1"), no further
+    n = normalize("th3 r00m numb3rs 4r3 5 7 9")
+    assert kinds(n)["deleet"] == "the room numbers are s 7 9"
 
 
 # ---- character spacing ---------------------------------------------------------------------------
