@@ -222,8 +222,8 @@ def test_no_false_deleet_on_ordinary_numbers(text):
     assert "leetspeak" not in n.signals
 
 
-def test_bare_numbers_beside_a_leet_word_stay_numbers():
-    # the neighbour rule reads one bare number beside a leet word as leet ("1" in "h0w d0 1"), no further
+def test_leet_reading_stops_at_the_first_bare_number():
+    # one bare number beside a leet word reads as leet ("1" in "h0w d0 1"); it does not pass the reading on
     n = normalize("th3 r00m numb3rs 4r3 5 7 9")
     assert kinds(n)["deleet"] == "the room numbers are s 7 9"
 
