@@ -318,3 +318,15 @@ def test_wrapped_prompts_copy_training_prompts_only_with_their_labels():
         assert (w.label, w.category, w.split) == (inner[0].label, inner[0].category, "train")
     assert {w.label for w in out} == {0, 1}  # harmful and benign alike: the wrapper carries no label
     assert [w.text for w in wrapped_prompts(exs, seed=3, share=0.25)] == [w.text for w in out]  # seeded
+
+
+def test_model_card_of_a_gpu_fine_tuned_build_says_where_and_how():
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import render
+
+    m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    m["finetune"] = {"device": "NVIDIA H200", "steps": 6975, "trained_seconds": 169.6, "config": {"epochs": 3.0}}
+    text = render(m)
+    assert "6,975 fine-tuning steps" in text
+    assert "170 s of fine-tuning on one NVIDIA H200 GPU" in text and "on 2 CPU cores" in text
+    assert "--device cuda --epochs 3`" in text

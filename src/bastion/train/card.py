@@ -103,10 +103,27 @@ def _build_notes(version: str) -> list[str]:
 
 def _train_time(manifest: dict) -> str:
     ft = manifest.get("finetune")
+    if ft and ft.get("device") and ft.get("trained_seconds"):  # fine-tuned on a GPU, heads refitted on the CPU
+        return (f"{ft['trained_seconds']:.0f} s of fine-tuning on one {ft['device']} GPU, then "
+                f"{manifest['trained_seconds']:.0f} s for `--heads-only` on 2 CPU cores")
     if ft and ft.get("trained_seconds"):  # heads refitted later with `bastion train --heads-only`
         return (f"{ft['trained_seconds']:.0f} s for the fine-tuning run ({ft.get('version')}), then "
-                f"{manifest['trained_seconds']:.0f} s for `--heads-only`")
-    return f"{manifest['trained_seconds']:.0f} s"
+                f"{manifest['trained_seconds']:.0f} s for `--heads-only`, on 2 CPU cores")
+    return f"{manifest['trained_seconds']:.0f} s on 2 CPU cores"
+
+
+def _reproduce(manifest: dict) -> str:
+    ft = manifest.get("finetune") or {}
+    if ft.get("device"):
+        epochs = (ft.get("config") or {}).get("epochs") or ft.get("epochs")
+        return ("on a machine with a GPU, `pip install torch && pip install -e '.[train]' && bastion train --data "
+                f"../shared/datasets --device cuda --epochs {epochs:g}` at the commit that built this model, then "
+                "`bastion train --heads-only` (docs/BENCHMARKS.md names the commits; GPU training is seeded but not "
+                "bit-reproducible).")
+    return ("`pip install torch==2.13.0 && pip install -e '.[train]' && bastion train --data ../shared/datasets` "
+            "at the commit that built this model" + (", then `bastion train --heads-only` at the commit that refitted "
+                                                     "its heads" if ft else "")
+            + " (docs/BENCHMARKS.md names the commits; training code changes move the result).")
 
 
 def _steps(manifest: dict) -> str:
@@ -135,7 +152,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "bands, and a response window when its response-harm and refusal scores are both below theirs: "
         f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
         "(each the tier-1 score of the lowest 0.5% of calibration positives the exact tier flags).",
-        f"- **Training time:** {_train_time(manifest)} on 2 CPU cores (`bastion train`; {_steps(manifest)}"
+        f"- **Training time:** {_train_time(manifest)} (`bastion train`; {_steps(manifest)}"
         "fine-tuning steps of batch 32 dominate; the heads learn at 30x the encoder's learning rate).",
         "",
         "## Intended use",
@@ -146,7 +163,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "",
         "## Limits",
         "- English only in practice (MiniLM was trained on English); other languages get weak scores.",
-        "- Small encoder (22M parameters, one epoch of multi-task fine-tuning on CPU): subtle harm that needs world "
+        "- Small encoder (22M parameters, multi-task fine-tuned): subtle harm that needs world "
         "knowledge, and long multi-turn manipulation, are beyond it. Use it as a fast first line, and an LLM judge "
         "for high-stakes decisions.",
         "- **Over-refusal is its main weakness**: benign prompts that merely sound dangerous (CoCoNot contrast, "
@@ -233,10 +250,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
           "StrongREJECT, MultiJail, GPTFuzz and DangerousQA prompts (held out as validation); non-commercial or "
           "unlicensed sets (Do-Not-Answer, ToxicChat, Alpaca-derived lists, MaliciousInstruct, Tensor Trust).",
           "", "Counts per task/split: " + ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()) + ".",
-          "", "Reproduce: `pip install torch==2.13.0 && pip install -e '.[train]' && bastion train --data ../shared/datasets` "
-          "at the commit that built this model" + (", then `bastion train --heads-only` at the commit that refitted its heads"
-                                                   if manifest.get("finetune") else "")
-          + " (docs/BENCHMARKS.md names the commits; training code changes move the result)."]
+          "", "Reproduce: " + _reproduce(manifest)]
     return "\n".join(L) + "\n"
 
 
