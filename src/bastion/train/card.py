@@ -93,6 +93,33 @@ _BUILD_NOTES = {
         "`61cb1380`), and response harm is still fragile on short fragments of ordinary prose with no prompt "
         "(see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261127-s13-f999d71c": [
+        "- **A new encoder, fine-tuned on a GPU.** Earlier builds fine-tuned for 1,250-1,400 steps of batch 32 on 2 "
+        "CPU cores: about 0.6 of one pass over the 71,325 training windows. This encoder had three full passes "
+        "(6,693 steps, seed 13, `train_encoder` with `epochs=3`) in 117 s on one NVIDIA H200, from all-MiniLM-L6-v2 "
+        "weights carried there in fp16 (a transfer limit); data and labels as at commit be6feb3. The same run on 2 "
+        "CPU cores would take about 4 hours. Then `bastion train --heads-only` on 2 CPU cores refitted the "
+        "prompt-harm and refusal heads, tier 1, the category head and the thresholds, with neutral-wrapper copies "
+        "of a fifth of the training prompts added (`wrapped_prompts`).",
+        "- **Chosen among five GPU variants by a validation proxy** (the sum of the four checks' validation F1 and "
+        "AUC under the jointly trained heads): the CPU schedule (6.64), three passes with the word embeddings "
+        "frozen (6.85) or trained (6.87, this one), two passes with seed 14 (6.85), three passes with seed 14 "
+        "(6.79). A sixth, three passes with the wrappers in the fine-tuning data too (6.97), was cut at 96% of its "
+        "schedule by the device-time budget; after the same refit it was better on everyday traffic, response harm "
+        "and wrappers but worse on benign role-play (14.5% false attacks) and refusal, and was not shipped.",
+        "- **Held out, against `6441ee46` (same benchmark run, same day):** prompt-harm F1 0.806 -> 0.817, "
+        "sounds-dangerous false positives 25.2% -> 16.3% (CoCoNot contrast 19.8% -> 8.9%), ToxiGen neutral "
+        "statements flagged 42.9% -> 33.1% (hate recall 0.88 -> 0.81), benign role-play taken for attacks 12.4% "
+        "-> 8.1%, attack F1 0.748 -> 0.782. Worse: response-harm F1 0.682 -> 0.671 (fewer false positives, 13.9% "
+        "-> 6.5%, and lower recall; DICES 0.40 -> 0.24), refusal F1 0.885 -> 0.882 (hand-written probe: 2 of 15 "
+        "answers called refusals, was 1), JBB-behaviour recall 0.96 -> 0.93, OASST false positives 5.8% -> 8.2%.",
+        "- **Neutral wrappers:** 'Answer this question: <request>' hid a third of harmful requests from "
+        "`6441ee46` (67% of plain-text detection). Trained on other wrappers (the benchmark's five are never "
+        "trained on), this build keeps 83-101% under the five (`6441ee46`: 67-100%); 'Q: <request>' is barely "
+        "better (81% -> 83%).",
+        "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md); "
+        "sympathy openings still score as refusals.",
+    ],
 }
 
 
@@ -153,7 +180,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
         "(each the tier-1 score of the lowest 0.5% of calibration positives the exact tier flags).",
         f"- **Training time:** {_train_time(manifest)} (`bastion train`; {_steps(manifest)}"
-        "fine-tuning steps of batch 32 dominate; the heads learn at 30x the encoder's learning rate).",
+        "fine-tuning steps of batch 32; the heads learn at 30x the encoder's learning rate).",
         "",
         "## Intended use",
         "Input and output moderation for LLM applications on a CPU: should a responsible assistant refuse this "
