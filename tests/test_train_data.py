@@ -330,3 +330,6 @@ def test_model_card_of_a_gpu_fine_tuned_build_says_where_and_how():
     assert "6,975 fine-tuning steps" in text
     assert "170 s of fine-tuning on one NVIDIA H200 GPU" in text and "on 2 CPU cores" in text
     assert "--device cuda --epochs 3`" in text
+    m["finetune"] = {"device": "cpu", "steps": 1250, "trained_seconds": 2700.0, "version": "v-cpu"}
+    text = render(m)
+    assert "GPU" not in text.split("## Intended use")[0] and "--device cuda" not in text

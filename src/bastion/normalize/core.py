@@ -148,7 +148,7 @@ _SHAPE = str.maketrans(
      **{c: "N" for c in "0123456789" if c not in LEET}}
 )
 _LEET_INTERIOR = re.compile(r"LD{1,6}L")  # heavy leet ("1n171473d") keeps few letters
-_LEET_EDGE = re.compile(r"^(?:D{1,3}L{2,}D{0,3}|L{2,}D{1,3})$")  # "5h0t" no; "5muggl3" yes
+_LEET_EDGE = re.compile(r"^(?:D{1,3}L{2,}D{0,3}|L{2,}D{1,3})$")  # leet at one or both ends, if a common word
 _HEXLIKE = re.compile(r"^[0-9A-Fa-f]{6,}$")
 _CLASSIC_LEET = set("034@$57")
 _LEET_LOWER = str.maketrans({k: v[0] for k, v in LEET.items()})

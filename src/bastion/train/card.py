@@ -130,7 +130,7 @@ def _build_notes(version: str) -> list[str]:
 
 def _train_time(manifest: dict) -> str:
     ft = manifest.get("finetune")
-    if ft and ft.get("device") and ft.get("trained_seconds"):  # fine-tuned on a GPU, heads refitted on the CPU
+    if ft and ft.get("device") not in (None, "cpu") and ft.get("trained_seconds"):  # GPU fine-tuning, CPU refit
         return (f"{ft['trained_seconds']:.0f} s of fine-tuning on one {ft['device']} GPU, then "
                 f"{manifest['trained_seconds']:.0f} s for `--heads-only` on 2 CPU cores")
     if ft and ft.get("trained_seconds"):  # heads refitted later with `bastion train --heads-only`
@@ -141,7 +141,7 @@ def _train_time(manifest: dict) -> str:
 
 def _reproduce(manifest: dict) -> str:
     ft = manifest.get("finetune") or {}
-    if ft.get("device"):
+    if ft.get("device") not in (None, "cpu"):
         epochs = (ft.get("config") or {}).get("epochs") or ft.get("epochs")
         return ("on a machine with a GPU, `pip install torch && pip install -e '.[train]' && bastion train --data "
                 f"../shared/datasets --device cuda --epochs {epochs:g}` at the commit that built this model, then "

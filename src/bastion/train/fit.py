@@ -359,8 +359,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
                                                             "steps": previous.get("finetune_steps")}
     elif ft_stats:
         manifest["finetune_steps"] = ft_stats["steps"]
-        manifest["finetune"] = {"steps": ft_stats["steps"], "epochs": cfg.epochs, "device": cfg.device,
-                                "trained_seconds": ft_stats.get("seconds")}
+        if cfg.device != "cpu":  # the model card names the device and the --device/--epochs command
+            manifest["finetune"] = {"steps": ft_stats["steps"], "epochs": cfg.epochs, "device": cfg.device,
+                                    "trained_seconds": ft_stats.get("seconds")}
     manifest.update({
         "version": model_version(cfg.out_dir, cfg.seed),
         "trained_seconds": round(time.time() - t_start, 1),
