@@ -325,7 +325,7 @@ def test_model_card_of_a_gpu_fine_tuned_build_says_where_and_how():
     from bastion.train.card import render
 
     m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
-    m["finetune"] = {"device": "NVIDIA H200", "steps": 6975, "trained_seconds": 169.6, "config": {"epochs": 3.0}}
+    m["finetune"] = {"device": "NVIDIA H200", "steps": 6975, "trained_seconds": 169.6, "epochs": 3.0}
     text = render(m)
     assert "6,975 fine-tuning steps" in text
     assert "170 s of fine-tuning on one NVIDIA H200 GPU" in text and "on 2 CPU cores" in text

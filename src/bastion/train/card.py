@@ -128,9 +128,15 @@ def _build_notes(version: str) -> list[str]:
     return ["## Notes on this build", *notes, ""] if notes else []
 
 
+def _gpu_finetune(manifest: dict) -> dict | None:
+    """The fine-tuning record of a build whose encoder was fine-tuned on a GPU (`bastion train --device cuda`)."""
+    ft = manifest.get("finetune") or {}
+    return ft if ft.get("device") not in (None, "cpu") else None
+
+
 def _train_time(manifest: dict) -> str:
     ft = manifest.get("finetune")
-    if ft and ft.get("device") not in (None, "cpu") and ft.get("trained_seconds"):  # GPU fine-tuning, CPU refit
+    if _gpu_finetune(manifest):  # GPU fine-tuning, CPU refit
         return (f"{ft['trained_seconds']:.0f} s of fine-tuning on one {ft['device']} GPU, then "
                 f"{manifest['trained_seconds']:.0f} s for `--heads-only` on 2 CPU cores")
     if ft and ft.get("trained_seconds"):  # heads refitted later with `bastion train --heads-only`
@@ -140,13 +146,14 @@ def _train_time(manifest: dict) -> str:
 
 
 def _reproduce(manifest: dict) -> str:
-    ft = manifest.get("finetune") or {}
-    if ft.get("device") not in (None, "cpu"):
-        epochs = (ft.get("config") or {}).get("epochs") or ft.get("epochs")
+    gpu = _gpu_finetune(manifest)
+    if gpu:
+        schedule = f"--epochs {gpu['epochs']:g}" if gpu.get("epochs") else f"--steps {gpu['steps']}"
         return ("on a machine with a GPU, `pip install torch && pip install -e '.[train]' && bastion train --data "
-                f"../shared/datasets --device cuda --epochs {epochs:g}` at the commit that built this model, then "
+                f"../shared/datasets --device cuda {schedule}` at the commit that built this model, then "
                 "`bastion train --heads-only` (docs/BENCHMARKS.md names the commits; GPU training is seeded but not "
                 "bit-reproducible).")
+    ft = manifest.get("finetune")
     return ("`pip install torch==2.13.0 && pip install -e '.[train]' && bastion train --data ../shared/datasets` "
             "at the commit that built this model" + (", then `bastion train --heads-only` at the commit that refitted "
                                                      "its heads" if ft else "")

@@ -175,6 +175,7 @@ def train_encoder(items: list, base_path: str, seed: int = 13, minutes: float = 
     if stats is not None:
         stats["steps"] = done
         stats["seconds"] = round(time.time() - t0, 1)
+        stats["device"] = torch.cuda.get_device_name(device) if str(device).startswith("cuda") else str(device)
     return model
 
 
@@ -191,7 +192,6 @@ def head_arrays(model: _Model) -> dict[str, np.ndarray]:
 def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, seed: int = 13,
              minutes: float = 35.0, max_steps: int = 1250, epochs: float | None = None, batch: int = 32,
              lr: float = 6e-5, head_lr_scale: float = 30.0, threads: int | None = None, device: str = "cpu",
-             freeze_word_embeddings: bool = False,
              log: Callable[[str], None] = print, stats: dict | None = None) -> dict[str, np.ndarray]:
     """Fine-tune for `max_steps` (or `epochs` full passes), reproducible for a seed on the CPU, stopping early
     only if the wall-time budget runs out; export the encoder to `out_dir/encoder.onnx` (int8). Returns the head
@@ -201,13 +201,14 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
 
     if threads:
         torch.set_num_threads(threads)
+    stats = {} if stats is None else stats
     model = train_encoder(_encode(enc, exs), base_path, seed=seed, minutes=minutes, max_steps=max_steps,
-                          epochs=epochs, batch=batch, lr=lr, head_lr_scale=head_lr_scale, device=device,
-                          freeze_word_embeddings=freeze_word_embeddings, log=log, stats=stats)
+                          epochs=epochs, batch=batch, lr=lr, head_lr_scale=head_lr_scale, device=device, log=log,
+                          stats=stats)
     from .export import export_module
 
     export_module(model.enc, out_dir)
-    log(f"fine-tuned {stats['steps'] if stats else '?'} steps; exported int8 encoder")
+    log(f"fine-tuned {stats['steps']} steps in {stats['seconds']:.0f}s on {stats['device']}; exported int8 encoder")
     return head_arrays(model)
 
 

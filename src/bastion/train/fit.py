@@ -360,8 +360,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     elif ft_stats:
         manifest["finetune_steps"] = ft_stats["steps"]
         if cfg.device != "cpu":  # the model card names the device and the --device/--epochs command
-            manifest["finetune"] = {"steps": ft_stats["steps"], "epochs": cfg.epochs, "device": cfg.device,
-                                    "trained_seconds": ft_stats.get("seconds")}
+            manifest["finetune"] = {"steps": ft_stats["steps"], "epochs": cfg.epochs, "device": ft_stats["device"],
+                                    "trained_seconds": ft_stats["seconds"]}
     manifest.update({
         "version": model_version(cfg.out_dir, cfg.seed),
         "trained_seconds": round(time.time() - t_start, 1),
