@@ -3,7 +3,7 @@
 Prints: cold start (import + model load + first verdict, in a fresh process), single-thread p50/p95
 per prompt of up to 64 words (`Guard(threads=1)`), and batch throughput on all cores.
 
-    python benchmarks/guard_latency.py [--n 400]
+    python benchmarks/guard_latency.py [--n 400] [--model DIR]
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def prompts(n: int, seed: int = 0) -> list[str]:
     return [" ".join(rng.choice(_WORDS) for _ in range(rng.randint(5, 64))).capitalize() + "?" for _ in range(n)]
 
 
-def cold_start() -> float:
-    code = ("import time; t=time.perf_counter(); from bastion import Guard; g=Guard(threads=1); "
+def cold_start(model: str | None = None) -> float:
+    code = (f"import time; t=time.perf_counter(); from bastion import Guard; g=Guard(model={model!r}, threads=1); "
             "g.check_prompt('How do I bake bread?'); print(time.perf_counter()-t)")
     best = []
     for _ in range(3):
@@ -43,11 +43,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=400)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--model", default=None, help="model directory (default: the embedded model)")
     a = ap.parse_args()
     from bastion import Guard
 
     ps = prompts(a.n)
-    g1 = Guard(threads=1)
+    g1 = Guard(model=a.model, threads=1)
     for p in ps[:20]:
         g1.check_prompt(p)
     lat = []
@@ -58,7 +59,7 @@ def main() -> None:
     lat.sort()
     from bastion.models import load_model
 
-    g2 = Guard(model=load_model(threads=os.cpu_count()))
+    g2 = Guard(model=load_model(a.model, threads=os.cpu_count()))
     g2.check_batch(ps[:64])
     t = time.perf_counter()
     for i in range(0, len(ps), 64):
@@ -71,7 +72,7 @@ def main() -> None:
         "p50_ms_1thread": round(lat[len(lat) // 2], 2),
         "p95_ms_1thread": round(lat[int(len(lat) * 0.95)], 2),
         "batch_prompts_per_s": round(thr, 1),
-        "cold_start_s": round(cold_start(), 3),
+        "cold_start_s": round(cold_start(a.model), 3),
     }
     print(json.dumps(res) if a.json else "\n".join(f"{k}: {v}" for k, v in res.items()))
 

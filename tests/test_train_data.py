@@ -333,3 +333,15 @@ def test_model_card_of_a_gpu_fine_tuned_build_says_where_and_how():
     m["finetune"] = {"device": "cpu", "steps": 1250, "trained_seconds": 2700.0, "version": "v-cpu"}
     text = render(m)
     assert "GPU" not in text.split("## Intended use")[0] and "--device cuda" not in text
+
+
+def test_model_card_says_whether_scores_depend_on_batch_mates():
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import render
+    from bastion.train.fit import ENCODER_DESCRIPTION
+
+    m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    m["encoder"] = ENCODER_DESCRIPTION  # what `bastion train` writes now
+    assert "does not depend on the other texts in its batch" in render(m)
+    m["encoder"] = "all-MiniLM-L6-v2, multi-task fine-tuned, int8 ONNX (per-channel)"  # builds before 2026-11-28
+    assert "depends slightly on its batch-mates" in render(m)

@@ -120,12 +120,42 @@ _BUILD_NOTES = {
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md); "
         "sympathy openings still score as refusals.",
     ],
+    "bastion-guard-20261128-s13-6eada389": [
+        "- **The encoder of `f999d71c`, exported again, and its heads refitted.** The same fine-tuned weights "
+        "(three passes on one NVIDIA H200, seed 13, data as at be6feb3) went through the new export: eager "
+        "attention in the graph, and activations quantised per token with 7-bit codes instead of one 8-bit scale "
+        "per batch (`train/export.py`, `per_token_activations`). Then `bastion train --heads-only` on 2 CPU cores "
+        "refitted the prompt-harm and refusal heads, tier 1, the category head and the thresholds on the new "
+        "embeddings (887 s).",
+        "- **Why:** with one scale per batch a text's embedding moved by up to 0.04 with its batch-mates (median "
+        "0.018 over 256 prompts), so a gateway batch of other users' requests could move a score; and on CPUs "
+        "without VNNI the 8-bit u8s8 kernel can saturate its int16 pair sums (shown on a small test graph), so "
+        "such CPUs and VNNI ones could disagree. Now a text alone and in any batch get the same "
+        "embedding (difference at most 1.2e-7), and the mean cosine to the fp32 encoder rose from 0.970 to 0.981 "
+        "(worst case 0.897 to 0.948).",
+        "- **Held out, against `f999d71c` (the same benchmark):** prompt-harm F1 0.817 -> 0.818, sounds-dangerous "
+        "false positives 16.3% -> 16.7%, response-harm F1 0.671 -> 0.670 (threshold 0.6 -> 0.55; FPR 6.5% -> "
+        "7.1%), refusal F1 0.882 -> 0.891, attack F1 0.782 -> 0.776, jailbreak-template recall 0.990 -> 0.985, "
+        "benign role-play taken for attacks 8.1% as before. This build is about determinism, not accuracy.",
+        "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md); "
+        "sympathy openings still score as refusals.",
+    ],
 }
 
 
 def _build_notes(version: str) -> list[str]:
     notes = _BUILD_NOTES.get(version)
     return ["## Notes on this build", *notes, ""] if notes else []
+
+
+def _batch_note(manifest: dict) -> str:
+    if "per-token" in manifest.get("encoder", ""):
+        return ("- A score does not depend on the other texts in its batch (activations are quantised per token), "
+                "and CPUs with and without VNNI compute the same integers. Int8 embeddings still differ from the "
+                "fp32 encoder's (cosine 0.98 on average over 256 prompts, 0.95 at worst; `benchmarks/encoder_int8.py`).")
+    return ("- Scores of a batch can differ from one-at-a-time scores by a few hundredths (up to ~0.1 seen): the int8 "
+            "encoder quantises activations with one scale per batch, so a window's embedding depends slightly on its "
+            "batch-mates. Decisions near a threshold can flip between the two.")
 
 
 def _gpu_finetune(manifest: dict) -> dict | None:
@@ -220,9 +250,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "- Response-harm labels for jailbroken completions come from Llama Guard 2 (via the refusal-direction "
         "release); it inherits that judge's policy.",
         "- Categories are a multinomial guess over S1-S14 from the most harmful window; treat them as a hint.",
-        "- Scores of a batch can differ from one-at-a-time scores by a few hundredths (up to ~0.1 seen): the int8 "
-        "encoder quantises activations with one scale per batch, so a window's embedding depends slightly on its "
-        "batch-mates. Decisions near a threshold can flip between the two.",
+        _batch_note(manifest),
         "",
         *_build_notes(manifest["version"]),
         "## Validation (held out by source; not trained on, not used to pick thresholds)",

@@ -1,0 +1,104 @@
+"""The int8 encoder alone: does a text's embedding depend on its batch-mates, how close is it to a reference
+export (e.g. the fp32 graph of the same weights), and how fast is it.
+
+    python benchmarks/encoder_int8.py [--model DIR] [--reference OTHER.onnx ...] [--n 256]
+
+Texts are a seeded sample of held-out-style prompts from ../shared/datasets (benign and harmful pools), cut to
+126 tokens like the runtime's windows. "Batch-mates" compares each text embedded alone with the same text
+embedded in length-sorted batches of 32, as the runtime batches.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from bastion.models import DEFAULT_MODEL_DIR
+from bastion.models.runtime import CLS, PAD, SEP, WINDOW
+
+
+def _texts(data: Path, n: int) -> list[str]:
+    rows = []
+    for pool in ("benign_prompts_permissive", "harmful_prompts_permissive"):
+        with gzip.open(data / pool / "prompts.jsonl.gz", "rt", encoding="utf-8") as f:
+            rows.append([json.loads(line)["prompt"] for line in f])
+    rng = random.Random(0)
+    return rng.sample(rows[0], n // 2) + rng.sample(rows[1], n - n // 2)
+
+
+def _feed(seqs: list[list[int]], idx: list[int]) -> dict[str, np.ndarray]:
+    L = max(len(seqs[i]) for i in idx)
+    ids = np.full((len(idx), L), PAD, dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for r, i in enumerate(idx):
+        ids[r, : len(seqs[i])] = seqs[i]
+        mask[r, : len(seqs[i])] = 1
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def _session(path: Path, threads: int) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL_DIR)
+    ap.add_argument("--reference", type=Path, nargs="*", default=[], help="other ONNX exports to compare with")
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "datasets")
+    ap.add_argument("--n", type=int, default=256)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", action="store_true")
+    a = ap.parse_args()
+    tok = Tokenizer.from_file(str(a.model / "tokenizer.json"))
+    texts = _texts(a.data, a.n)
+    seqs = [[CLS, *tok.encode(t, add_special_tokens=False).ids[:WINDOW], SEP] for t in texts]
+    order = [int(i) for i in np.argsort([len(q) for q in seqs], kind="stable")]
+    batches = [order[b : b + 32] for b in range(0, len(order), 32)]
+    res: dict = {"date": time.strftime("%Y-%m-%d"), "n": len(seqs), "threads": a.threads, "exports": {}}
+    embs = {}
+    for path in [a.model / "encoder.onnx", *a.reference]:
+        s = _session(path, a.threads)
+        alone = np.vstack([s.run(None, _feed(seqs, [i]))[0] for i in range(len(seqs))])
+        batched = np.zeros_like(alone)
+        for idx in batches:
+            batched[idx] = s.run(None, _feed(seqs, idx))[0]
+        d = np.abs(alone - batched).max(axis=1)
+        speed = {}
+        for name, groups in (("batch32", batches), ("batch1", [[i] for i in order])):
+            t, runs = time.perf_counter(), 0
+            while time.perf_counter() - t < 3.0:
+                for idx in groups:
+                    s.run(None, _feed(seqs, idx))
+                runs += 1
+            speed[name] = round(runs * len(seqs) / (time.perf_counter() - t), 1)
+        embs[str(path)] = alone
+        res["exports"][str(path)] = {"batch_mates_max_abs_diff": {"median": float(np.median(d)), "max": float(d.max())},
+                                     "texts_per_s": speed}
+    main_emb = embs[str(a.model / "encoder.onnx")]
+    for path in a.reference:
+        cos = (main_emb * embs[str(path)]).sum(1)  # embeddings are L2-normalised in the graph
+        res["exports"][str(path)]["cosine_to_model"] = {"mean": round(float(cos.mean()), 5),
+                                                       "min": round(float(cos.min()), 5)}
+    if a.json:
+        print(json.dumps(res, indent=1))
+        return
+    for path, r in res["exports"].items():
+        print(path)
+        for k, v in r.items():
+            print(f"  {k}: {v}")
+
+
+if __name__ == "__main__":
+    main()

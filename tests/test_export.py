@@ -1,0 +1,88 @@
+"""The int8 export quantises activations per token: a text's embedding never depends on its batch-mates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[dev]')")
+ort = pytest.importorskip("onnxruntime")
+
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
+
+from bastion.train.export import per_token_activations  # noqa: E402
+
+
+def _mlp(path: str) -> None:
+    """x [batch, tokens, 16] -> MatMul + bias -> Relu -> MatMul + bias, the shape of a transformer's FFN."""
+    rng = np.random.default_rng(0)
+    w1, b1 = rng.normal(0, 0.3, (16, 32)).astype(np.float32), rng.normal(0, 0.1, 32).astype(np.float32)
+    w2, b2 = rng.normal(0, 0.3, (32, 8)).astype(np.float32), rng.normal(0, 0.1, 8).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w1"], ["h"]), helper.make_node("Add", ["h", "b1"], ["hb"]),
+             helper.make_node("Relu", ["hb"], ["r"]), helper.make_node("MatMul", ["r", "w2"], ["o"]),
+             helper.make_node("Add", ["o", "b2"], ["y"])]
+    g = helper.make_graph(nodes, "ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", "t", 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", "t", 8])],
+                          [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"))])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def _session(path: str, optimized: str | None = None):  # noqa: ANN202
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if optimized:
+        so.optimized_model_filepath = optimized
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def graphs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("q")
+    fp32, per_tensor, per_token = str(d / "fp32.onnx"), str(d / "tensor.onnx"), str(d / "token.onnx")
+    _mlp(fp32)
+    quantize_dynamic(fp32, per_tensor, weight_type=QuantType.QInt8, per_channel=True)
+    onnx.save(per_token_activations(onnx.load(per_tensor)), per_token)
+    return d, fp32, per_tensor, per_token
+
+
+def _inputs():
+    rng = np.random.default_rng(1)
+    me = rng.normal(0, 1, (1, 5, 16)).astype(np.float32)
+    loud = rng.normal(0, 1, (3, 5, 16)).astype(np.float32) * 40  # batch-mates with a much wider range
+    return me, np.concatenate([me, loud])
+
+
+def test_per_tensor_graph_depends_on_batch_mates(graphs):
+    # the defect being fixed: one activation scale for the whole batch
+    _, _, per_tensor, _ = graphs
+    s = _session(per_tensor)
+    me, batch = _inputs()
+    alone, together = s.run(None, {"x": me})[0], s.run(None, {"x": batch})[0][:1]
+    assert np.abs(alone - together).max() > 1e-2
+
+
+def test_per_token_graph_is_batch_independent_and_close_to_fp32(graphs):
+    _, fp32, _, per_token = graphs
+    s, ref = _session(per_token), _session(fp32)
+    me, batch = _inputs()
+    alone, together = s.run(None, {"x": me})[0], s.run(None, {"x": batch})[0]
+    assert np.abs(alone - together[:1]).max() < 1e-5
+    exact = ref.run(None, {"x": batch})[0]
+    rel = np.abs(together - exact).max() / np.abs(exact).max()
+    assert rel < 0.03, rel
+
+
+def test_per_token_graph_keeps_the_fused_int8_matmul(graphs):
+    d, _, _, per_token = graphs
+    opt = str(d / "optimized.onnx")
+    _session(per_token, optimized=opt)
+    ops = [n.op_type for n in onnx.load(opt).graph.node]
+    assert ops.count("MatMulIntegerToFloat") == 2 and "MatMulInteger" not in ops
+    assert "DynamicQuantizeLinear" not in ops
+
+
+def test_rewrite_refuses_a_graph_that_is_not_dynamically_quantised(graphs):
+    _, fp32, _, _ = graphs
+    with pytest.raises(ValueError, match="DynamicQuantizeLinear"):
+        per_token_activations(onnx.load(fp32))
