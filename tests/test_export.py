@@ -86,3 +86,12 @@ def test_rewrite_refuses_a_graph_that_is_not_dynamically_quantised(graphs):
     _, fp32, _, _ = graphs
     with pytest.raises(ValueError, match="DynamicQuantizeLinear"):
         per_token_activations(onnx.load(fp32))
+
+
+def test_rewrite_names_the_node_when_the_graph_is_not_the_expected_shape(graphs):
+    _, _, per_tensor, _ = graphs
+    m = onnx.load(per_tensor)
+    dq = next(n for n in m.graph.node if n.op_type == "DynamicQuantizeLinear")
+    m.graph.node.append(helper.make_node("Identity", [dq.output[1]], ["stray"]))  # the scale used elsewhere
+    with pytest.raises(ValueError, match="unexpected quantize_dynamic graph"):
+        per_token_activations(m)

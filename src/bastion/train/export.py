@@ -136,10 +136,13 @@ def per_token_activations(model):  # noqa: ANN001, ANN201
             helper.make_node("Concat", [p + "lead", "/ptq/one_i"], [p + "shape1"], axis=0),
             helper.make_node("Reshape", [p + "s", p + "shape1"], [p + "scale"]),
         ]
-        for mul in consumers[s]:  # Mul(a_scale, b_scale)
+        for mul in consumers.get(s, []):  # Mul(a_scale, b_scale)
+            after = consumers.get(mul.output[0], [])
+            if mul.op_type != "Mul" or len(after) != 1 or after[0].op_type != "Mul":
+                raise ValueError(f"unexpected quantize_dynamic graph: the scale of {n.name!r} feeds a {mul.op_type} "
+                                 "that is not Mul(a_scale, b_scale) -> Mul(Cast(MatMulInteger), ...)")
             mul.input[list(mul.input).index(s)] = "/ptq/one"
-            (scaling,) = consumers[mul.output[0]]  # Mul(Cast(MatMulInteger), a_scale * b_scale)
-            rescale[scaling.output[0]] = p + "scale"
+            rescale[after[0].output[0]] = p + "scale"  # Mul(Cast(MatMulInteger), a_scale * b_scale)
     if not replaced:
         raise ValueError("no DynamicQuantizeLinear node: not a quantize_dynamic graph")
     nodes = []
