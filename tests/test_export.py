@@ -11,7 +11,12 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: E402
 
-from bastion.train.export import per_token_activations  # noqa: E402
+from bastion.train.export import (  # noqa: E402
+    ENCODER_DESCRIPTION,
+    PER_TENSOR_DESCRIPTION,
+    describe_encoder,
+    per_token_activations,
+)
 
 
 def _mlp(path: str) -> None:
@@ -95,3 +100,12 @@ def test_rewrite_names_the_node_when_the_graph_is_not_the_expected_shape(graphs)
     m.graph.node.append(helper.make_node("Identity", [dq.output[1]], ["stray"]))  # the scale used elsewhere
     with pytest.raises(ValueError, match="unexpected quantize_dynamic graph"):
         per_token_activations(m)
+
+
+def test_the_manifest_describes_the_export_it_finds(graphs):
+    # `bastion train --heads-only` may refit on an encoder exported before per-token activations
+    from pathlib import Path
+
+    _, _, per_tensor, per_token = graphs
+    assert describe_encoder(Path(per_tensor)) == PER_TENSOR_DESCRIPTION
+    assert describe_encoder(Path(per_token)) == ENCODER_DESCRIPTION

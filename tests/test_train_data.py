@@ -338,10 +338,10 @@ def test_model_card_of_a_gpu_fine_tuned_build_says_where_and_how():
 def test_model_card_says_whether_scores_depend_on_batch_mates():
     from bastion.models import DEFAULT_MODEL_DIR
     from bastion.train.card import render
-    from bastion.train.fit import ENCODER_DESCRIPTION
+    from bastion.train.export import ENCODER_DESCRIPTION, PER_TENSOR_DESCRIPTION
 
     m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
     m["encoder"] = ENCODER_DESCRIPTION  # what `bastion train` writes now
     assert "does not depend on the other texts in its batch" in render(m)
-    m["encoder"] = "all-MiniLM-L6-v2, multi-task fine-tuned, int8 ONNX (per-channel)"  # builds before 2026-11-28
+    m["encoder"] = PER_TENSOR_DESCRIPTION  # builds before 2026-11-28
     assert "depends slightly on its batch-mates" in render(m)

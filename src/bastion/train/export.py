@@ -82,6 +82,17 @@ def _const(name: str, value: np.ndarray):  # noqa: ANN202
 
 
 _HALF = 63  # activation codes span [zp - 63, zp + 63] = [1, 127]
+ENCODER_DESCRIPTION = "all-MiniLM-L6-v2, multi-task fine-tuned, int8 ONNX (per-channel weights, per-token 7-bit activations)"
+# exports before 2026-11-28: one activation scale per batch (the model card reads "per-token" to tell them apart)
+PER_TENSOR_DESCRIPTION = "all-MiniLM-L6-v2, multi-task fine-tuned, int8 ONNX (per-channel)"
+
+
+def describe_encoder(path: Path) -> str:
+    """The manifest's encoder description, read from the graph: a `--heads-only` refit may keep an older export."""
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node}
+    return PER_TENSOR_DESCRIPTION if "DynamicQuantizeLinear" in ops else ENCODER_DESCRIPTION
 
 
 def per_token_activations(model):  # noqa: ANN001, ANN201

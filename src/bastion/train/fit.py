@@ -72,9 +72,6 @@ def model_version(out_dir: Path, seed: int) -> str:
 
 
 STATIC_DIMS = 128
-# What the export writes (train/export.py); the model card reads "per-token" in it.
-ENCODER_DESCRIPTION = ("all-MiniLM-L6-v2, multi-task fine-tuned, int8 ONNX (per-channel weights, per-token 7-bit "
-                       "activations)")
 STATIC_SCALE = 2.0  # dense features are scaled up so the shared L2 penalty does not starve them
 
 
@@ -236,7 +233,7 @@ def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str,
 
 
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
-    from .export import base_model_path, export_encoder
+    from .export import base_model_path, describe_encoder, export_encoder
     from .finetune import finetune
 
     rng = np.random.default_rng(cfg.seed)
@@ -307,7 +304,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     manifest: dict = {
         "version": version,
         "format": 2,
-        "encoder": ENCODER_DESCRIPTION,
+        "encoder": describe_encoder(cfg.out_dir / "encoder.onnx"),  # --heads-only may keep an older export
         "thresholds": {"prompt_harm": 0.5, "response_harm": 0.5, "refusal": 0.5, "attack": 0.5, "category": 0.35},
         "cascade": {},
         "attack_blend": cfg.attack_blend,
