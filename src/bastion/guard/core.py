@@ -20,18 +20,48 @@ from bastion.taxonomy import HAZARD_CODES
 from .verdict import Verdict
 
 
+@dataclass(frozen=True)
+class _RefusalRules:
+    refusal: re.Pattern[str]
+    answer_opening: re.Pattern[str]
+    decline_hint: re.Pattern[str]
+    window: int
+    score: float
+    answer_cap: float
+
+
 @lru_cache(maxsize=1)
-def _refusal_rules() -> tuple[re.Pattern[str], int, float]:
-    """Refusal phrases (data: refusal_patterns.yaml), compiled once per process."""
+def _refusal_rules() -> _RefusalRules:
+    """Refusal phrases and answer openings (data: refusal_patterns.yaml), compiled once per process."""
     raw = yaml.safe_load(resources.files(__package__).joinpath("refusal_patterns.yaml").read_text("utf-8"))
-    rx = re.compile("|".join(f"(?:{p})" for p in raw["patterns"]), re.IGNORECASE)
-    return rx, int(raw["window_chars"]), float(raw["score"])
+    answers = raw["answer_openings"]
+    return _RefusalRules(
+        refusal=re.compile("|".join(f"(?:{p})" for p in raw["patterns"]), re.IGNORECASE),
+        answer_opening=re.compile("|".join(f"(?:{p})" for p in answers["patterns"]), re.IGNORECASE),
+        decline_hint=re.compile(answers["decline_hints"], re.IGNORECASE),
+        window=int(raw["window_chars"]),
+        score=float(raw["score"]),
+        answer_cap=float(answers["cap"]),
+    )
 
 
 def refusal_phrase_score(response: str) -> float:
     """`score` when the opening of a response contains a known refusal phrase, else 0."""
-    rx, window, score = _refusal_rules()
-    return score if rx.search(response[:window]) else 0.0
+    rules = _refusal_rules()
+    return rules.score if rules.refusal.search(response[: rules.window]) else 0.0
+
+
+def adjust_refusal_score(response: str, model_score: float) -> float:
+    """The model's refusal score, raised by a known refusal phrase in the opening, or capped when the reply opens
+    with sympathy ("I'm sorry to hear that ...") and nothing in the opening hints at declining."""
+    rules = _refusal_rules()
+    head = response[: rules.window]
+    if rules.refusal.search(head):
+        return max(model_score, rules.score)
+    m = rules.answer_opening.search(head)
+    if m and not rules.decline_hint.search(head, m.end()):
+        return min(model_score, rules.answer_cap)
+    return model_score
 
 
 # How much a detected obfuscation adds to the attack score: hiding a request is itself a signal, but benign
@@ -231,8 +261,7 @@ class Guard:
         windows = _sum_by_owner(s.windows, owner, n)
         # Refusal is judged on the canonical view only (the first view of each response).
         first = np.searchsorted(np.asarray(owner), np.arange(n))  # owner is sorted: views come in text order
-        # The model's refusal score, raised by a known refusal phrase in the opening of the reply.
-        refusal = np.maximum(s.refusal[first], [refusal_phrase_score(views[j]) for j in first])
+        refusal = np.array([adjust_refusal_score(views[j], float(s.refusal[j])) for j in first], dtype=np.float32)
         t = self.thresholds
         return [
             self._verdict("response", float(harm[i]), cats[i], t.response_harm, signals[i], int(windows[i]),
