@@ -137,8 +137,12 @@ _BUILD_NOTES = {
         "false positives 16.3% -> 16.7%, response-harm F1 0.671 -> 0.670 (threshold 0.6 -> 0.55; FPR 6.5% -> "
         "7.1%), refusal F1 0.882 -> 0.891, attack F1 0.782 -> 0.776, jailbreak-template recall 0.990 -> 0.985, "
         "benign role-play taken for attacks 8.1% as before. This build is about determinism, not accuracy.",
-        "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md); "
-        "sympathy openings still score as refusals.",
+        "- **Sympathy openings (runtime rule, same session):** the refusal head scores 'I'm sorry to hear that. "
+        "Here is ...' 0.99. A reply that opens with sympathy and shows no decline hint in its opening now has its "
+        "refusal score capped at 0.2 (`guard/refusal_patterns.yaml`, `answer_openings`); a decline after the "
+        "opening ('I'm sorry to hear that, but I can't ...') still counts. Only 3 of the training and validation "
+        "replies open this way, so the held-out refusal F1 does not move; the hand-written probe's two errors go.",
+        "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
 }
 
