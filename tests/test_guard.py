@@ -290,6 +290,33 @@ def test_response_cascade_settles_only_clear_cases():
     assert np.allclose(fast.refusal[k:], exact.refusal[k:], atol=0.02)
 
 
+def test_long_response_windows_always_reach_the_encoder():
+    # As for prompts: one harmful passage inside a long benign reply is diluted in tier 1's features, so tier 1
+    # settles only windows whose response part is at most CASCADE_MAX_TOKENS long.
+    from bastion.models.runtime import CASCADE_MAX_TOKENS, pair_ids
+
+    model = Guard().model
+    if "response" not in getattr(model, "t1", {}):
+        pytest.skip("this model has no response tier-1")
+    p = "What is photosynthesis?"
+    short = "Plants turn light, water and carbon dioxide into sugar and oxygen."
+    long = ("Photosynthesis is the process plants use to turn light into chemical energy. In the chloroplasts, "
+            "chlorophyll absorbs mostly red and blue light. The light reactions split water, release oxygen and make "
+            "ATP and NADPH. The Calvin cycle then uses that energy to fix carbon dioxide into sugars such as glucose, "
+            "which the plant uses to grow or stores as starch. Temperature, light intensity and the concentration of "
+            "carbon dioxide all limit the rate, which is why greenhouses often add carbon dioxide in winter.")
+    lens = [len(q) - q.index(102) - 2 for q in pair_ids(model.encoder, p, long)]
+    assert min(lens) > CASCADE_MAX_TOKENS
+    h1, r1 = model.tier1_responses(pair_ids(model.encoder, p, short) + pair_ids(model.encoder, p, long))
+    assert ((h1 < model.cascade["response_low"]) & (r1 < model.cascade["refusal_low"])).all()  # all "clear"
+    fast = model.score_responses([p, p], [short, long])
+    exact = model.score_responses([p, p], [short, long], exact=True)
+    # the short reply was settled by tier 1: its score is tier 1's, not the encoder's
+    assert abs(fast.harm[0] - h1[0]) < 1e-6 and abs(fast.harm[0] - exact.harm[0]) > 1e-5
+    # the long one reached the encoder (equal up to float noise of a different batch in the NumPy heads)
+    assert abs(fast.harm[1] - exact.harm[1]) < 1e-7 and abs(fast.refusal[1] - exact.refusal[1]) < 1e-7
+
+
 def test_static_embedder_and_tier1_dense_part():
     from bastion.models.runtime import CLS, SEP, Linear, StaticEmbedder
 

@@ -24,7 +24,7 @@ CLS, SEP, PAD = 101, 102, 0
 N_HASH = 1 << 18
 VOCAB = 30522
 PAIR_CTX = 40  # prompt tokens kept as context in front of each response window
-CASCADE_MAX_TOKENS = 64  # longer prompt windows always reach the encoder (see CascadeModel.score_prompts)
+CASCADE_MAX_TOKENS = 64  # longer prompt and response windows always reach the encoder (see score_prompts)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -284,8 +284,14 @@ class CascadeModel(GuardModel):
         if t1 is None:
             need = np.ones(len(seqs), dtype=bool)
         else:
-            # Settle a window only when it is clearly neither harmful nor a refusal.
-            need = ~((t1[0] < self.cascade.get("response_low", -1.0)) & (t1[1] < self.cascade.get("refusal_low", -1.0)))
+            # Settle a window only when it is clearly neither harmful nor a refusal, and, as for prompts, only when
+            # its response part is short: one harmful passage inside a long benign reply is diluted in the window's
+            # tier-1 features (held-out harmful replies buried in benign answers: tier 1 settled 32 of 620 that the
+            # encoder flags). The first [SEP] ends the prompt context; a literal "[SEP]" in the prompt can only make
+            # the part look longer, which sends the window to the encoder.
+            short = np.array([len(q) - q.index(SEP) - 2 <= CASCADE_MAX_TOKENS for q in seqs], dtype=bool)
+            clear = (t1[0] < self.cascade.get("response_low", -1.0)) & (t1[1] < self.cascade.get("refusal_low", -1.0))
+            need = ~(short & clear)
             harm_w[:], refusal_w[:] = t1
         if need.any():
             idx = np.flatnonzero(need)
