@@ -142,6 +142,11 @@ _BUILD_NOTES = {
         "refusal score capped at 0.2 (`guard/refusal_patterns.yaml`, `answer_openings`); a decline after the "
         "opening ('I'm sorry to hear that, but I can't ...') still counts. Only 3 of the training and validation "
         "replies open this way, so the held-out refusal F1 does not move; the hand-written probe's two errors go.",
+        "- **Long response windows reach the encoder (runtime rule, same session):** tier 1 had settled 32 of 620 "
+        "held-out harmful replies buried between benign answers that the encoder flags (recall 0.513 against "
+        "0.565); like prompt windows, response windows with more than 64 tokens of reply now always go to the "
+        "encoder. Held-out response F1 stays 0.670; refusal F1 0.891 -> 0.888 (long first windows get the "
+        "encoder's refusal score). Full-response checks are about 19% slower (30 against 37 replies/s on 2 cores).",
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
 }
@@ -216,8 +221,9 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         f"- **Default thresholds:** {', '.join(f'{k}={v}' for k, v in manifest['thresholds'].items())} "
         "(the middle of the near-best F1 plateau, within 0.01 of the best, on an 8% calibration split of the "
         "training sources).",
-        f"- **Cascade:** tier-1 settles a prompt as benign when its harm and attack scores are both below their "
-        "bands, and a response window when its response-harm and refusal scores are both below theirs: "
+        f"- **Cascade:** tier-1 settles a prompt window as benign when its harm and attack scores are both below "
+        "their bands, and a response window when its response-harm and refusal scores are both below theirs; only "
+        "windows of at most 64 tokens of text are settled (one harmful passage dilutes in a longer one's features): "
         f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
         "(each the tier-1 score of the lowest 0.5% of calibration positives the exact tier flags).",
         f"- **Training time:** {_train_time(manifest)} (`bastion train`; {_steps(manifest)}"
