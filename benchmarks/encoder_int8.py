@@ -5,7 +5,8 @@ export (e.g. the fp32 graph of the same weights), and how fast is it.
 
 Texts are a seeded sample of held-out-style prompts from ../shared/datasets (benign and harmful pools), cut to
 126 tokens like the runtime's windows. "Batch-mates" compares each text embedded alone with the same text
-embedded in length-sorted batches of 32, as the runtime batches.
+embedded through the runtime's own `Encoder.embed_full` (length-sorted batches of 32); a reference export is
+run through the same code with its session swapped in.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
 from bastion.models import DEFAULT_MODEL_DIR
-from bastion.models.runtime import CLS, PAD, SEP, WINDOW
+from bastion.models.runtime import CLS, SEP, WINDOW, Encoder
 
 
 def _texts(data: Path, n: int) -> list[str]:
@@ -32,16 +32,6 @@ def _texts(data: Path, n: int) -> list[str]:
             rows.append([json.loads(line)["prompt"] for line in f])
     rng = random.Random(0)
     return rng.sample(rows[0], n // 2) + rng.sample(rows[1], n - n // 2)
-
-
-def _feed(seqs: list[list[int]], idx: list[int]) -> dict[str, np.ndarray]:
-    L = max(len(seqs[i]) for i in idx)
-    ids = np.full((len(idx), L), PAD, dtype=np.int64)
-    mask = np.zeros_like(ids)
-    for r, i in enumerate(idx):
-        ids[r, : len(seqs[i])] = seqs[i]
-        mask[r, : len(seqs[i])] = 1
-    return {"input_ids": ids, "attention_mask": mask}
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:
@@ -61,26 +51,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    tok = Tokenizer.from_file(str(a.model / "tokenizer.json"))
+    enc = Encoder(a.model, threads=a.threads)
     texts = _texts(a.data, a.n)
-    seqs = [[CLS, *tok.encode(t, add_special_tokens=False).ids[:WINDOW], SEP] for t in texts]
-    order = [int(i) for i in np.argsort([len(q) for q in seqs], kind="stable")]
-    batches = [order[b : b + 32] for b in range(0, len(order), 32)]
+    seqs = [[CLS, *enc.tok.encode(t, add_special_tokens=False).ids[:WINDOW], SEP] for t in texts]
     res: dict = {"date": time.strftime("%Y-%m-%d"), "n": len(seqs), "threads": a.threads, "exports": {}}
     embs = {}
     for path in [a.model / "encoder.onnx", *a.reference]:
-        s = _session(path, a.threads)
-        alone = np.vstack([s.run(None, _feed(seqs, [i]))[0] for i in range(len(seqs))])
-        batched = np.zeros_like(alone)
-        for idx in batches:
-            batched[idx] = s.run(None, _feed(seqs, idx))[0]
+        enc.session = _session(path, a.threads)
+        alone = np.vstack([enc.embed_full([q]) for q in seqs])
+        batched = enc.embed_full(seqs)
         d = np.abs(alone - batched).max(axis=1)
         speed = {}
-        for name, groups in (("batch32", batches), ("batch1", [[i] for i in order])):
+        for name, batch in (("batch32", 32), ("batch1", 1)):
             t, runs = time.perf_counter(), 0
             while time.perf_counter() - t < 3.0:
-                for idx in groups:
-                    s.run(None, _feed(seqs, idx))
+                enc.embed_full(seqs, batch=batch)
                 runs += 1
             speed[name] = round(runs * len(seqs) / (time.perf_counter() - t), 1)
         embs[str(path)] = alone

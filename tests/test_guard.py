@@ -293,7 +293,7 @@ def test_response_cascade_settles_only_clear_cases():
 def test_long_response_windows_always_reach_the_encoder():
     # As for prompts: one harmful passage inside a long benign reply is diluted in tier 1's features, so tier 1
     # settles only windows whose response part is at most CASCADE_MAX_TOKENS long.
-    from bastion.models.runtime import CASCADE_MAX_TOKENS, pair_ids
+    from bastion.models.runtime import CASCADE_MAX_TOKENS, SEP, pair_ids
 
     model = Guard().model
     if "response" not in getattr(model, "t1", {}):
@@ -305,7 +305,7 @@ def test_long_response_windows_always_reach_the_encoder():
             "ATP and NADPH. The Calvin cycle then uses that energy to fix carbon dioxide into sugars such as glucose, "
             "which the plant uses to grow or stores as starch. Temperature, light intensity and the concentration of "
             "carbon dioxide all limit the rate, which is why greenhouses often add carbon dioxide in winter.")
-    lens = [len(q) - q.index(102) - 2 for q in pair_ids(model.encoder, p, long)]
+    lens = [len(q) - q.index(SEP) - 2 for q in pair_ids(model.encoder, p, long)]
     assert min(lens) > CASCADE_MAX_TOKENS
     h1, r1 = model.tier1_responses(pair_ids(model.encoder, p, short) + pair_ids(model.encoder, p, long))
     assert ((h1 < model.cascade["response_low"]) & (r1 < model.cascade["refusal_low"])).all()  # all "clear"

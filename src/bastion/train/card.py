@@ -127,12 +127,12 @@ _BUILD_NOTES = {
         "per batch (`train/export.py`, `per_token_activations`). Then `bastion train --heads-only` on 2 CPU cores "
         "refitted the prompt-harm and refusal heads, tier 1, the category head and the thresholds on the new "
         "embeddings (887 s).",
-        "- **Why:** with one scale per batch a text's embedding moved by up to 0.04 with its batch-mates (median "
-        "0.018 over 256 prompts), so a gateway batch of other users' requests could move a score; and on CPUs "
+        "- **Why:** with one scale per batch a text's embedding moved by up to 0.05 with its batch-mates (median "
+        "0.010 over 256 prompts), so a gateway batch of other users' requests could move a score; and on CPUs "
         "without VNNI the 8-bit u8s8 kernel can saturate its int16 pair sums (shown on a small test graph), so "
         "such CPUs and VNNI ones could disagree. Now a text alone and in any batch get the same "
-        "embedding (difference at most 1.2e-7), and the mean cosine to the fp32 encoder rose from 0.970 to 0.981 "
-        "(worst case 0.897 to 0.948).",
+        "embedding (difference below 1e-7). Closeness to the fp32 encoder is unchanged (mean cosine 0.9978 "
+        "against 0.9977; 8-bit codes per token would give 0.9989, but not the same integers on every CPU).",
         "- **Held out, against `f999d71c` (the same benchmark):** prompt-harm F1 0.817 -> 0.818, sounds-dangerous "
         "false positives 16.3% -> 16.7%, response-harm F1 0.671 -> 0.670 (threshold 0.6 -> 0.55; FPR 6.5% -> "
         "7.1%), refusal F1 0.882 -> 0.891, attack F1 0.782 -> 0.776, jailbreak-template recall 0.990 -> 0.985, "
@@ -161,7 +161,7 @@ def _batch_note(manifest: dict) -> str:
     if "per-token" in manifest.get("encoder", ""):
         return ("- A score does not depend on the other texts in its batch (activations are quantised per token), "
                 "and CPUs with and without VNNI compute the same integers. Int8 embeddings still differ from the "
-                "fp32 encoder's (cosine 0.98 on average over 256 prompts, 0.95 at worst; `benchmarks/encoder_int8.py`).")
+                "fp32 encoder's (cosine 0.998 on average over 256 prompts, 0.985 at worst; `benchmarks/encoder_int8.py`).")
     return ("- Scores of a batch can differ from one-at-a-time scores by a few hundredths (up to ~0.1 seen): the int8 "
             "encoder quantises activations with one scale per batch, so a window's embedding depends slightly on its "
             "batch-mates. Decisions near a threshold can flip between the two.")
