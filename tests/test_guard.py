@@ -335,3 +335,42 @@ def test_static_embedder_and_tier1_dense_part():
         lin.logits(feats)
     # models without a static table (older builds) keep the n-gram-only tier
     assert np.allclose(Linear(np.ones(8, dtype=np.float32), 0.0).logits(feats), [2 / np.sqrt(2)])
+
+
+def test_pair_context_keeps_the_opening_and_the_end_of_a_long_prompt():
+    # The request a reply answers is usually at the end of a long prompt (last turn, question after a document,
+    # request after a jailbreak template), so the pair window keeps the prompt's opening and its end.
+    from bastion.models.runtime import CLS, PAIR_CTX, PAIR_CTX_HEAD, SEP, pair_ids
+
+    enc = Guard().model.encoder
+    prompt = "Opening words here. " + "The committee met again on Tuesday. " * 20 + "Final question: what is zeta?"
+    ids = enc.tok.encode(prompt, add_special_tokens=False).ids
+    assert len(ids) > PAIR_CTX
+    q = pair_ids(enc, prompt, "An answer.")[0]
+    ctx = q[1 : q.index(SEP)]
+    assert q[0] == CLS and len(ctx) == PAIR_CTX
+    assert ctx[:PAIR_CTX_HEAD] == ids[:PAIR_CTX_HEAD] and ctx[PAIR_CTX_HEAD:] == ids[-(PAIR_CTX - PAIR_CTX_HEAD) :]
+    short = "What is zeta?"
+    assert pair_ids(enc, short, "An answer.")[0][1 : -1] == [*enc.tok.encode(short, add_special_tokens=False).ids,
+                                                              SEP, *enc.tok.encode("An answer.",
+                                                                                   add_special_tokens=False).ids]
+
+
+def test_refusal_verdict_does_not_move_when_the_prompt_is_wrapped(guard):
+    # Every training reply once had a short plain prompt, and the refusal head took a jailbreak template around
+    # the prompt for a refusal in the reply (46% of held-out answers). A reply refuses or not whatever wraps it.
+    from bastion.redteam.seeds import load_templates
+
+    templates = [t["template"] for t in load_templates() if "{prompt}" in t["template"]][::7]
+    pairs = BENIGN_REPLIES + [RISKY_REPLIES[0]] + [
+        ("Tell me about [TOPIC].", "I'm sorry, but I can't help with that request."),
+        ("Explain [TOPIC] to me.", "Here is an overview of [TOPIC]: it began in the 1950s and is used in industry."),
+    ]
+    plain = guard.check_responses([p for p, _ in pairs], [r for _, r in pairs])
+    assert [v.refusal for v in plain] == [False] * len(BENIGN_REPLIES) + [True, True, False]
+    flips = []
+    for t in templates:
+        wrapped = guard.check_responses([t.replace("{prompt}", p) for p, _ in pairs], [r for _, r in pairs])
+        flips += [(t[:40], r[:30]) for (_, r), a, b in zip(pairs, plain, wrapped, strict=True) if a.refusal != b.refusal]
+    # the refit model flips 2 of these 91 verdicts, the previous one 22 (held out: 1% and 51% of non-refusals)
+    assert len(flips) <= 0.05 * len(pairs) * len(templates), flips

@@ -345,3 +345,43 @@ def test_model_card_says_whether_scores_depend_on_batch_mates():
     assert "does not depend on the other texts in its batch" in render(m)
     m["encoder"] = PER_TENSOR_DESCRIPTION  # builds before 2026-11-28
     assert "depends slightly on its batch-mates" in render(m)
+
+
+def test_cascade_band_is_the_low_tail_of_flagged_positives_and_never_above_the_threshold():
+    from bastion.train.fit import cascade_band
+
+    rng = np.random.default_rng(0)
+    y = np.array([1] * 1000 + [0] * 1000)
+    exact = np.where(y == 1, 0.9, 0.1)
+    tier1 = np.where(y == 1, rng.uniform(0.2, 1.0, 2000), rng.uniform(0.0, 0.3, 2000))
+    band = cascade_band(tier1, y, exact, thr=0.5)
+    assert 0.2 <= band <= 0.22  # the lowest 0.5% of the positives' tier-1 scores
+    assert np.mean(tier1[y == 1] < band) <= 0.006
+    confident = np.where(y == 1, rng.uniform(0.95, 1.0, 2000), 0.0)
+    assert cascade_band(confident, y, exact, thr=0.525) == 0.525  # capped: tier 1 never decides a positive
+    assert cascade_band(tier1, np.zeros(2000, dtype=int), exact, thr=0.5) == 0.0  # no positives: settle nothing
+
+
+def test_wrapped_contexts_copy_training_replies_inside_training_templates_or_documents(examples):
+    from bastion.train.data import Example, fill_template, inthewild_jailbreaks, wrapped_contexts
+
+    exs = list(examples)
+    out = wrapped_contexts(exs, DATA, seed=13)
+    src = {(e.task, e.text, e.context): e for e in exs if e.task in ("response", "refusal") and e.split == "train"}
+    n_train = sum(1 for e in src.values() if e.context)
+    assert 0.5 * n_train < len(out) < 0.7 * n_train  # 30% template + 30% document by default
+    train_templates = [t for t, s in inthewild_jailbreaks(DATA, random.Random(11)) if s == "train"]
+    n_templated = 0
+    for w in out[:: max(1, len(out) // 300)]:
+        assert w.split == "train" and not w.finetune and w.task in ("response", "refusal")
+        inner = [e for (task, text, ctx), e in src.items() if task == w.task and text == w.text and ctx
+                 and ctx in w.context]
+        assert inner and any(e.label == w.label for e in inner)
+        if "Dolly" not in w.licence:  # inside a template: a training-split one (validation templates never)
+            assert any(fill_template(t, e.context) == w.context for t in train_templates for e in inner)
+            n_templated += 1
+    assert n_templated > 50
+    assert {w.label for w in out if w.task == "refusal"} == {0, 1}
+    again = wrapped_contexts(exs, DATA, seed=13)
+    assert [(w.text, w.context) for w in again] == [(w.text, w.context) for w in out]  # seeded
+    assert all(isinstance(w, Example) for w in out)

@@ -149,6 +149,30 @@ _BUILD_NOTES = {
         "encoder's refusal score). Full-response checks are about 19% slower (30 against 37 replies/s on 2 cores).",
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261128-s13-76b503b6": [
+        "- **The encoder and attack head of `6eada389`; the response-harm and refusal heads refitted so that what "
+        "wraps a prompt does not decide a reply's verdict.** Every training reply had a short plain prompt. With a "
+        "held-out jailbreak template around the prompt, the refusal head took 51% of held-out non-refusals for "
+        "refusals (1.5% plain), and response-harm F1 fell from 0.67 to 0.44; with a document before the prompt, "
+        "to 0.47. Only the first 40 tokens of a prompt reached the pair window, so a request after a template or a "
+        "document was cut away.",
+        "- **Runtime:** a prompt longer than 40 tokens now keeps its first 8 and its last 32 in front of each reply "
+        "window (`pair_ids`): the request a reply answers is usually at the end.",
+        "- **Training (`bastion train --heads-only` on 2 CPU cores, 835 s):** head-only copies of the training "
+        "replies with the prompt inside a training-split in-the-wild jailbreak template (30%) or before or after "
+        "two Dolly answers (30%) (`wrapped_contexts`); the response-harm head is now refitted on the frozen int8 "
+        "encoder like the prompt-harm and refusal heads (it had been trained with the encoder), and tier 1 learns "
+        "from the same copies. Cascade bands are now capped at their threshold: this tier-1 refusal model is "
+        "confident on every calibration refusal, and its uncapped band (0.95) would have let tier 1 decide "
+        "refusals the encoder never saw.",
+        "- **Held out, same benchmark and machine, against `6eada389`:** response-harm F1 0.668 -> 0.702 "
+        "(threshold 0.55 -> 0.475, FPR 7.2% -> 8.9%; DiaSafety 0.686 -> 0.721 with FPR 18.8% -> 26.5%, DICES "
+        "0.228 -> 0.359, Yi-6B baseline replies 0.735 -> 0.704); refusal F1 0.888 -> 0.905 (FPR 1.5% -> 0.9%). "
+        "Prompt in a jailbreak template: response 0.440 -> 0.620, refusal 0.271 -> 0.857 (FPR 51.4% -> 1.0%); "
+        "document then prompt: 0.469 -> 0.653 and 0.837 -> 0.866; prompt then document: 0.621 -> 0.598 and 0.867 "
+        "-> 0.893. Prompt harm and attack are unchanged (0.819 and 0.776).",
+        "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
+    ],
 }
 
 
@@ -205,15 +229,24 @@ def _steps(manifest: dict) -> str:
     return f"{n:,} " if n else ""
 
 
+def _heads(manifest: dict) -> str:
+    if "response" in manifest.get("refitted_heads", ()):
+        return ("attack trained with the encoder; prompt harm, response harm and refusal refitted afterwards on the "
+                "frozen int8 encoder's embeddings, with head-only examples: more prompts for prompt harm, and for "
+                "response harm and refusal training replies whose prompt comes inside a jailbreak template or a "
+                "document")
+    return ("attack and response harm trained with the encoder; prompt harm and refusal refitted afterwards on the "
+            "frozen int8 encoder's embeddings, prompt harm with head-only examples included")
+
+
 def render(manifest: dict, bench: dict | None = None) -> str:
     r = manifest["report"]
     L = [
         "# Model card: Bastion embedded guard",
         "",
         f"- **Version:** `{manifest['version']}`",
-        f"- **Encoder:** {manifest['encoder']}; heads are NumPy MLPs (attack and response harm trained with "
-        "the encoder; prompt harm and refusal refitted afterwards on the frozen int8 encoder's embeddings, prompt "
-        "harm with head-only examples included); tier-1 is a logistic regression over hashed "
+        f"- **Encoder:** {manifest['encoder']}; heads are NumPy MLPs ({_heads(manifest)}); tier-1 is a logistic "
+        "regression over hashed "
         "word-piece uni/bigrams" + (f" and a {manifest['static_dims']}-dimensional static embedding (each vocabulary "
         "entry's fine-tuned-encoder embedding, PCA-projected; a window's vector is the mean of its tokens' rows)"
         if manifest.get("static_dims") else "") + " (cascade).",
@@ -318,6 +351,9 @@ def render(manifest: dict, bench: dict | None = None) -> str:
           "head, not the encoder.",
           "`guardreasoner:*` rows are only the WildGuardMix (ODC-BY) and Aegis 1.0 (CC-BY-4.0) train-split prompts "
           "(BeaverTails and ToxicChat rows, which are non-commercial, are excluded).",
+          "`bastion_synthetic(context)` rows are head-only copies of training replies (response harm and refusal) whose "
+          "prompt is put inside a training-split in-the-wild jailbreak template (MIT) or before or after two Dolly "
+          "answers (CC-BY-SA-3.0); the reply and its label are unchanged (`train/data.py`, `wrapped_contexts`).",
           "", "Not used for training: any published test split of a public safety benchmark; HarmBench, JailbreakBench, "
           "StrongREJECT, MultiJail, GPTFuzz and DangerousQA prompts (held out as validation); non-commercial or "
           "unlicensed sets (Do-Not-Answer, ToxicChat, Alpaca-derived lists, MaliciousInstruct, Tensor Trust).",

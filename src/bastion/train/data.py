@@ -264,18 +264,16 @@ class Builder:
     # ---- prompt attack -------------------------------------------------------------------------
     def attacks(self, harmful_train: list[str], benign_train: list[str]) -> None:
         rng = random.Random(11)
-        itw = [r["prompt"] for r in _csv(self.root / "jailbreak_llms_inthewild/jailbreak_prompts_2023_05_07.csv")
-               if r.get("jailbreak", "True") == "True"]
-        for t in itw:
-            self.add(task="attack", text=t, label=1, source="jailbreak_llms_inthewild", licence="MIT",
-                     split="val" if rng.random() < 0.2 else "train")
+        itw = inthewild_jailbreaks(self.root, rng)
+        for t, split in itw:
+            self.add(task="attack", text=t, label=1, source="jailbreak_llms_inthewild", licence="MIT", split=split)
         # In-the-wild templates instantiated with harmful requests (the way they are used).
-        fillable = [t for t in itw if len(t) < 6000]
+        fillable = [t for t, _ in itw if len(t) < 6000]
         for _ in range(600):
             tpl = rng.choice(fillable)
             h = rng.choice(harmful_train)
-            txt = tpl.replace("[INSERT PROMPT HERE]", h) if "[INSERT PROMPT HERE]" in tpl else tpl + "\n\n" + h
-            self.add(task="attack", text=txt, label=1, source="jailbreak_llms_inthewild+hpp", licence="MIT")
+            self.add(task="attack", text=fill_template(tpl, h), label=1, source="jailbreak_llms_inthewild+hpp",
+                     licence="MIT")
         for r in _csv(self.root / "self_reminder_jailbreaks/jailbreak_prompts.csv"):
             self.add(task="attack", text=r["prompt"], label=1, source="self_reminder_jailbreaks", licence="MIT",
                      split="val")
@@ -409,6 +407,48 @@ def wrapped_prompts(exs: list[Example], seed: int = 13, share: float = 0.2) -> l
         t = rng.choice(NEUTRAL_WRAPPERS).format(e.text)
         out.append(Example(task="prompt", text=t, label=e.label, source="bastion_synthetic(wrapped)",
                            licence=e.licence, category=e.category, finetune=e.finetune))
+    return out
+
+
+def inthewild_jailbreaks(root: Path, rng: random.Random) -> list[tuple[str, str]]:
+    """The in-the-wild jailbreak prompts (MIT) and their split: one `rng` draw each, 20% to validation."""
+    rows = _csv(root / "jailbreak_llms_inthewild/jailbreak_prompts_2023_05_07.csv")
+    return [(r["prompt"], "val" if rng.random() < 0.2 else "train") for r in rows if r.get("jailbreak", "True") == "True"]
+
+
+def fill_template(template: str, request: str) -> str:
+    """An in-the-wild jailbreak template with a request in its slot (or after it, when it has none)."""
+    slot = "[INSERT PROMPT HERE]"
+    return template.replace(slot, request) if slot in template else template + "\n\n" + request
+
+
+def wrapped_contexts(exs: list[Example], root: Path, seed: int = 13, template_share: float = 0.3,
+                     document_share: float = 0.3) -> list[Example]:
+    """Copies of training replies whose prompt is wrapped the way deployed prompts are: inside a training-split
+    in-the-wild jailbreak template, or before or after a document of benign training answers. Same reply, same
+    label; head-only (the encoder's fine-tuning set does not move).
+
+    Why: every training reply had a short plain prompt, and the refusal head took a jailbreak template in the
+    prompt for a refusal in the reply (46% of held-out non-refusals flagged with a held-out template around their
+    prompt, against 1.3% plain). A reply is harmful or refuses whatever wraps the request."""
+    rng = random.Random(seed + 4)
+    templates = [t for t, split in inthewild_jailbreaks(root, random.Random(11)) if split == "train" and len(t) < 6000]
+    docs = [e.text for e in exs if e.task == "response" and e.split == "train" and e.source == "dolly"]
+    out = []
+    for e in exs:
+        if e.task not in ("response", "refusal") or e.split != "train" or not e.context:
+            continue
+        r = rng.random()
+        if r < template_share:
+            ctx, lic = fill_template(rng.choice(templates), e.context), "MIT (template)"
+        elif r < template_share + document_share / 2:
+            ctx, lic = e.context + "\n\n" + " ".join(rng.sample(docs, 2)), "CC-BY-SA-3.0 (Dolly)"
+        elif r < template_share + document_share:
+            ctx, lic = " ".join(rng.sample(docs, 2)) + "\n\n" + e.context, "CC-BY-SA-3.0 (Dolly)"
+        else:
+            continue
+        out.append(Example(task=e.task, text=e.text, context=ctx, label=e.label, source="bastion_synthetic(context)",
+                           licence=f"{e.licence} + {lic}", split="train", finetune=False))
     return out
 
 

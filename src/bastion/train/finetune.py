@@ -2,7 +2,7 @@
 
 One shared encoder (mean pooling + L2 normalisation, as in the shipped ONNX graph) with five heads:
 prompt harm, prompt attack, response harm, refusal (binary) and hazard category (14-way, on harmful
-prompts). Responses are encoded as a pair: the first PAIR_CTX tokens of the prompt, [SEP], then a
+prompts). Responses are encoded as a pair: PAIR_CTX tokens of the prompt (its opening and end), [SEP], then a
 window of the response, exactly as the runtime does.
 """
 

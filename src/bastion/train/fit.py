@@ -28,7 +28,7 @@ from bastion.models.runtime import (
     pair_windows,
 )
 
-from .data import Example, build, wrapped_prompts
+from .data import Example, build, wrapped_contexts, wrapped_prompts
 
 _THR_NAME = {"prompt": "prompt_harm", "attack": "attack", "response": "response_harm", "refusal": "refusal"}
 
@@ -210,6 +210,27 @@ def refit_refusal_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict
     return _refit_mlp_head("refusal", _opening_embeddings(enc, exs), y, seed, batch=128)
 
 
+def refit_response_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[str, np.ndarray]:
+    """Refit the response-harm MLP on the frozen encoder's embeddings of each training reply's first two pair
+    windows (as fine-tuning sees them), head-only examples included: the replies whose prompt comes wrapped in a
+    jailbreak template or a document (`wrapped_contexts`) reach it without fine-tuning the encoder again."""
+    exs = [e for e in train_ex if e.task == "response"]
+    seqs, owner = _pair_windows(enc, exs, max_windows=2)
+    y = np.array([float(exs[o].label) for o in owner], dtype=np.float32)
+    return _refit_mlp_head("response", enc.embed_full(seqs), y, seed)
+
+
+def cascade_band(tier1: np.ndarray, y: np.ndarray, exact: np.ndarray, thr: float, share: float = 0.005) -> float:
+    """Tier 1 settles a window as benign only below this score: the tier-1 score of the lowest `share` of the
+    calibration positives the exact tier flags, so the cascade gives up at most about `share` of exact-tier recall.
+    Capped at the threshold: a settled window keeps its tier-1 score, so a band above the threshold would let tier 1
+    decide positives the exact tier never sees (a tier-1 refusal model confident on every calibration refusal once
+    put its band at 0.95, over a threshold of 0.525)."""
+    pos = np.sort(tier1[(y == 1) & (exact >= thr)])
+    band = float(pos[int(share * len(pos))]) if len(pos) else 0.0
+    return min(band, float(thr))
+
+
 def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str, tuple[float, float]]) -> np.ndarray:
     """Exact-tier scores; prompt texts are scored once for both prompt tasks (`cache`: text -> (harm, attack)).
     Refusal reads only each reply's opening window, as the runtime does, so only that window is embedded (the
@@ -251,6 +272,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
             e.split = "calib"
     # after the calibration draw, so that split does not move and no wrapped copy of a calibration prompt is trained on
     exs.extend(wrapped_prompts(exs, seed=cfg.seed))
+    exs.extend(wrapped_contexts(exs, cfg.data_root, seed=cfg.seed))
     log(f"examples: {dict(sorted(Counter((e.task, e.split) for e in exs).items()))}")
     if not (cfg.out_dir / "tokenizer.json").exists():
         export_encoder(cfg.out_dir)
@@ -266,9 +288,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         if not (cfg.out_dir / "heads.npz").exists():
             raise FileNotFoundError(f"--heads-only needs a fine-tuned model in {cfg.out_dir} (heads.npz missing)")
         with np.load(cfg.out_dir / "heads.npz") as z:
-            # the prompt-harm and refusal heads are refitted below on the frozen encoder
-            heads = {k: z[k] for k in z.files if k.split(".")[0] in ("attack", "response")}
-        log("heads only: keeping the fine-tuned encoder and its attack and response heads")
+            # the prompt-harm, response-harm and refusal heads are refitted below on the frozen encoder
+            heads = {k: z[k] for k in z.files if k.split(".")[0] == "attack"}
+        log("heads only: keeping the fine-tuned encoder and its attack head")
     else:
         heads = finetune([e for e in train_ex if e.finetune], enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed,
                          minutes=cfg.minutes, max_steps=cfg.steps, epochs=cfg.epochs, threads=cfg.threads,
@@ -283,6 +305,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         f"({sum(not e.finetune for e in train_ex)} head-only examples)")
     heads.update(refit_refusal_head(tuned, train_ex, cfg.seed))
     log(f"[{time.time() - t_start:.0f}s] refusal head refitted on frozen embeddings")
+    heads.update(refit_response_head(tuned, train_ex, cfg.seed))
+    log(f"[{time.time() - t_start:.0f}s] response-harm head refitted on frozen embeddings")
     # Tier 1: hashed word-piece n-gram + static-embedding logistic regressions for the cascade (prompts, and
     # response pairs). The static table comes from the encoder just fine-tuned.
     heads["static.table"] = distill_static(tuned, seed=cfg.seed)
@@ -310,6 +334,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "attack_blend": cfg.attack_blend,
         "window_tokens": 128,
         "static_dims": int(heads["static.table"].shape[1]),
+        "refitted_heads": ["harm", "refusal", "response"],  # on the frozen encoder (the model card says so)
     }
     (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     heads.update(fit_category_head(emb, cfg.seed))
@@ -329,8 +354,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         r["val"] = metrics(yv, pv, thr)
         r["val_by_source"] = {src: metrics(yv[m], pv[m], thr) for src in sorted({e.source for e in val})
                               for m in [np.array([e.source == src for e in val])]}
-        # Cascade bands: tier 1 settles as benign only below the tier-1 score of the lowest 0.5% of positives the
-        # exact tier would flag (calibration split), so the cascade gives up at most ~0.5% of exact-tier recall.
         name = {"prompt": "harm"}.get(task, task)
         if task in ("prompt", "attack"):
             wins, owner = enc.windows([e.text for e in cal])
@@ -340,8 +363,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
             p1 = model.tier1_responses(wins)[0 if task == "response" else 1]
         p1t = np.zeros(len(cal), dtype=np.float32)
         np.maximum.at(p1t, np.asarray(owner), p1)
-        pos = np.sort(p1t[(yc == 1) & (pc >= thr)])
-        manifest["cascade"][f"{name}_low"] = float(pos[int(0.005 * len(pos))]) if len(pos) else 0.0
+        manifest["cascade"][f"{name}_low"] = cascade_band(p1t, yc, pc, thr)
         r["tier1_settles_negative_share"] = round(float((p1t[yc == 0] < manifest["cascade"][f"{name}_low"]).mean()), 4)
         log(f"[{time.time() - t_start:.0f}s] [{task}] threshold {thr} calib {r['calib']} val {r['val']}")
     from bastion.taxonomy import HAZARD_CODES
