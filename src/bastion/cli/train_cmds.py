@@ -33,9 +33,9 @@ def register(app: typer.Typer) -> None:
                                             help="Re-export MiniLM to int8 ONNX first (needs torch)."),
         threads: int = typer.Option(None, "--threads"),
         heads_only: bool = typer.Option(False, "--heads-only",
-                                        help="Keep the fine-tuned encoder and its attack and response heads "
-                                             "in --out; refit the prompt-harm and refusal heads, tier-1 cascade, category head, "
-                                             "thresholds and report (about 15 minutes, not an hour)."),
+                                        help="Keep the fine-tuned encoder and its attack head in --out; refit "
+                                             "the prompt-harm, response-harm and refusal heads, tier-1 cascade, "
+                                             "category head, thresholds and report (15-30 minutes, not an hour)."),
     ) -> None:
         """Fine-tune the embedded guard model (seeded; about 55 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
         try:

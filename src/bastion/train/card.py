@@ -258,7 +258,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "their bands, and a response window when its response-harm and refusal scores are both below theirs; only "
         "windows of at most 64 tokens of text are settled (one harmful passage dilutes in a longer one's features): "
         f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
-        "(each the tier-1 score of the lowest 0.5% of calibration positives the exact tier flags).",
+        "(each the tier-1 score of the lowest 0.5% of calibration positives the exact tier flags, capped at the check's threshold).",
         f"- **Training time:** {_train_time(manifest)} (`bastion train`; {_steps(manifest)}"
         "fine-tuning steps of batch 32; the heads learn at 30x the encoder's learning rate).",
         "",
@@ -292,6 +292,9 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "and part of the hard negatives are written by the Bastion authors (templates).",
         "- Response-harm labels for jailbroken completions come from Llama Guard 2 (via the refusal-direction "
         "release); it inherits that judge's policy.",
+        "- A reply is judged beside 40 tokens of its prompt: a longer prompt's first 8 and last 32. A request in the "
+        "middle of a long prompt (before a pasted document, say) is not seen, and a reply is judged with less "
+        "context than the prompt had (benchmark slices `prompt_wrapped:*`).",
         "- Categories are a multinomial guess over S1-S14 from the most harmful window; treat them as a hint.",
         _batch_note(manifest),
         "",
