@@ -429,8 +429,8 @@ def wrapped_contexts(exs: list[Example], root: Path, seed: int = 13, template_sh
     label; head-only (the encoder's fine-tuning set does not move).
 
     Why: every training reply had a short plain prompt, and the refusal head took a jailbreak template in the
-    prompt for a refusal in the reply (46% of held-out non-refusals flagged with a held-out template around their
-    prompt, against 1.3% plain). A reply is harmful or refuses whatever wraps the request."""
+    prompt for a refusal in the reply (51% of held-out non-refusals flagged with a held-out template around their
+    prompt, against 1.5% plain; 1.0% after this). A reply is harmful or refuses whatever wraps the request."""
     rng = random.Random(seed + 4)
     templates = [t for t, split in inthewild_jailbreaks(root, random.Random(11)) if split == "train" and len(t) < 6000]
     docs = [e.text for e in exs if e.task == "response" and e.split == "train" and e.source == "dolly"]
