@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -212,10 +211,9 @@ def main() -> None:
     _slice(res, "refusal/hand_written_probe", y_r, p_r, th.refusal)
     # the same held-out replies with their prompt wrapped as deployed prompts come: inside a public jailbreak
     # template (the red-team library's; none is trained on), or before or after a document of held-out Dolly answers
-    os.environ.setdefault("BASTION_DATASETS", a.data)  # the red-team library is built from the same pool
     from bastion.redteam.seeds import load_templates
 
-    templates = [t["template"] for t in load_templates() if "{prompt}" in t["template"]]
+    templates = [t["template"] for t in load_templates(Path(a.data)) if "{prompt}" in t["template"]]
     docs = [e.text for e in by["response"] if e.source == "dolly"]
     for task, thr in (("response", th.response_harm), ("refusal", th.refusal)):
         es, _, y = cache[task]

@@ -74,9 +74,10 @@ def load_seeds(kind: str = "harmful", categories: Iterable[str] | None = None) -
     return seeds
 
 
-def load_templates() -> tuple[dict[str, Any], ...]:
-    """Public jailbreak templates: {name, family, source, licence, template} with `{prompt}` slots."""
-    return _lib().templates
+def load_templates(root: Path | None = None) -> tuple[dict[str, Any], ...]:
+    """Public jailbreak templates: {name, family, source, licence, template} with `{prompt}` slots (library built
+    from `root`, default: datasets_root())."""
+    return _lib(root).templates
 
 
 def load_suffixes() -> tuple[str, ...]:
