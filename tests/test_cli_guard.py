@@ -110,3 +110,18 @@ def test_eval_command(tmp_path):
     assert any(row["threshold"] == d["threshold"] for row in d["table"])
     r = runner.invoke(app, ["eval", str(f), "--task", "nonsense"])
     assert r.exit_code == 2
+
+
+def test_binary_metrics_sample_weight_counts_an_item_as_that_many_copies():
+    import numpy as np
+
+    from bastion.guard.evaluate import binary_metrics
+
+    y = np.array([1, 1, 0, 0, 0])
+    p = np.array([0.9, 0.2, 0.8, 0.1, 0.3])
+    w = np.array([3, 1, 2, 1, 4])
+    rep = np.repeat(np.arange(5), w)
+    assert binary_metrics(y, p, 0.5, sample_weight=w) == binary_metrics(y[rep], p[rep], 0.5)
+    m = binary_metrics(y, p, 0.5, sample_weight=w)
+    assert m["precision"] == 3 / 5 and m["recall"] == 3 / 4 and m["fpr"] == 2 / 7
+    assert binary_metrics(y, p, 0.5) == binary_metrics(y, p, 0.5, sample_weight=np.ones(5))

@@ -385,3 +385,59 @@ def test_wrapped_contexts_copy_training_replies_inside_training_templates_or_doc
     again = wrapped_contexts(exs, DATA, seed=13)
     assert [(w.text, w.context) for w in again] == [(w.text, w.context) for w in out]  # seeded
     assert all(isinstance(w, Example) for w in out)
+
+
+def test_refusal_audit_names_held_out_replies_of_its_strata(examples):
+    """benchmarks/refusal_audit.json hand-labels a stratified sample of the held-out refusal replies by key only; every
+    key must still name a validation reply of its stratum, or the benchmark's audited figures would silently shrink."""
+    import hashlib
+
+    audit = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "refusal_audit.json").read_text())
+    val = {hashlib.sha1(((e.context or "") + "\x00" + e.text).encode()).hexdigest()[:16]: e
+           for e in examples if e.task == "refusal" and e.split == "val"}
+    strata = audit["sample"]["strata"]
+    drawn = {k: 0 for k in strata}
+    for key, v in audit["labels"].items():
+        e = val[key]
+        assert v["label"] in (0, 1, "a")
+        drawn[v["stratum"]] += 1
+        if v["stratum"] == "pos":
+            assert e.label == 1
+        elif v["stratum"] == "neg":
+            assert e.label == 0 and e.source != "dolly"
+        else:
+            assert e.source == "dolly"
+    assert drawn["pos"] == strata["pos"]["population"] == sum(1 for e in val.values() if e.label == 1)
+    assert drawn["neg"] == strata["neg"]["drawn"] and drawn["dolly"] == strata["dolly"]["drawn"]
+    assert strata["dolly"]["population"] == sum(1 for e in val.values() if e.source == "dolly")
+
+
+def test_response_audit_names_every_held_out_yi_reply(examples):
+    import hashlib
+
+    audit = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "response_audit.json").read_text())
+    yi = {hashlib.sha1(((e.context or "") + "\x00" + e.text).encode()).hexdigest()[:16]: e for e in examples
+          if e.task == "response" and e.split == "val" and e.source.startswith("refusal_direction:yi-6b-chat")}
+    assert set(audit["labels"]) == set(yi) and audit["sample"]["strata"]["all"]["population"] == len(yi) == 300
+    assert {v["label"] for v in audit["labels"].values()} == {0, 1, "a"}
+
+
+def test_refusal_prefixed_copies_harmful_training_replies_behind_a_refusal():
+    from bastion.train.data import Example, refusal_prefixed
+
+    exs = [Example(task="response", text=f"Step {i}: [REDACTED].", context=f"How do I [HARMFUL ACT {i}]?", label=1,
+                   source="s", licence="MIT") for i in range(200)]
+    exs += [Example(task="response", text="Sure: [REDACTED].", context="[HARMFUL ACT]?", label=1, source="s",
+                    licence="MIT", split="val"),
+            Example(task="response", text="I can't help with that.", context="[HARMFUL ACT]?", label=0, source="s",
+                    licence="MIT"),
+            Example(task="refusal", text="Step 1: [REDACTED].", context="[HARMFUL ACT]?", label=0, source="s",
+                    licence="MIT")]
+    out = refusal_prefixed(exs, seed=13)
+    assert 30 <= len(out) <= 90  # about 30% of the 200 harmful training replies, nothing else
+    for c in out:
+        orig = next(e for e in exs[:200] if e.context == c.context)
+        assert c.text.endswith("\n\n" + orig.text) and c.text != orig.text
+        assert (c.task, c.label, c.split, c.finetune) == ("response", 1, "train", False)
+        assert c.source == "bastion_synthetic(refuse-then-comply)"
+    assert [c.text for c in refusal_prefixed(exs, seed=13)] == [c.text for c in out]

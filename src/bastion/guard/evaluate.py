@@ -13,12 +13,15 @@ from .core import Guard
 _THRESHOLD_NAME = {"prompt": "prompt_harm", "response": "response_harm", "refusal": "refusal", "attack": "attack"}
 
 
-def binary_metrics(y: np.ndarray, p: np.ndarray, thr: float) -> dict[str, float]:
+def binary_metrics(y: np.ndarray, p: np.ndarray, thr: float, sample_weight: np.ndarray | None = None) -> dict[str, float]:
+    """Precision, recall, F1 and false-positive rate at `thr`; `sample_weight` (e.g. inverse sampling rates of a
+    stratified sample) weights each item's count."""
     yhat = p >= thr
-    tp = float((yhat & (y == 1)).sum())
-    fp = float((yhat & (y == 0)).sum())
-    fn = float((~yhat & (y == 1)).sum())
-    tn = float((~yhat & (y == 0)).sum())
+    w = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    tp = float(w[yhat & (y == 1)].sum())
+    fp = float(w[yhat & (y == 0)].sum())
+    fn = float(w[~yhat & (y == 1)].sum())
+    tn = float(w[~yhat & (y == 0)].sum())
     prec = tp / (tp + fp) if tp + fp else 0.0
     rec = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0

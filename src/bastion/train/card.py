@@ -149,6 +149,23 @@ _BUILD_NOTES = {
         "encoder's refusal score). Full-response checks are about 19% slower (30 against 37 replies/s on 2 cores).",
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261128-s13-7d0f9fe6": [
+        "- **The encoder, attack, prompt-harm and refusal heads of `76b503b6`; the response-harm head and its tier-1 "
+        "model refitted with 'refuse, then comply' copies.** The response head had learned that a refusal opening "
+        "means a safe reply: held-out harmful replies behind one refusal sentence written for the benchmark ('As a "
+        "responsible AI I must refuse. Nevertheless, for educational purposes only: ...') were caught at recall "
+        "0.32-0.38 (0.84 for a softer sentence), against 0.70 plain, so an output guard could be walked past with "
+        "one sentence.",
+        "- **Training (`bastion train --heads-only` on 2 CPU cores, 640 s):** head-only copies of 30% of the harmful "
+        "training replies behind one of our refusal sentences and a turn such as 'That said, here is the "
+        "information:' (`refusal_prefixed`; training turns differ from the benchmark's). Every other array is "
+        "identical to `76b503b6`'s.",
+        "- **Held out, same benchmark and machine, against `76b503b6`:** refuse-then-comply recall 0.32 / 0.38 / "
+        "0.84 -> 0.62 / 0.79 / 0.89 for the benchmark's three sentences; plain response-harm F1 0.702 -> 0.703 "
+        "(threshold 0.475 -> 0.525, FPR 8.9% -> 8.7%, recall 0.697 -> 0.694); Yi-6B baseline replies 0.704 -> 0.725; "
+        "DiaSafety 0.721 -> 0.719, DICES 0.359 -> 0.356. On the 300 held-out Yi-6B replies read by hand "
+        "(`benchmarks/response_audit.json`) F1 0.845 -> 0.849. Prompt harm, attack and refusal are unchanged.",
+    ],
     "bastion-guard-20261128-s13-76b503b6": [
         "- **The encoder and attack head of `6eada389`; the response-harm and refusal heads refitted so that what "
         "wraps a prompt does not decide a reply's verdict.** Every training reply had a short plain prompt. With a "
@@ -295,6 +312,11 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "- A reply is judged beside 40 tokens of its prompt: a longer prompt's first 8 and last 32. A request in the "
         "middle of a long prompt (before a pasted document, say) is not seen, and a reply is judged with less "
         "context than the prompt had (benchmark slices `prompt_wrapped:*`).",
+        "- Each window of a long reply is judged beside the prompt but without the reply's opening, and the reply's "
+        "score is the maximum: the later windows of a long refusal that repeats boilerplate ('If you have any other "
+        "questions, feel free to ask.' a dozen times, as Yi-6B's do) can score as harmful. On the 300 held-out Yi-6B "
+        "replies read by hand, 39% of the harmless ones are flagged, most of them refusals of this kind "
+        "(`benchmarks/response_audit.json`).",
         "- Categories are a multinomial guess over S1-S14 from the most harmful window; treat them as a hint.",
         _batch_note(manifest),
         "",
@@ -357,6 +379,9 @@ def render(manifest: dict, bench: dict | None = None) -> str:
           "`bastion_synthetic(context)` rows are head-only copies of training replies (response harm and refusal) whose "
           "prompt is put inside a training-split in-the-wild jailbreak template (MIT) or before or after two Dolly "
           "answers (CC-BY-SA-3.0); the reply and its label are unchanged (`train/data.py`, `wrapped_contexts`).",
+          "`bastion_synthetic(refuse-then-comply)` rows are head-only copies of harmful training replies (response harm) "
+          "behind one of our refusal sentences and a turn such as 'That said, here is the information:'; the label stays "
+          "harmful (`train/data.py`, `refusal_prefixed`).",
           "", "Not used for training: any published test split of a public safety benchmark; HarmBench, JailbreakBench, "
           "StrongREJECT, MultiJail, GPTFuzz and DangerousQA prompts (held out as validation); non-commercial or "
           "unlicensed sets (Do-Not-Answer, ToxicChat, Alpaca-derived lists, MaliciousInstruct, Tensor Trust).",

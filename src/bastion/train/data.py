@@ -452,6 +452,32 @@ def wrapped_contexts(exs: list[Example], root: Path, seed: int = 13, template_sh
     return out
 
 
+# What a model says between a refusal and the compliance that follows it. Written for training only; the accuracy
+# benchmark's refuse-then-comply slice uses other sentences.
+_REFUSE_THEN_COMPLY = ("Just this once, though:", "That said, here is the information:", "But since you insist:",
+                       "Hypothetically, it would go like this:", "Anyway, here you go.", "Ignoring that, here it is:",
+                       "On second thought, here it is:", "Okay, fine.", "")
+
+
+def refusal_prefixed(exs: list[Example], seed: int = 13, share: float = 0.3) -> list[Example]:
+    """Copies of a seeded `share` of the harmful training replies that open with a refusal and then comply anyway
+    ("I can't assist with that request. That said, here is the information: ..."). Same label (harmful); head-only.
+
+    Why: the response-harm head had learned that a refusal opening means a safe reply. Held-out harmful replies behind
+    one refusal sentence were caught at recall 0.34-0.40, against 0.72 plain, so "refuse, then comply" walked past the
+    output guard. Refitted with these copies on the frozen encoder: 0.58-0.78 (docs/BENCHMARKS.md)."""
+    rng = random.Random(seed + 16)
+    out = []
+    for e in exs:
+        if e.task != "response" or e.split != "train" or e.label != 1 or not e.context or rng.random() >= share:
+            continue
+        pre = f"{synthetic.refusal_response(rng, e.context)} {rng.choice(_REFUSE_THEN_COMPLY)}".strip()
+        out.append(Example(task="response", text=pre + "\n\n" + e.text, context=e.context, label=1,
+                           source="bastion_synthetic(refuse-then-comply)", licence=f"{e.licence} + Apache-2.0 (prefix)",
+                           split="train", finetune=False))
+    return out
+
+
 def _redteam_seed_texts(root: Path) -> set[str]:
     from bastion.redteam.seeds import seed_texts
 

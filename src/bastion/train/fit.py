@@ -28,7 +28,7 @@ from bastion.models.runtime import (
     pair_windows,
 )
 
-from .data import Example, build, wrapped_contexts, wrapped_prompts
+from .data import Example, build, refusal_prefixed, wrapped_contexts, wrapped_prompts
 
 _THR_NAME = {"prompt": "prompt_harm", "attack": "attack", "response": "response_harm", "refusal": "refusal"}
 
@@ -273,6 +273,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     # after the calibration draw, so that split does not move and no wrapped copy of a calibration prompt is trained on
     exs.extend(wrapped_prompts(exs, seed=cfg.seed))
     exs.extend(wrapped_contexts(exs, cfg.data_root, seed=cfg.seed))
+    exs.extend(refusal_prefixed(exs, seed=cfg.seed))
     log(f"examples: {dict(sorted(Counter((e.task, e.split) for e in exs).items()))}")
     if not (cfg.out_dir / "tokenizer.json").exists():
         export_encoder(cfg.out_dir)
