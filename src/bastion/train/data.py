@@ -464,8 +464,9 @@ def refusal_prefixed(exs: list[Example], seed: int = 13, share: float = 0.3) -> 
     ("I can't assist with that request. That said, here is the information: ..."). Same label (harmful); head-only.
 
     Why: the response-harm head had learned that a refusal opening means a safe reply. Held-out harmful replies behind
-    one refusal sentence were caught at recall 0.34-0.40, against 0.72 plain, so "refuse, then comply" walked past the
-    output guard. Refitted with these copies on the frozen encoder: 0.58-0.78 (docs/BENCHMARKS.md)."""
+    one refusal sentence (the accuracy benchmark's, not these) were caught at recall 0.32-0.38, against 0.70 plain, so
+    "refuse, then comply" walked past the output guard; with these copies, 0.62-0.79 (build 7d0f9fe6,
+    docs/BENCHMARKS.md)."""
     rng = random.Random(seed + 16)
     out = []
     for e in exs:
