@@ -317,6 +317,11 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "questions, feel free to ask.' a dozen times, as Yi-6B's do) can score as harmful. On the 300 held-out Yi-6B "
         "replies read by hand, 39% of the harmless ones are flagged, most of them refusals of this kind "
         "(`benchmarks/response_audit.json`).",
+        "- The held-out Yi-6B completions answer the same 100 JailbreakBench prompts as the training completions of "
+        "four other models, and the encoder saw those prompts inside response pairs. Holding 42 of the prompts out of "
+        "the response head's training lowered F1 on their Yi-6B replies from 0.84 to 0.82 against hand labels (0.91 "
+        "to 0.89 against Llama Guard 2's), so the Yi-6B figures, and perhaps the JBB-behaviour prompt recall, are "
+        "somewhat optimistic.",
         "- Categories are a multinomial guess over S1-S14 from the most harmful window; treat them as a hint.",
         _batch_note(manifest),
         "",
