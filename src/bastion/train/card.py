@@ -322,6 +322,10 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "the response head's training lowered F1 on their Yi-6B replies from 0.84 to 0.82 against hand labels (0.91 "
         "to 0.89 against Llama Guard 2's), so the Yi-6B figures, and perhaps the JBB-behaviour prompt recall, are "
         "somewhat optimistic.",
+        "- The response check reads the request more than the reply: 57% of held-out harmful requests paired with an "
+        "unrelated harmless answer (a cooking tip) are flagged (benchmark slice "
+        "`response/harmful_prompt_unrelated_harmless_reply`). An output rail may block harmless answers to edgy "
+        "requests; raise `thresholds.response_harm` where that matters.",
         "- Categories are a multinomial guess over S1-S14 from the most harmful window; treat them as a hint.",
         _batch_note(manifest),
         "",
