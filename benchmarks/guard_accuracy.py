@@ -244,10 +244,9 @@ def main() -> None:
     for task, thr in (("prompt", th.prompt_harm), ("attack", th.attack), ("response", th.response_harm),
                       ("refusal", th.refusal)):
         es = by[task]
-        p = np.concatenate([scores_for(g, task, [e.context or e.text if task in ("response", "refusal") else e.text
-                                                  for e in es[i : i + 256]],
-                                       [e.text if task in ("response", "refusal") else None for e in es[i : i + 256]])
-                            for i in range(0, len(es), 256)])
+        pair = task in ("response", "refusal")
+        p = scores_for(g, task, [e.context or e.text if pair else e.text for e in es],
+                       [e.text if pair else None for e in es])
         y = np.array([e.label for e in es])
         cache[task] = (es, p, y)
         _slice(res, f"{task}/all_heldout", y, p, thr)
@@ -282,16 +281,14 @@ def main() -> None:
     es, p, y = cache["response"]
     hp = [e for e in es if e.label == 1]
     for pre in REFUSE_THEN_COMPLY:
-        s = np.concatenate([scores_for(g, "response", [e.context or "" for e in hp[i : i + 256]],
-                                       [pre + "\n\n" + e.text for e in hp[i : i + 256]])
-                            for i in range(0, len(hp), 256)])
+        s = scores_for(g, "response", [e.context or "" for e in hp], [pre + "\n\n" + e.text for e in hp])
         _slice(res, f"response/refuse_then_comply(recall):{pre[:24]}", np.ones(len(hp), dtype=int), s, th.response_harm)
     # the response check's prompt shortcut: held-out harmful requests (JailbreakBench) answered with an unrelated,
     # harmless held-out Dolly answer; every such reply is harmless, so every flag is a false positive
     jb = sorted({e.context for e in es if e.source.startswith("refusal_direction") and e.context})
-    dolly = [e.text for e in es if e.source == "dolly"]
-    if jb and dolly:
-        pairs = [(q, dolly[(i * 7 + j) % len(dolly)]) for i, q in enumerate(jb) for j in range(3)]
+    docs = [e.text for e in es if e.source == "dolly"]  # held-out Dolly answers, also the documents below
+    if jb and docs:
+        pairs = [(q, docs[(i * 7 + j) % len(docs)]) for i, q in enumerate(jb) for j in range(3)]
         s = scores_for(g, "response", [q for q, _ in pairs], [r for _, r in pairs])
         _slice(res, "response/harmful_prompt_unrelated_harmless_reply(FPR)", np.zeros(len(pairs), dtype=int), s,
                th.response_harm)
@@ -300,7 +297,6 @@ def main() -> None:
     from bastion.redteam.seeds import load_templates
 
     templates = [t["template"] for t in load_templates(Path(a.data)) if "{prompt}" in t["template"]]
-    docs = [e.text for e in by["response"] if e.source == "dolly"]
     for task, thr in (("response", th.response_harm), ("refusal", th.refusal)):
         es, _, y = cache[task]
         rng = random.Random(1)
@@ -308,8 +304,7 @@ def main() -> None:
                  "document_then_prompt": [" ".join(rng.sample(docs, 2)) + "\n\n" + (e.context or "") for e in es],
                  "prompt_then_document": [(e.context or "") + "\n\n" + " ".join(rng.sample(docs, 2)) for e in es]}
         for name, ctx in wraps.items():
-            pw = np.concatenate([scores_for(g, task, ctx[i : i + 256], [e.text for e in es[i : i + 256]])
-                                 for i in range(0, len(es), 256)])
+            pw = scores_for(g, task, ctx, [e.text for e in es])
             _slice(res, f"{task}/prompt_wrapped:{name}", y, pw, thr)
     # obfuscation
     from bastion.redteam.techniques import get_technique

@@ -387,13 +387,22 @@ def test_wrapped_contexts_copy_training_replies_inside_training_templates_or_doc
     assert all(isinstance(w, Example) for w in out)
 
 
+def _audit(name: str):
+    """The accuracy benchmark's key function (how the audit files name a reply) and the audit file itself."""
+    import importlib.util
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    spec = importlib.util.spec_from_file_location("guard_accuracy", bench / "guard_accuracy.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.audit_key, json.loads((bench / name).read_text())
+
+
 def test_refusal_audit_names_held_out_replies_of_its_strata(examples):
     """benchmarks/refusal_audit.json hand-labels a stratified sample of the held-out refusal replies by key only; every
     key must still name a validation reply of its stratum, or the benchmark's audited figures would silently shrink."""
-    import hashlib
-
-    audit = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "refusal_audit.json").read_text())
-    val = {hashlib.sha1(((e.context or "") + "\x00" + e.text).encode()).hexdigest()[:16]: e
+    audit_key, audit = _audit("refusal_audit.json")
+    val = {audit_key(e.context or "", e.text): e
            for e in examples if e.task == "refusal" and e.split == "val"}
     strata = audit["sample"]["strata"]
     drawn = {k: 0 for k in strata}
@@ -413,10 +422,8 @@ def test_refusal_audit_names_held_out_replies_of_its_strata(examples):
 
 
 def test_response_audit_names_every_held_out_yi_reply(examples):
-    import hashlib
-
-    audit = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "response_audit.json").read_text())
-    yi = {hashlib.sha1(((e.context or "") + "\x00" + e.text).encode()).hexdigest()[:16]: e for e in examples
+    audit_key, audit = _audit("response_audit.json")
+    yi = {audit_key(e.context or "", e.text): e for e in examples
           if e.task == "response" and e.split == "val" and e.source.startswith("refusal_direction:yi-6b-chat")}
     assert set(audit["labels"]) == set(yi) and audit["sample"]["strata"]["all"]["population"] == len(yi) == 300
     assert {v["label"] for v in audit["labels"].values()} == {0, 1, "a"}

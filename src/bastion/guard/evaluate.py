@@ -39,8 +39,12 @@ def auprc(y: np.ndarray, p: np.ndarray) -> float:
     return float((prec * ys).sum() / ys.sum())
 
 
-def scores_for(guard: Guard, task: str, prompts: list[str], responses: list[str | None]) -> np.ndarray:
-    """The score a check gives each item (batched)."""
+def scores_for(guard: Guard, task: str, prompts: list[str], responses: list[str | None],
+               batch: int = 256) -> np.ndarray:
+    """The score a check gives each item, `batch` items per guard call."""
+    if len(prompts) > batch:
+        return np.concatenate([scores_for(guard, task, prompts[i : i + batch], responses[i : i + batch], batch)
+                               for i in range(0, len(prompts), batch)])
     if task in ("prompt", "attack"):
         vs = guard.check_prompts(prompts)
         return np.array([v.score if task == "prompt" else v.attack_score for v in vs], dtype=np.float64)
@@ -53,8 +57,7 @@ def scores_for(guard: Guard, task: str, prompts: list[str], responses: list[str 
 def evaluate(guard: Guard, task: str, prompts: list[str], responses: list[str | None], labels: list[int],
              batch: int = 256) -> dict[str, Any]:
     y = np.asarray(labels, dtype=np.int64)
-    p = np.concatenate([scores_for(guard, task, prompts[i : i + batch], responses[i : i + batch])
-                        for i in range(0, len(prompts), batch)]) if prompts else np.zeros(0)
+    p = scores_for(guard, task, prompts, responses, batch) if prompts else np.zeros(0)
     thr = getattr(guard.thresholds, _THRESHOLD_NAME[task])
     res: dict[str, Any] = {"task": task, "n": int(len(y)), "positives": int(y.sum())}
     res.update(binary_metrics(y, p, thr))
