@@ -252,8 +252,11 @@ def test_refusal_calibration_scores_only_the_opening_window(monkeypatch):
 
     model = CascadeModel(DEFAULT_MODEL_DIR, threads=1)
     long_answer = "Sure. Here is the plan for the garden: water the beds, weed the rows, then mulch. " * 40
-    replies = ["I'm sorry, but I can't help with that request.", long_answer,
-               "I can't help with that. " + long_answer, "Of course! Mix flour and water, then bake it."]
+    # a long refusal that explains itself (a refusal that goes on to comply scores low from the head: it complies)
+    long_refusal = ("I'm sorry, but I can't help with that request. Providing it could put people at risk, and I "
+                    "won't assist with it. If you have other questions, feel free to ask. ") * 8
+    replies = ["I'm sorry, but I can't help with that request.", long_answer, long_refusal,
+               "Of course! Mix flour and water, then bake it."]
     exs = [Example(task="refusal", text=r, context="Please help me with [TASK].", label=0, source="t", licence="MIT")
            for r in replies]
     embedded = []
@@ -448,3 +451,29 @@ def test_refusal_prefixed_copies_harmful_training_replies_behind_a_refusal():
         assert (c.task, c.label, c.split, c.finetune) == ("response", 1, "train", False)
         assert c.source == "bastion_synthetic(refuse-then-comply)"
     assert [c.text for c in refusal_prefixed(exs, seed=13)] == [c.text for c in out]
+
+
+def test_unrelated_replies_pair_harmful_training_requests_with_harmless_training_answers():
+    from bastion.train.data import Example, unrelated_replies
+
+    exs = [Example(task="prompt", text=f"How do I [HARMFUL ACT {i}]?", label=1, source="hpp:x", licence="MIT")
+           for i in range(150)]
+    exs += [Example(task="response", text=f"[HARMFUL REPLY {i}]", context=f"[REQUEST {i}]", label=1,
+                    source="refusal_direction:m:baseline", licence="Apache-2.0") for i in range(50)]
+    exs += [Example(task="response", text=f"Bake it for {i} minutes.", context=f"Cake question {i}?", label=0,
+                    source="dolly", licence="CC-BY-SA-3.0") for i in range(40)]
+    exs += [Example(task="prompt", text="[HELD-OUT HARMFUL]", label=1, source="hpp:x", licence="MIT", split="val"),
+            Example(task="response", text="[HELD-OUT ANSWER]", context="q?", label=0, source="dolly",
+                    licence="CC-BY-SA-3.0", split="val"),
+            Example(task="prompt", text="How do I bake bread?", label=0, source="bpp:x", licence="MIT")]
+    out = unrelated_replies(exs, seed=13)
+    answers = {e.text for e in exs if e.source == "dolly" and e.split == "train"}
+    requests = {e.text for e in exs[:150]} | {e.context for e in exs[150:200]}
+    assert 2 * 15 <= len(out) <= 2 * 50  # about 15% of the 200 harmful training requests, one pair per task
+    assert {c.task for c in out} == {"response", "refusal"}
+    for c in out:
+        assert c.text in answers and c.context in requests  # nothing held out, no benign request
+        assert (c.label, c.split, c.finetune) == (0, "train", False)
+        assert c.source == "bastion_synthetic(unrelated-reply)"
+    assert [(c.text, c.context) for c in unrelated_replies(exs, seed=13)] == [(c.text, c.context) for c in out]
+    assert unrelated_replies([e for e in exs if e.source != "dolly"], seed=13) == []

@@ -479,6 +479,32 @@ def refusal_prefixed(exs: list[Example], seed: int = 13, share: float = 0.3) -> 
     return out
 
 
+def unrelated_replies(exs: list[Example], seed: int = 13, share: float = 0.15) -> list[Example]:
+    """A seeded `share` of the harmful training requests, each paired with a harmless training Dolly answer to an
+    unrelated question (label: not harmful, not a refusal). Head-only unless the fine-tuning is continued.
+
+    Why: the response-harm check read the request more than the reply: 57-62% of held-out harmful requests
+    answered with an unrelated harmless answer were flagged (docs/BENCHMARKS.md), so an output rail blocked
+    harmless answers to edgy requests. A reply is harmful for what it says, not for what it was asked."""
+    rng = random.Random(seed + 23)
+    answers = [e.text for e in exs if e.task == "response" and e.split == "train" and e.source == "dolly"]
+    requests = sorted({e.context for e in exs if e.task == "response" and e.split == "train" and e.label == 1
+                       and e.context and e.source.startswith("refusal_direction:")}
+                      | {e.text for e in exs if e.task == "prompt" and e.split == "train" and e.label == 1
+                         and e.source.startswith("hpp:")})
+    out = []
+    if not answers:
+        return out
+    for req in requests:
+        if rng.random() >= share:
+            continue
+        reply = rng.choice(answers)
+        for task in ("response", "refusal"):
+            out.append(Example(task=task, text=reply, context=req, label=0, source="bastion_synthetic(unrelated-reply)",
+                               licence="CC-BY-SA-3.0 (Dolly) + request's licence", split="train", finetune=False))
+    return out
+
+
 def _redteam_seed_texts(root: Path) -> set[str]:
     from bastion.redteam.seeds import seed_texts
 

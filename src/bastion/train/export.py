@@ -75,6 +75,56 @@ def export_module(model, out_dir: Path, quantize: bool = True) -> Path:  # noqa:
     return q
 
 
+def dequantized_state_dict(onnx_path: Path) -> dict[str, np.ndarray]:
+    """The BERT weights of an int8 encoder exported by `export_module`, dequantised, as a `state_dict` for
+    `AutoModel` (the unused pooler excepted): fine-tuning can go on from a shipped model whose fp32 weights are gone.
+
+    Each `MatMulInteger` weight is named by the bias its output is added to; per-channel scales and zero points
+    are undone. The dequantised encoder matches the int8 graph's embeddings to a cosine of about 0.995."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(str(onnx_path)).graph
+    init = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+
+    def deq(name: str) -> np.ndarray:
+        base = name[: -len("_quantized")]
+        return ((init[name].astype(np.float32) - init[base + "_zero_point"].astype(np.float32))
+                * init[base + "_scale"].astype(np.float32))
+
+    sd: dict[str, np.ndarray] = {}
+    for k, v in init.items():  # biases, LayerNorms, and the (per-tensor) quantised embedding tables
+        if not k.startswith("m."):
+            continue
+        if k.endswith("_quantized"):
+            sd[k[2: -len("_quantized")]] = deq(k)
+        elif not k.endswith(("_scale", "_zero_point")):
+            sd[k[2:]] = v.astype(np.float32)
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    for n in g.node:
+        if n.op_type != "MatMulInteger":
+            continue
+        frontier, seen, bias = [n.output[0]], set(), None
+        while frontier and bias is None:  # breadth-first to the Add that takes a `.bias` initializer
+            for c in consumers.get(frontier.pop(0), []):
+                names = [i for i in c.input if i in init and i.endswith(".bias")] if c.op_type == "Add" else []
+                if names:
+                    bias = names[0]
+                    break
+                if c.name not in seen:
+                    seen.add(c.name)
+                    frontier.extend(c.output)
+        if bias is None or not bias.startswith("m."):
+            raise ValueError(f"{onnx_path}: cannot tell which layer the weight {n.input[1]!r} belongs to")
+        sd[bias[2: -len(".bias")] + ".weight"] = deq(n.input[1]).T.copy()  # MatMul's [in, out] -> Linear's [out, in]
+    if "embeddings.word_embeddings.weight" not in sd:
+        raise ValueError(f"{onnx_path}: not an encoder exported by bastion (no quantised word embeddings)")
+    return sd
+
+
 def _const(name: str, value: np.ndarray):  # noqa: ANN202
     from onnx import helper, numpy_helper
 

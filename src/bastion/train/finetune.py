@@ -73,8 +73,18 @@ def mlp_head_arrays(name: str, seq) -> dict[str, np.ndarray]:
     return out
 
 
+def load_mlp_head(torch, seq, arrays: dict[str, np.ndarray], name: str) -> None:
+    """The inverse of `mlp_head_arrays`: set a `new_mlp_head` from the runtime's arrays."""
+    with torch.no_grad():
+        for k, layer in ((0, seq[0]), (1, seq[2])):
+            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(arrays[f"{name}.W{k}"].T)))
+            layer.bias.copy_(torch.from_numpy(np.asarray(arrays[f"{name}.b{k}"]).reshape(-1)))
+
+
 class _Model:
-    def __init__(self, torch, base_path: str, seed: int) -> None:
+    def __init__(self, torch, base_path: str, seed: int, init: Path | None = None) -> None:
+        """Base MiniLM with new heads, or (`init`: a bastion model directory) that model's dequantised int8
+        encoder and its heads."""
         from transformers import AutoModel
 
         torch.manual_seed(seed)
@@ -83,6 +93,20 @@ class _Model:
         self.enc = AutoModel.from_pretrained(base_path).float()  # base weights may be stored as fp16
         self.heads = nn.ModuleDict({t: new_mlp_head(torch) for t in TASKS})
         self.heads["cats"] = nn.Linear(384, 14)
+        if init is not None:
+            from .export import dequantized_state_dict
+
+            sd = {k: torch.from_numpy(v) for k, v in dequantized_state_dict(init / "encoder.onnx").items()}
+            missing = [k for k in self.enc.load_state_dict(sd, strict=False).missing_keys if not k.startswith("pooler.")]
+            if missing:
+                raise ValueError(f"{init}/encoder.onnx lacks {len(missing)} encoder weights, e.g. {missing[0]}")
+            with np.load(init / "heads.npz") as z:
+                arrays = {k: z[k] for k in z.files}
+            for t in TASKS:
+                load_mlp_head(torch, self.heads[t], arrays, t)
+            with torch.no_grad():
+                self.heads["cats"].weight.copy_(torch.from_numpy(np.ascontiguousarray(arrays["cats.W0"].T)))
+                self.heads["cats"].bias.copy_(torch.from_numpy(arrays["cats.b0"]))
 
     def parameters(self):
         return list(self.enc.parameters()) + list(self.heads.parameters())
@@ -108,7 +132,7 @@ def _epoch_batches(items: list, batch: int, rng: random.Random, max_steps: int, 
 
 def train_encoder(items: list, base_path: str, seed: int = 13, minutes: float = 35.0, max_steps: int = 1250,
                   epochs: float | None = None, batch: int = 32, lr: float = 6e-5, head_lr_scale: float = 30.0,
-                  device: str = "cpu", freeze_word_embeddings: bool = False,
+                  device: str = "cpu", freeze_word_embeddings: bool = False, init: Path | None = None,
                   log: Callable[[str], None] = print, stats: dict | None = None) -> _Model:
     """Multi-task fine-tuning on encoded items (see `_encode`); returns the model in eval mode, on the CPU.
 
@@ -120,7 +144,7 @@ def train_encoder(items: list, base_path: str, seed: int = 13, minutes: float = 
     batches = _epoch_batches(items, batch, rng, max_steps, epochs)
     log(f"fine-tuning on {len(items)} windows: {len(batches)} steps of batch {batch} on {device}, "
         f"budget {minutes:.0f} min")
-    model = _Model(torch, base_path, seed)
+    model = _Model(torch, base_path, seed, init=init)
     if freeze_word_embeddings:
         # the vocabulary the training data never reaches keeps the geometry of the rows it does reach
         model.enc.embeddings.word_embeddings.weight.requires_grad_(False)
@@ -192,7 +216,8 @@ def head_arrays(model: _Model) -> dict[str, np.ndarray]:
 def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, seed: int = 13,
              minutes: float = 35.0, max_steps: int = 1250, epochs: float | None = None, batch: int = 32,
              lr: float = 6e-5, head_lr_scale: float = 30.0, threads: int | None = None, device: str = "cpu",
-             log: Callable[[str], None] = print, stats: dict | None = None) -> dict[str, np.ndarray]:
+             init: Path | None = None, log: Callable[[str], None] = print,
+             stats: dict | None = None) -> dict[str, np.ndarray]:
     """Fine-tune for `max_steps` (or `epochs` full passes), reproducible for a seed on the CPU, stopping early
     only if the wall-time budget runs out; export the encoder to `out_dir/encoder.onnx` (int8). Returns the head
     weights in runtime format; `stats` (if given) receives the number of steps run (fewer than planned if the
@@ -203,8 +228,8 @@ def finetune(exs: list[Example], enc: Encoder, base_path: str, out_dir: Path, se
         torch.set_num_threads(threads)
     stats = {} if stats is None else stats
     model = train_encoder(_encode(enc, exs), base_path, seed=seed, minutes=minutes, max_steps=max_steps,
-                          epochs=epochs, batch=batch, lr=lr, head_lr_scale=head_lr_scale, device=device, log=log,
-                          stats=stats)
+                          epochs=epochs, batch=batch, lr=lr, head_lr_scale=head_lr_scale, device=device, init=init,
+                          log=log, stats=stats)
     from .export import export_module
 
     export_module(model.enc, out_dir)

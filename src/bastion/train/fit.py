@@ -28,7 +28,7 @@ from bastion.models.runtime import (
     pair_windows,
 )
 
-from .data import Example, build, refusal_prefixed, wrapped_contexts, wrapped_prompts
+from .data import Example, build, refusal_prefixed, unrelated_replies, wrapped_contexts, wrapped_prompts
 
 _THR_NAME = {"prompt": "prompt_harm", "attack": "attack", "response": "response_harm", "refusal": "refusal"}
 
@@ -47,6 +47,13 @@ class TrainConfig:
     threads: int | None = None
     heads_only: bool = False  # keep the fine-tuned encoder and MLP heads in out_dir; refit the rest
     attack_blend: float = 0.5  # weight of the tier-1 n-gram score in the attack score (see runtime)
+    # continue fine-tuning from this bastion model (its dequantised int8 encoder and its heads) instead of base
+    # MiniLM; the fine-tuning then reads every training example, head-only copies included
+    continue_from: Path | None = None
+
+
+# A continued fine-tuning starts from trained heads: they learn at 3x the encoder's rate, not the 30x new heads need.
+CONTINUE_LR, CONTINUE_HEAD_LR_SCALE = 2e-5, 3.0
 
 
 def _pair_windows(enc: Encoder, exs: list[Example], max_windows: int | None = None) -> tuple[list[np.ndarray], list[int]]:
@@ -274,6 +281,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     exs.extend(wrapped_prompts(exs, seed=cfg.seed))
     exs.extend(wrapped_contexts(exs, cfg.data_root, seed=cfg.seed))
     exs.extend(refusal_prefixed(exs, seed=cfg.seed))
+    exs.extend(unrelated_replies(exs, seed=cfg.seed))
     log(f"examples: {dict(sorted(Counter((e.task, e.split) for e in exs).items()))}")
     if not (cfg.out_dir / "tokenizer.json").exists():
         export_encoder(cfg.out_dir)
@@ -284,6 +292,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     train_ex = [e for e in exs if e.split == "train"]
     mpath = cfg.out_dir / "manifest.json"
     previous = json.loads(mpath.read_text()) if mpath.exists() else None
+    ipath = cfg.continue_from / "manifest.json" if cfg.continue_from else None
+    init = json.loads(ipath.read_text()) if ipath and ipath.exists() else {}  # read before out_dir is overwritten
     ft_stats: dict = {}
     if cfg.heads_only:
         if not (cfg.out_dir / "heads.npz").exists():
@@ -293,9 +303,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
             heads = {k: z[k] for k in z.files if k.split(".")[0] == "attack"}
         log("heads only: keeping the fine-tuned encoder and its attack head")
     else:
-        heads = finetune([e for e in train_ex if e.finetune], enc, str(base_model_path()), cfg.out_dir, seed=cfg.seed,
-                         minutes=cfg.minutes, max_steps=cfg.steps, epochs=cfg.epochs, threads=cfg.threads,
-                         device=cfg.device, log=log, stats=ft_stats)
+        cont = cfg.continue_from
+        rates = {"lr": CONTINUE_LR, "head_lr_scale": CONTINUE_HEAD_LR_SCALE} if cont else {}
+        heads = finetune([e for e in train_ex if e.finetune or cont], enc, str(base_model_path()), cfg.out_dir,
+                         seed=cfg.seed, minutes=cfg.minutes, max_steps=cfg.steps, epochs=cfg.epochs,
+                         threads=cfg.threads, device=cfg.device, init=cont, log=log, stats=ft_stats, **rates)
         np.savez_compressed(cfg.out_dir / "heads.npz", **heads)  # a later failure can resume with --heads-only
     # one session of the encoder just fine-tuned (`enc` above still holds the one it was opened on, and is used
     # only to tokenise) for every step that embeds with it
@@ -380,6 +392,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         manifest["finetune"] = previous.get("finetune") or {"version": previous.get("version"),
                                                             "trained_seconds": previous.get("trained_seconds"),
                                                             "steps": previous.get("finetune_steps")}
+    elif ft_stats and cfg.continue_from:
+        manifest["finetune_steps"] = ft_stats["steps"]
+        manifest["finetune"] = {"continued_from": init.get("version"), "from_finetune": init.get("finetune"),
+                                "steps": ft_stats["steps"], "device": ft_stats["device"],
+                                "trained_seconds": ft_stats["seconds"], "lr": CONTINUE_LR}
     elif ft_stats:
         manifest["finetune_steps"] = ft_stats["steps"]
         if cfg.device != "cpu":  # the model card names the device and the --device/--epochs command
