@@ -127,6 +127,7 @@ async def one(client, url: str, i: int, harmful: bool) -> dict:
     text = ""
     chunks = 0
     finish = None
+    rail = None  # the rail that refused ("input" or "output"), when one did
     try:
         async with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
             if r.status_code != 200:
@@ -143,6 +144,9 @@ async def one(client, url: str, i: int, harmful: bool) -> dict:
                 if ch.get("finish_reason"):
                     finish = ch["finish_reason"]
                     if finish == "content_filter":
+                        rail = (d.get("bastion") or {}).get("rail")
+                        if rail == "input":  # the request was refused: what came before is the gateway's refusal
+                            chunks, text = 0, ""
                         continue  # the refusal text is the gateway's, not the model's
                 if piece:
                     chunks += 1
@@ -152,7 +156,7 @@ async def one(client, url: str, i: int, harmful: bool) -> dict:
     except Exception as e:  # noqa: BLE001
         return {"error": type(e).__name__}
     return {"ttft": ttft, "total": time.perf_counter() - t0, "text": text, "chunks": chunks, "finish": finish,
-            "harmful": harmful}
+            "harmful": harmful, "rail": rail}
 
 
 async def load(url: str, clients: int, requests: int, harmful_every: int) -> tuple[list[dict], float]:
@@ -279,6 +283,7 @@ def main() -> None:
     ok = [r for r in guarded if "error" not in r]
     leaks = sum(1 for r in ok if MARKER in r["text"] or (r["harmful"] and f"word{args.tokens - 1}" in r["text"]))
     blocked = sum(1 for r in ok if r["finish"] == "content_filter")
+    blocked_input = sum(1 for r in ok if r["finish"] == "content_filter" and r["rail"] == "input")
     released = metric_value(metrics, 'bastion_stream_chunks_total{outcome="released"}') - metric_value(
         before, 'bastion_stream_chunks_total{outcome="released"}')
     client_chunks = sum(r["chunks"] for r in ok)
@@ -300,7 +305,8 @@ def main() -> None:
         "server_added_ttft_p50_le_ms": hist_quantile(metrics, "bastion_stream_added_ttft_seconds", 0.5) * 1000,
         "server_added_ttft_p95_le_ms": hist_quantile(metrics, "bastion_stream_added_ttft_seconds", 0.95) * 1000,
         "guard_check_p50_le_ms": hist_quantile(metrics, "bastion_guard_seconds", 0.5, 'rail="output"') * 1000,
-        "harmful_streams": sum(1 for r in ok if r["harmful"]), "blocked_streams": blocked, "leaks": leaks,
+        "harmful_streams": sum(1 for r in ok if r["harmful"]), "blocked_streams": blocked,
+        "blocked_at_input": blocked_input, "leaks": leaks,
         "client_content_chunks": client_chunks, "checked_released_chunks": int(released),
         "unchecked_chunks": max(0, client_chunks - int(released)),
     }
@@ -321,7 +327,7 @@ def main() -> None:
           f"TTFT p50 {out['guard_overhead_ttft_p50_ms']:.1f} ms")
     print(f"  server-side added TTFT p50 <= {out['server_added_ttft_p50_le_ms']:g} ms, p95 <= "
           f"{out['server_added_ttft_p95_le_ms']:g} ms; output check p50 <= {out['guard_check_p50_le_ms']:g} ms")
-    print(f"  harmful streams {out['harmful_streams']}, blocked {blocked}, leaks {leaks}; "
+    print(f"  harmful streams {out['harmful_streams']}, blocked {blocked} ({blocked_input} at input), leaks {leaks}; "
           f"client chunks {client_chunks}, checked+released {int(released)}, unchecked {out['unchecked_chunks']}")
 
 

@@ -477,3 +477,22 @@ def test_unrelated_replies_pair_harmful_training_requests_with_harmless_training
         assert c.source == "bastion_synthetic(unrelated-reply)"
     assert [(c.text, c.context) for c in unrelated_replies(exs, seed=13)] == [(c.text, c.context) for c in out]
     assert unrelated_replies([e for e in exs if e.source != "dolly"], seed=13) == []
+
+
+def test_model_card_of_a_continued_build_names_where_it_started_and_how_to_redo_it():
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import render
+
+    m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    m["trained_seconds"] = 1648.0
+    m["finetune"] = {"continued_from": "v-shipped", "steps": 700, "device": "cpu", "trained_seconds": 1019.1,
+                     "lr": 2e-5, "from_finetune": {"steps": 6693, "epochs": 3.0, "device": "NVIDIA H200",
+                                                   "trained_seconds": 116.8}}
+    text = render(m)
+    head = text.split("## Intended use")[0]
+    assert "117 s for 6,693 steps on one NVIDIA H200 GPU (`v-shipped`)" in head
+    assert "700 steps of batch 32 continued from its int8 model on 2 CPU cores (1019 s" in head
+    assert "1648 s in all" in head and "30x" not in head  # continued heads start trained, at 3x
+    assert "--continue-from THAT_DIR --steps 700" in text and "--device cuda" not in text
+    m["finetune"]["from_finetune"] = None  # continued from a CPU build
+    assert "`v-shipped`, then 700 steps" in render(m)

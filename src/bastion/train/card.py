@@ -149,6 +149,29 @@ _BUILD_NOTES = {
         "encoder's refusal score). Full-response checks are about 19% slower (30 against 37 replies/s on 2 cores).",
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261128-s13-9b731fcf": [
+        "- **The encoder fine-tuned further on 2 CPU cores, from the shipped model.** The fp16 weights of the GPU "
+        "fine-tuning were never kept, so until now the encoder could only be rebuilt from scratch on a GPU. "
+        "`bastion train --continue-from` dequantises a shipped int8 encoder (cosine 0.994-0.999 to its int8 "
+        "embeddings) and goes on from it and its heads: here 1,400 steps of batch 32 from `7d0f9fe6` (1,810 s, encoder "
+        "learning rate 2e-5, heads at 3x), over every training example, head-only copies included (prompts inside "
+        "jailbreak templates and documents, refuse-then-comply replies), then the usual refit of the prompt-harm, "
+        "response-harm and refusal heads, tier 1 and thresholds (2,400 s in all).",
+        "- **New data (`unrelated_replies`):** 15% of the harmful training requests, each answered by a harmless Dolly "
+        "answer to another question, labelled not harmful and not a refusal. Head-only, the same kind of example had "
+        "cut the request shortcut but cost F1; inside the fine-tuning it costs little.",
+        "- **Chosen between two runs on validation:** 700 steps (`48df8a4e`) and 1,400 steps (this one), same data "
+        "and seed. Both cut the shortcut (12.0% / 11.7%). 700 steps was better on attacks (F1 0.798, role-play 6.5%) "
+        "and worse on prompt harm (F1 0.815, sounds-dangerous 17.3%); this one was kept for the prompt check, the "
+        "input rail most deployments run. The figures below are therefore slightly optimistic.",
+        "- **Held out, same benchmark and machine, against `7d0f9fe6`:** harmless replies to harmful requests flagged "
+        "56.7% -> 11.7%; refuse-then-comply recall 0.62 / 0.79 / 0.89 -> 0.89 / 0.92 / 0.95; prompt-harm F1 0.819 -> "
+        "0.820, sounds-dangerous false positives 16.6% -> 16.1%, default red-team over-refusal 32.9% -> 32.2%; "
+        "response harm with the prompt inside a jailbreak template / after / before a document 0.618 / 0.657 / 0.605 "
+        "-> 0.648 / 0.673 / 0.614; refusal F1 0.905 -> 0.912; DiaSafety 0.719 -> 0.744, DICES 0.356 -> 0.377. "
+        "Worse: response-harm F1 0.703 -> 0.698 (FPR 8.7% -> 11.8%), benign role-play taken for attacks 8.1% -> 9.1%, "
+        "Yi-6B baseline replies 0.725 -> 0.714 (against hand labels 0.849 -> 0.848).",
+    ],
     "bastion-guard-20261128-s13-7d0f9fe6": [
         "- **The encoder, attack, prompt-harm and refusal heads of `76b503b6`; the response-harm head and its tier-1 "
         "model refitted with 'refuse, then comply' copies.** The response head had learned that a refusal opening "
@@ -214,8 +237,23 @@ def _gpu_finetune(manifest: dict) -> dict | None:
     return ft if ft.get("device") not in (None, "cpu") else None
 
 
+def _continued(manifest: dict) -> dict | None:
+    """The fine-tuning record of a build continued from an earlier model (`bastion train --continue-from`)."""
+    ft = manifest.get("finetune") or {}
+    return ft if ft.get("continued_from") else None
+
+
 def _train_time(manifest: dict) -> str:
     ft = manifest.get("finetune")
+    cont = _continued(manifest)
+    if cont:
+        first = cont.get("from_finetune") or {}
+        before = (f"{first['trained_seconds']:.0f} s for {first['steps']:,} steps on one {first['device']} GPU "
+                  f"(`{cont['continued_from']}`), then " if first.get("device") not in (None, "cpu")
+                  and first.get("trained_seconds") else f"`{cont['continued_from']}`, then ")
+        return (before + f"{cont['steps']:,} steps of batch 32 continued from its int8 model on 2 CPU cores "
+                f"({cont['trained_seconds']:.0f} s; encoder learning rate {cont.get('lr', 2e-5):g}, heads from that "
+                f"model at 3x), and the heads refitted: {manifest['trained_seconds']:.0f} s in all on the CPU")
     if _gpu_finetune(manifest):  # GPU fine-tuning, CPU refit
         return (f"{ft['trained_seconds']:.0f} s of fine-tuning on one {ft['device']} GPU, then "
                 f"{manifest['trained_seconds']:.0f} s for `--heads-only` on 2 CPU cores")
@@ -226,6 +264,12 @@ def _train_time(manifest: dict) -> str:
 
 
 def _reproduce(manifest: dict) -> str:
+    cont = _continued(manifest)
+    if cont:
+        return ("`pip install torch==2.13.0 && pip install -e '.[train]'`, check out the model directory of "
+                f"`{cont['continued_from']}` from git history, then `bastion train --data ../shared/datasets "
+                f"--continue-from THAT_DIR --steps {cont['steps']}` at the commit that built this model (seeded; on a "
+                "CPU a seed gives the same weights; docs/BENCHMARKS.md names the commits).")
     gpu = _gpu_finetune(manifest)
     if gpu:
         schedule = f"--epochs {gpu['epochs']:g}" if gpu.get("epochs") else f"--steps {gpu['steps']}"
@@ -276,6 +320,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "windows of at most 64 tokens of text are settled (one harmful passage dilutes in a longer one's features): "
         f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
         "(each the tier-1 score of the lowest 0.5% of calibration positives the exact tier flags, capped at the check's threshold).",
+        f"- **Training time:** {_train_time(manifest)}." if _continued(manifest) else
         f"- **Training time:** {_train_time(manifest)} (`bastion train`; {_steps(manifest)}"
         "fine-tuning steps of batch 32; the heads learn at 30x the encoder's learning rate).",
         "",
@@ -315,17 +360,17 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "- Each window of a long reply is judged beside the prompt but without the reply's opening, and the reply's "
         "score is the maximum: the later windows of a long refusal that repeats boilerplate ('If you have any other "
         "questions, feel free to ask.' a dozen times, as Yi-6B's do) can score as harmful. On the 300 held-out Yi-6B "
-        "replies read by hand, 39% of the harmless ones are flagged, most of them refusals of this kind "
+        "replies read by hand, 38% of the harmless ones are flagged, most of them refusals of this kind "
         "(`benchmarks/response_audit.json`).",
         "- The held-out Yi-6B completions answer the same 100 JailbreakBench prompts as the training completions of "
         "four other models, and the encoder saw those prompts inside response pairs. Holding 42 of the prompts out of "
         "the response head's training lowered F1 on their Yi-6B replies from 0.84 to 0.82 against hand labels (0.91 "
         "to 0.89 against Llama Guard 2's), so the Yi-6B figures, and perhaps the JBB-behaviour prompt recall, are "
         "somewhat optimistic.",
-        "- The response check reads the request more than the reply: 57% of held-out harmful requests paired with an "
-        "unrelated harmless answer (a cooking tip) are flagged (benchmark slice "
-        "`response/harmful_prompt_unrelated_harmless_reply`). An output rail may block harmless answers to edgy "
-        "requests; raise `thresholds.response_harm` where that matters.",
+        "- The response check still reads the request as well as the reply: 11.7% of held-out harmful requests paired "
+        "with an unrelated harmless answer (a cooking tip) are flagged (benchmark slice "
+        "`response/harmful_prompt_unrelated_harmless_reply`; 57% before build `9b731fcf`). An output rail may block "
+        "some harmless answers to edgy requests; raise `thresholds.response_harm` where that matters.",
         "- Categories are a multinomial guess over S1-S14 from the most harmful window; treat them as a hint.",
         _batch_note(manifest),
         "",

@@ -488,20 +488,23 @@ def unrelated_replies(exs: list[Example], seed: int = 13, share: float = 0.15) -
     harmless answers to edgy requests. A reply is harmful for what it says, not for what it was asked."""
     rng = random.Random(seed + 23)
     answers = [e.text for e in exs if e.task == "response" and e.split == "train" and e.source == "dolly"]
-    requests = sorted({e.context for e in exs if e.task == "response" and e.split == "train" and e.label == 1
-                       and e.context and e.source.startswith("refusal_direction:")}
-                      | {e.text for e in exs if e.task == "prompt" and e.split == "train" and e.label == 1
-                         and e.source.startswith("hpp:")})
+    licence: dict[str, str] = {}  # request -> its licence (the first seen)
+    for e in exs:
+        if e.split == "train" and e.label == 1 and e.task == "response" and e.context and \
+                e.source.startswith("refusal_direction:"):
+            licence.setdefault(e.context, e.licence)
+        elif e.split == "train" and e.label == 1 and e.task == "prompt" and e.source.startswith("hpp:"):
+            licence.setdefault(e.text, e.licence)
     out = []
     if not answers:
         return out
-    for req in requests:
+    for req in sorted(licence):
         if rng.random() >= share:
             continue
         reply = rng.choice(answers)
         for task in ("response", "refusal"):
             out.append(Example(task=task, text=reply, context=req, label=0, source="bastion_synthetic(unrelated-reply)",
-                               licence="CC-BY-SA-3.0 (Dolly) + request's licence", split="train", finetune=False))
+                               licence=f"CC-BY-SA-3.0 (Dolly) + {licence[req]}", split="train", finetune=False))
     return out
 
 
