@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
                                            help="Continue fine-tuning from this model directory (e.g. the embedded "
                                                 "model; its int8 encoder is dequantised) instead of base MiniLM, over "
                                                 "every training example, with --extra data too: adapt the shipped "
-                                                "guard on a CPU (700 steps take about 25 min on 2 cores)."),
+                                                "guard on a CPU (--steps 1400 and the refit: about 41 min on 2 "
+                                                "cores; how the shipped model was built)."),
     ) -> None:
         """Fine-tune the embedded guard model (seeded; about 55 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
         try:
