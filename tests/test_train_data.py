@@ -252,7 +252,7 @@ def test_refusal_calibration_scores_only_the_opening_window(monkeypatch):
 
     model = CascadeModel(DEFAULT_MODEL_DIR, threads=1)
     long_answer = "Sure. Here is the plan for the garden: water the beds, weed the rows, then mulch. " * 40
-    # a long refusal that explains itself (a refusal that goes on to comply scores low from the head: it complies)
+    # a long refusal that explains itself (a refusal that goes on to comply is ambiguous for the head: 0.36-0.56)
     long_refusal = ("I'm sorry, but I can't help with that request. Providing it could put people at risk, and I "
                     "won't assist with it. If you have other questions, feel free to ask. ") * 8
     replies = ["I'm sorry, but I can't help with that request.", long_answer, long_refusal,
