@@ -107,3 +107,29 @@ def test_continue_from_needs_a_model_and_cannot_go_with_heads_only(tmp_path):
                                  "--continue-from", str(tmp_path)])
     assert r.exit_code == 2 and "cannot go with --heads-only" in " ".join(r.output.split())
     assert not (tmp_path / "m").exists()
+
+
+def test_continued_training_tokenises_with_the_starting_model_and_exports_no_base_encoder(monkeypatch, tmp_path):
+    """A fresh --out needs no base-MiniLM export (and no torch for it) when fine-tuning continues from a model."""
+    import bastion.train.export as export
+    import bastion.train.finetune as ft
+    import bastion.train.fit as fit
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.data import Example
+
+    exs = [Example(task="prompt", text=f"prompt {i}", label=i % 2, source="s", licence="MIT") for i in range(20)]
+    monkeypatch.setattr(fit, "build", lambda root, **kw: list(exs))
+    monkeypatch.setattr(fit, "wrapped_contexts", lambda *a, **kw: [])
+    monkeypatch.setattr(export, "export_encoder", lambda *a, **kw: pytest.fail("base encoder exported"))
+    seen = {}
+
+    def stop(exs_, enc, base, out_dir, **kw):
+        seen.update(kw, windows=enc.windows(["hello world"])[0])
+        raise RuntimeError("stop before fine-tuning")
+
+    monkeypatch.setattr(ft, "finetune", stop)
+    out = tmp_path / "new-model"
+    with pytest.raises(RuntimeError, match="stop before"):
+        fit.train(fit.TrainConfig(data_root=tmp_path, out_dir=out, continue_from=DEFAULT_MODEL_DIR))
+    assert seen["init"] == DEFAULT_MODEL_DIR and seen["lr"] == fit.CONTINUE_LR
+    assert len(seen["windows"]) == 1 and not out.exists()  # tokenised by the starting model; nothing written yet

@@ -79,13 +79,7 @@ def register(app: typer.Typer) -> None:
         if heads_only and not (out_dir / "heads.npz").exists():
             err.print(f"[red]error:[/] --heads-only needs a fine-tuned model in {out_dir} (heads.npz missing)")
             raise typer.Exit(2)
-        if continue_from is not None and not (out_dir / "tokenizer.json").exists():
-            import shutil
-
-            out_dir.mkdir(parents=True, exist_ok=True)
-            shutil.copy(continue_from / "tokenizer.json", out_dir / "tokenizer.json")
-            shutil.copy(continue_from / "encoder.onnx", out_dir / "encoder.onnx")  # read for tokenising only
-        if export_encoder or not (out_dir / "encoder.onnx").exists():
+        if export_encoder or (continue_from is None and not (out_dir / "encoder.onnx").exists()):
             from bastion.train.export import export_encoder as _export
 
             _export(out_dir)

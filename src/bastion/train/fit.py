@@ -283,9 +283,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     exs.extend(refusal_prefixed(exs, seed=cfg.seed))
     exs.extend(unrelated_replies(exs, seed=cfg.seed))
     log(f"examples: {dict(sorted(Counter((e.task, e.split) for e in exs).items()))}")
-    if not (cfg.out_dir / "tokenizer.json").exists():
-        export_encoder(cfg.out_dir)
-    enc = Encoder(cfg.out_dir, threads=cfg.threads, spin=False)
+    # the encoder that tokenises (and embeds nothing): out_dir's, else the model fine-tuning continues from, else base
+    # MiniLM exported into out_dir
+    tok_dir = cfg.out_dir
+    if not (tok_dir / "tokenizer.json").exists():
+        if cfg.continue_from:
+            tok_dir = cfg.continue_from
+        else:
+            export_encoder(cfg.out_dir)
+    enc = Encoder(tok_dir, threads=cfg.threads, spin=False)
     by: dict[tuple[str, str], list[Example]] = defaultdict(list)
     for e in exs:
         by[(e.task, e.split)].append(e)
