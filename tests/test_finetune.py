@@ -121,6 +121,7 @@ def test_continued_training_tokenises_with_the_starting_model_and_exports_no_bas
     monkeypatch.setattr(fit, "build", lambda root, **kw: list(exs))
     monkeypatch.setattr(fit, "wrapped_contexts", lambda *a, **kw: [])
     monkeypatch.setattr(export, "export_encoder", lambda *a, **kw: pytest.fail("base encoder exported"))
+    monkeypatch.setattr(export, "base_model_path", lambda: tmp_path / "minilm")  # the train extra may be absent
     seen = {}
 
     def stop(exs_, enc, base, out_dir, **kw):
