@@ -496,3 +496,10 @@ def test_model_card_of_a_continued_build_names_where_it_started_and_how_to_redo_
     assert "--continue-from THAT_DIR --steps 700" in text and "--device cuda" not in text
     m["finetune"]["from_finetune"] = None  # continued from a CPU build
     assert "`v-shipped`, then 700 steps" in render(m)
+    # continued on a borrowed GPU (tools/gpu_finetune.py), heads refitted here
+    m["finetune"].update(device="NVIDIA H200", steps=6148, epochs=2.0, seed=13, trained_seconds=108.4)
+    text = render(m)
+    assert "6,148 steps (2 passes) of batch 32 continued from its int8 model on one NVIDIA H200 GPU (108 s" in text
+    assert "1648 s for `--heads-only` on 2 CPU cores" in text
+    assert "tools/gpu_finetune.py run --windows .dev/windows.npz --from THAT_DIR --variants 2:13" in text
+    assert "--steps 6148" not in text

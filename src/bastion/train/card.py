@@ -251,6 +251,12 @@ def _train_time(manifest: dict) -> str:
         before = (f"{first['trained_seconds']:.0f} s for {first['steps']:,} steps on one {first['device']} GPU "
                   f"(`{cont['continued_from']}`), then " if first.get("device") not in (None, "cpu")
                   and first.get("trained_seconds") else f"`{cont['continued_from']}`, then ")
+        if cont.get("device") not in (None, "cpu"):  # tools/gpu_finetune.py: GPU fine-tuning, `--heads-only` here
+            passes = f" ({cont['epochs']:g} passes)" if cont.get("epochs") else ""
+            return (before + f"{cont['steps']:,} steps{passes} of batch 32 continued from its int8 model on one "
+                    f"{cont['device']} GPU ({cont['trained_seconds']:.0f} s; encoder learning rate "
+                    f"{cont.get('lr', 2e-5):g}, heads from that model at 3x), then "
+                    f"{manifest['trained_seconds']:.0f} s for `--heads-only` on 2 CPU cores")
         return (before + f"{cont['steps']:,} steps of batch 32 continued from its int8 model on 2 CPU cores "
                 f"({cont['trained_seconds']:.0f} s; encoder learning rate {cont.get('lr', 2e-5):g}, heads from that "
                 f"model at 3x), and the heads refitted: {manifest['trained_seconds']:.0f} s in all on the CPU")
@@ -265,6 +271,14 @@ def _train_time(manifest: dict) -> str:
 
 def _reproduce(manifest: dict) -> str:
     cont = _continued(manifest)
+    if cont and cont.get("device") not in (None, "cpu"):
+        schedule = f"{cont['epochs']:g}:{cont.get('seed', 13)}" if cont.get("epochs") else "E:SEED"
+        return ("check out the model directory of "
+                f"`{cont['continued_from']}` from git history; at the commit that built this model, "
+                "`python tools/gpu_finetune.py pack --from THAT_DIR --out .dev/windows.npz` here, `python "
+                f"tools/gpu_finetune.py run --windows .dev/windows.npz --from THAT_DIR --variants {schedule}` on a "
+                "GPU machine, `python tools/gpu_finetune.py unpack --from THAT_DIR` here, then `bastion train "
+                "--heads-only` (GPU training is seeded but not bit-reproducible; docs/BENCHMARKS.md names the commits).")
     if cont:
         return ("`pip install torch==2.13.0 && pip install -e '.[train]'`, check out the model directory of "
                 f"`{cont['continued_from']}` from git history, then `bastion train --data ../shared/datasets "

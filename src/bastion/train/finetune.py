@@ -133,8 +133,9 @@ def _epoch_batches(items: list, batch: int, rng: random.Random, max_steps: int, 
 def train_encoder(items: list, base_path: str, seed: int = 13, minutes: float = 35.0, max_steps: int = 1250,
                   epochs: float | None = None, batch: int = 32, lr: float = 6e-5, head_lr_scale: float = 30.0,
                   device: str = "cpu", freeze_word_embeddings: bool = False, init: Path | None = None,
-                  log: Callable[[str], None] = print, stats: dict | None = None) -> _Model:
+                  log: Callable[[str], None] = print, stats: dict | None = None, model: _Model | None = None) -> _Model:
     """Multi-task fine-tuning on encoded items (see `_encode`); returns the model in eval mode, on the CPU.
+    `model`: start from this one instead of building it from `base_path` and `init`.
 
     Seeded: on the CPU a seed gives the same weights; on a GPU the order of batches is the same but
     floating-point reductions are not bit-reproducible."""
@@ -144,7 +145,8 @@ def train_encoder(items: list, base_path: str, seed: int = 13, minutes: float = 
     batches = _epoch_batches(items, batch, rng, max_steps, epochs)
     log(f"fine-tuning on {len(items)} windows: {len(batches)} steps of batch {batch} on {device}, "
         f"budget {minutes:.0f} min")
-    model = _Model(torch, base_path, seed, init=init)
+    if model is None:
+        model = _Model(torch, base_path, seed, init=init)
     if freeze_word_embeddings:
         # the vocabulary the training data never reaches keeps the geometry of the rows it does reach
         model.enc.embeddings.word_embeddings.weight.requires_grad_(False)

@@ -260,12 +260,9 @@ def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str,
     return np.concatenate(out) if out else np.zeros(0)
 
 
-def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
-    from .export import base_model_path, describe_encoder, export_encoder
-    from .finetune import finetune
-
+def prepare_examples(cfg: TrainConfig) -> list[Example]:
+    """Every example a build reads: the data (and --extra), its calibration draw, then the seeded copies."""
     rng = np.random.default_rng(cfg.seed)
-    t_start = time.time()
     # The data and its validation split do not depend on cfg.seed, so builds of different seeds are measured on the
     # same held-out examples; the seed drives the fine-tuning, the head refits and the calibration draw.
     exs = build(cfg.data_root, n_benign=cfg.n_benign)
@@ -282,6 +279,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     exs.extend(wrapped_contexts(exs, cfg.data_root, seed=cfg.seed))
     exs.extend(refusal_prefixed(exs, seed=cfg.seed))
     exs.extend(unrelated_replies(exs, seed=cfg.seed))
+    return exs
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
+    from .export import base_model_path, describe_encoder, export_encoder
+    from .finetune import finetune
+
+    t_start = time.time()
+    exs = prepare_examples(cfg)
     log(f"examples: {dict(sorted(Counter((e.task, e.split) for e in exs).items()))}")
     # the encoder that tokenises (and embeds nothing): out_dir's, else the model fine-tuning continues from, else base
     # MiniLM exported into out_dir
