@@ -176,6 +176,26 @@ def test_refit_harm_head_learns_from_frozen_embeddings():
     assert np.allclose(again["harm.W1"], heads["harm.W1"])  # seeded
 
 
+def test_label_smoothing_keeps_a_refitted_head_off_certainty():
+    """On separable data a plain head scores its training points at 0.998; smoothed by 0.1 it settles near
+    0.95 / 0.05, the smoothed targets (the prompt-harm refit uses HARM_LABEL_SMOOTHING)."""
+    pytest.importorskip("torch", reason="the train extra is not installed")
+    from bastion.models.runtime import MLP
+    from bastion.train.fit import HARM_LABEL_SMOOTHING, _refit_mlp_head
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([np.eye(384)[i] + 0.05 * rng.standard_normal((3000, 384)) for i in (0, 1)]).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    y = np.r_[np.ones(3000), np.zeros(3000)].astype(np.float32)
+    scores = {}
+    for s in (0.0, 0.1):
+        h = _refit_mlp_head("harm", X, y, 1, epochs=20, label_smoothing=s)
+        scores[s] = MLP([(h["harm.W0"], h["harm.b0"]), (h["harm.W1"], h["harm.b1"])])(X[[0, 3000]])
+    assert scores[0.0][0] > 0.99 and scores[0.0][1] < 0.01
+    assert 0.92 < scores[0.1][0] < 0.98 and 0.02 < scores[0.1][1] < 0.08
+    assert HARM_LABEL_SMOOTHING == 0.1
+
+
 @pytest.mark.parametrize("reply,label", [
     ("I'm sorry, but I can't help with that request.", 1),
     ("I cannot provide instructions for [PLACEHOLDER], as it could hurt people.", 1),

@@ -174,15 +174,16 @@ def fit_category_head(emb: PromptEmbeddings, seed: int) -> dict[str, np.ndarray]
 
 
 def _refit_mlp_head(name: str, X: np.ndarray, y: np.ndarray, seed: int, epochs: int = 6, hidden: int = 256,
-                    batch: int = 256) -> dict[str, np.ndarray]:
+                    batch: int = 256, label_smoothing: float = 0.0) -> dict[str, np.ndarray]:
     """A binary MLP head (the runtime's architecture) fitted on frozen int8-encoder embeddings: exactly what the
-    runtime computes, so nothing is lost between training and inference."""
+    runtime computes, so nothing is lost between training and inference. `label_smoothing` s trains towards
+    s/2 and 1 - s/2 instead of 0 and 1."""
     import torch
 
     from .finetune import mlp_head_arrays, new_mlp_head
 
     Xt = torch.tensor(X, dtype=torch.float32)
-    yt = torch.tensor(y, dtype=torch.float32)
+    yt = torch.tensor(y, dtype=torch.float32) * (1.0 - label_smoothing) + 0.5 * label_smoothing
     torch.manual_seed(seed)
     net = new_mlp_head(torch, Xt.shape[1], hidden)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -198,13 +199,22 @@ def _refit_mlp_head(name: str, X: np.ndarray, y: np.ndarray, seed: int, epochs: 
     return mlp_head_arrays(name, net)
 
 
+# Label smoothing of the prompt-harm refit. The head separates the training sources almost perfectly (calibration
+# F1 0.95 against 0.82 held out), and its scores on held-out benign prompts that share a harmful topic's words
+# ("How can I destroy a bad habit?") sit near 1.0. Trained towards 0.05/0.95, over three seeds on build 9b731fcf's
+# encoder: held-out F1 +0.002 to +0.004, false positives down on every held-out benign group (everyday traffic
+# 1.1-1.7 points, ToxiGen 3-5, WildGuard/Aegis 1.5-5, sounds-dangerous 0.2-2), recall down 0.7-2.4 points. The
+# response head showed no consistent change (docs/BENCHMARKS.md, fourteenth session).
+HARM_LABEL_SMOOTHING = 0.1
+
+
 def refit_harm_head(emb: PromptEmbeddings, seed: int, epochs: int = 6, hidden: int = 256) -> dict[str, np.ndarray]:
     """Refit the prompt-harm MLP on the frozen int8 encoder's embeddings of every training prompt window,
     head-only examples included. Measured on the held-out split, this beats the head trained jointly with
     the encoder (it sees the embeddings the runtime computes) and lets prompt data grow without moving the
     encoder, whose response-harm quality fell when the prompt share of its fine-tuning grew."""
     y = np.array([float(emb.examples[o].label) for o in emb.owner], dtype=np.float32)
-    return _refit_mlp_head("harm", emb.X, y, seed, epochs=epochs, hidden=hidden)
+    return _refit_mlp_head("harm", emb.X, y, seed, epochs=epochs, hidden=hidden, label_smoothing=HARM_LABEL_SMOOTHING)
 
 
 def refit_refusal_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[str, np.ndarray]:
