@@ -516,6 +516,11 @@ def test_model_card_of_a_continued_build_names_where_it_started_and_how_to_redo_
     assert "--continue-from THAT_DIR --steps 700" in text and "--device cuda" not in text
     m["finetune"]["from_finetune"] = None  # continued from a CPU build
     assert "`v-shipped`, then 700 steps" in render(m)
+    # its heads refitted again later (`bastion train --heads-only` on that build)
+    text = render({**m, "trained_seconds": 655.0, "refit_of": {"version": "v-cont", "trained_seconds": 1648.0}})
+    assert "and the heads refitted: 1648 s in all on the CPU (`v-cont`); then its heads refitted again with " \
+           "`--heads-only`: 655 s" in text
+    assert "--steps 700` at the commit that built `v-cont`, then `bastion train --heads-only` on its output" in text
     # continued on a borrowed GPU (tools/gpu_finetune.py), heads refitted here
     m["finetune"].update(device="NVIDIA H200", steps=6148, epochs=2.0, seed=13, trained_seconds=108.4)
     text = render(m)

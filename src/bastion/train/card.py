@@ -257,9 +257,15 @@ def _train_time(manifest: dict) -> str:
                     f"{cont['device']} GPU ({cont['trained_seconds']:.0f} s; encoder learning rate "
                     f"{cont.get('lr', 2e-5):g}, heads from that model at 3x), then "
                     f"{manifest['trained_seconds']:.0f} s for `--heads-only` on 2 CPU cores")
-        return (before + f"{cont['steps']:,} steps of batch 32 continued from its int8 model on 2 CPU cores "
+        refit = manifest.get("refit_of") or {}
+        total = refit.get("trained_seconds") if refit.get("trained_seconds") else manifest["trained_seconds"]
+        text = (before + f"{cont['steps']:,} steps of batch 32 continued from its int8 model on 2 CPU cores "
                 f"({cont['trained_seconds']:.0f} s; encoder learning rate {cont.get('lr', 2e-5):g}, heads from that "
-                f"model at 3x), and the heads refitted: {manifest['trained_seconds']:.0f} s in all on the CPU")
+                f"model at 3x), and the heads refitted: {total:.0f} s in all on the CPU")
+        if refit.get("trained_seconds"):  # a later `--heads-only` run on that build's encoder
+            text += (f" (`{refit['version']}`); then its heads refitted again with `--heads-only`: "
+                     f"{manifest['trained_seconds']:.0f} s")
+        return text
     if _gpu_finetune(manifest):  # GPU fine-tuning, CPU refit
         return (f"{ft['trained_seconds']:.0f} s of fine-tuning on one {ft['device']} GPU, then "
                 f"{manifest['trained_seconds']:.0f} s for `--heads-only` on 2 CPU cores")
@@ -280,10 +286,13 @@ def _reproduce(manifest: dict) -> str:
                 "GPU machine, `python tools/gpu_finetune.py unpack --from THAT_DIR` here, then `bastion train "
                 "--heads-only` (GPU training is seeded but not bit-reproducible; docs/BENCHMARKS.md names the commits).")
     if cont:
+        refit = manifest.get("refit_of") or {}
         return ("`pip install torch==2.13.0 && pip install -e '.[train]'`, check out the model directory of "
                 f"`{cont['continued_from']}` from git history, then `bastion train --data ../shared/datasets "
-                f"--continue-from THAT_DIR --steps {cont['steps']}` at the commit that built this model (seeded; on a "
-                "CPU a seed gives the same weights; docs/BENCHMARKS.md names the commits).")
+                f"--continue-from THAT_DIR --steps {cont['steps']}` at the commit that built "
+                + (f"`{refit['version']}`, then `bastion train --heads-only` on its output at the commit that built "
+                   "this model" if refit.get("trained_seconds") else "this model")
+                + " (seeded; on a CPU a seed gives the same weights; docs/BENCHMARKS.md names the commits).")
     gpu = _gpu_finetune(manifest)
     if gpu:
         schedule = f"--epochs {gpu['epochs']:g}" if gpu.get("epochs") else f"--steps {gpu['steps']}"

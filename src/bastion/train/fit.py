@@ -414,6 +414,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         manifest["finetune"] = previous.get("finetune") or {"version": previous.get("version"),
                                                             "trained_seconds": previous.get("trained_seconds"),
                                                             "steps": previous.get("finetune_steps")}
+        # the build whose heads this run refitted (the model card tells its time from this run's)
+        manifest["refit_of"] = {"version": previous.get("version"), "trained_seconds": previous.get("trained_seconds")}
     elif ft_stats and cfg.continue_from:
         manifest["finetune_steps"] = ft_stats["steps"]
         manifest["finetune"] = {"continued_from": init.get("version"), "from_finetune": init.get("finetune"),
