@@ -149,6 +149,17 @@ _BUILD_NOTES = {
         "encoder's refusal score). Full-response checks are about 19% slower (30 against 37 replies/s on 2 cores).",
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261128-s13-8e57221f": [
+        "- **The encoder, attack head, response-harm and refusal heads of `9b731fcf`; the prompt-harm head refitted "
+        "with label smoothing 0.1** (`bastion train --heads-only`; trained towards 0.05 / 0.95 instead of 0 / 1). "
+        "The head separated the training sources almost perfectly (calibration F1 0.95 against 0.82 held out) and "
+        "scored held-out benign prompts that share a harmful topic's words near 1.0 ('How can I destroy a bad "
+        "habit?' 0.96). Chosen on validation, over three refit seeds on the frozen encoder.",
+        "- **Held out, same benchmark, against `9b731fcf`:** prompt-harm F1 0.820 -> 0.824 (precision 0.792 -> "
+        "0.810, recall 0.850 -> 0.839); false positives on everyday traffic (Arena-Hard / IFEval / OASST) 9.6 / 7.8 / "
+        "7.3% -> 7.9 / 6.9 / 6.4%, ToxiGen neutral statements 33.5% -> 26.8% (hate recall 0.80 -> 0.77), sounds-dangerous 16.1% -> 15.9%. "
+        "Response harm, refusal and attack are unchanged to the digit.",
+    ],
     "bastion-guard-20261128-s13-9b731fcf": [
         "- **The encoder fine-tuned further on 2 CPU cores, from the shipped model.** The fp16 weights of the GPU "
         "fine-tuning were never kept, so until now the encoder could only be rebuilt from scratch on a GPU. "
