@@ -56,12 +56,14 @@ def test_packed_windows_are_the_windows_a_build_fine_tunes_on(tmp_path):
 
 
 def test_auc_and_threshold_helpers():
+    from bastion.train.fit import _best_f1_threshold, metrics  # the proxy picks thresholds as a build does
+
     y = np.array([0, 0, 1, 1])
     assert gf._auc(y, np.array([0.1, 0.4, 0.35, 0.8])) == pytest.approx(0.75)
     assert gf._auc(y, np.array([0.1, 0.2, 0.7, 0.8])) == 1.0
     assert np.isnan(gf._auc(np.array([1, 1]), np.array([0.2, 0.3])))
-    t = gf._best_threshold(y, np.array([0.1, 0.2, 0.7, 0.8]))
-    assert 0.2 < t <= 0.7 and gf._f1(y, np.array([0.1, 0.2, 0.7, 0.8]), t) == 1.0
+    t = _best_f1_threshold(y, np.array([0.1, 0.2, 0.7, 0.8]))
+    assert 0.2 < t <= 0.7 and metrics(y, np.array([0.1, 0.2, 0.7, 0.8]), t)["f1"] == 1.0
 
 
 def test_a_returned_encoder_comes_back_as_a_model_directory(tmp_path):

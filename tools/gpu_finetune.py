@@ -89,20 +89,6 @@ def pack_examples(enc, exs: list, out_path: Path, base_config: dict, meta: dict)
     return counts
 
 
-def _best_threshold(y: np.ndarray, p: np.ndarray) -> float:
-    best, thr = -1.0, 0.5
-    for t in np.arange(0.05, 0.951, 0.01):
-        f = _f1(y, p, t)
-        if f > best:
-            best, thr = f, float(t)
-    return thr
-
-
-def _f1(y: np.ndarray, p: np.ndarray, t: float) -> float:
-    pr = p >= t
-    return float(2 * (pr & (y == 1)).sum() / max(1, pr.sum() + (y == 1).sum()))
-
-
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
     pos, neg = p[y == 1], p[y == 0]
     if not len(pos) or not len(neg):
@@ -112,12 +98,13 @@ def _auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def proxy_scores(model, evals: dict, device: str) -> dict:  # noqa: ANN001
-    """Each task's validation F1 (threshold chosen on calibration), AUC and FPR under the jointly trained heads,
+    """Each task's validation F1 (threshold chosen on calibration as a build chooses it), AUC and FPR under the jointly trained heads,
     the sounds-dangerous and role-play FPRs, and `proxy`: the sum of the four F1s and AUCs (only its ranking
     matters: a build refits three of the heads afterwards)."""
     import torch
 
     from bastion.train.finetune import TASKS
+    from bastion.train.fit import _best_f1_threshold, metrics
 
     model.enc.to(device).eval()
     model.heads.to(device).eval()
@@ -147,9 +134,9 @@ def proxy_scores(model, evals: dict, device: str) -> dict:  # noqa: ANN001
         yc, yv, pv, fv = evals["ca"][2][mc], evals["va"][2][mv], probs["va"][mv], evals["va"][4][mv]
         if not len(yc) or not len(yv):
             continue
-        thr = _best_threshold(yc, probs["ca"][mc])
-        r = {"threshold": round(thr, 2), "f1": round(_f1(yv, pv, thr), 4), "auc": round(_auc(yv, pv), 4),
-             "fpr": round(float(((pv >= thr) & (yv == 0)).sum() / max(1, (yv == 0).sum())), 4)}
+        thr = _best_f1_threshold(yc, probs["ca"][mc])  # the rule a build's thresholds follow
+        m = metrics(yv, pv, thr)
+        r = {"threshold": thr, "f1": m["f1"], "auc": round(_auc(yv, pv), 4), "fpr": m["fpr"]}
         for flag, key in ((SOUNDS_DANGEROUS, "sounds_dangerous_fpr"), (ROLE_PLAY, "role_play_fpr")):
             if (fv == flag).any():
                 r[key] = round(float((pv[fv == flag] >= thr).mean()), 4)
@@ -195,31 +182,14 @@ def dequantize_rows(*parts: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     return sd, heads
 
 
-def _config_dir(base_config: dict, where: Path) -> Path:
-    where.mkdir(parents=True, exist_ok=True)
-    (where / "config.json").write_text(json.dumps(base_config))
-    return where
-
-
-def _model_from_config(torch, base_config: dict, seed: int, init: Path):  # noqa: ANN001
-    """`finetune._Model` continued from `init` without base weights on disk: the architecture comes from the
-    packed config (every weight is then replaced by `init`'s)."""
+def _config_dir(base_config: dict) -> str:
+    """A directory holding only the architecture's config.json: a continued model reads every weight from the
+    model it continues (`finetune._Model` with `init`), never base weights."""
     import tempfile
 
-    import transformers
-
-    from bastion.train.finetune import _Model
-
-    def from_config(cls, path, *a, **k):  # noqa: ANN001, ANN002, ANN003
-        return transformers.BertModel(transformers.BertConfig.from_json_file(str(Path(path) / "config.json")))
-
-    saved = transformers.AutoModel.from_pretrained
-    transformers.AutoModel.from_pretrained = classmethod(from_config)
-    try:
-        with tempfile.TemporaryDirectory() as d:
-            return _Model(torch, str(_config_dir(base_config, Path(d))), seed, init=init)
-    finally:
-        transformers.AutoModel.from_pretrained = saved
+    where = Path(tempfile.mkdtemp(prefix="bastion-base-config-"))
+    (where / "config.json").write_text(json.dumps(base_config))
+    return str(where)
 
 
 def run(a: argparse.Namespace) -> None:
@@ -228,7 +198,8 @@ def run(a: argparse.Namespace) -> None:
     import torch
     import transformers
 
-    from bastion.train.finetune import train_encoder
+    from bastion.train.finetune import _Model, train_encoder
+    from bastion.train.fit import CONTINUE_HEAD_LR_SCALE, CONTINUE_LR
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -253,7 +224,8 @@ def run(a: argparse.Namespace) -> None:
     log(f"torch {torch.__version__}, transformers {transformers.__version__}, {a.device}; {len(items)} windows; "
         f"continuing from {start}")
     results: dict = {"from": start, "packed": meta}
-    results["start"] = proxy_scores(_model_from_config(torch, meta["base_config"], 13, init), evals, a.device)
+    base = _config_dir(meta["base_config"])
+    results["start"] = proxy_scores(_Model(torch, base, 13, init=init), evals, a.device)
     (out / "metrics.json").write_text(json.dumps(results, indent=1))
     log(f"start: {results['start']}")
     rate = None
@@ -269,10 +241,9 @@ def run(a: argparse.Namespace) -> None:
             continue
         stats: dict = {}
         schedule = {"max_steps": a.steps} if a.steps else {"epochs": epochs}
-        model = _model_from_config(torch, meta["base_config"], seed, init)
-        model = train_encoder(items, "", seed=seed, minutes=max(0.2, (left - 25) / 60), lr=2e-5,
-                              head_lr_scale=3.0, device=a.device, init=None, log=lambda _s: None, stats=stats,
-                              model=model, **schedule)
+        model = train_encoder(items, base, seed=seed, minutes=max(0.2, (left - 25) / 60), lr=CONTINUE_LR,
+                              head_lr_scale=CONTINUE_HEAD_LR_SCALE, device=a.device, init=init,
+                              log=lambda _s: None, stats=stats, **schedule)
         rate = stats["steps"] / max(stats["seconds"], 1e-3)
         r = proxy_scores(model, evals, a.device)
         r.update(steps=stats["steps"], planned=planned, seconds=stats["seconds"], epochs=epochs, seed=seed,
@@ -300,6 +271,7 @@ def unpack(a: argparse.Namespace) -> None:
     import transformers
 
     from bastion.train.export import export_module
+    from bastion.train.fit import CONTINUE_LR
 
     src = Path(a.weights)
     info = json.loads((src / f"{a.slot}.json").read_text())
@@ -319,7 +291,7 @@ def unpack(a: argparse.Namespace) -> None:
     (out / "manifest.json").write_text(json.dumps({"version": f"gpu-{info['name']}", "finetune": {
         "continued_from": start.get("version"), "from_finetune": start.get("finetune"), "steps": info["steps"],
         "epochs": info["epochs"], "seed": info["seed"], "device": info["device"], "trained_seconds": info["seconds"],
-        "lr": 2e-5, "tool": "tools/gpu_finetune.py"}}, indent=1))
+        "lr": CONTINUE_LR, "tool": "tools/gpu_finetune.py"}}, indent=1))
     print(f"wrote {out}: now run  bastion train --heads-only --out {out}")
 
 

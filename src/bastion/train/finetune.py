@@ -84,13 +84,21 @@ def load_mlp_head(torch, seq, arrays: dict[str, np.ndarray], name: str) -> None:
 class _Model:
     def __init__(self, torch, base_path: str, seed: int, init: Path | None = None) -> None:
         """Base MiniLM with new heads, or (`init`: a bastion model directory) that model's dequantised int8
-        encoder and its heads."""
-        from transformers import AutoModel
+        encoder and its heads; with `init`, `base_path` needs only the architecture's config.json."""
+        from transformers import AutoConfig, AutoModel
 
         torch.manual_seed(seed)
         nn = torch.nn
         self.torch = torch
-        self.enc = AutoModel.from_pretrained(base_path).float()  # base weights may be stored as fp16
+        if init is None:
+            self.enc = AutoModel.from_pretrained(base_path).float()  # base weights may be stored as fp16
+        else:
+            # every weight comes from `init`: no base weights are read. `from_pretrained` draws nothing from the
+            # seeded generator and `from_config` does (random init), so its state is put back: a seed gives the
+            # same fine-tuning as when the base weights were loaded first.
+            state = torch.get_rng_state()
+            self.enc = AutoModel.from_config(AutoConfig.from_pretrained(base_path)).float()
+            torch.set_rng_state(state)
         self.heads = nn.ModuleDict({t: new_mlp_head(torch) for t in TASKS})
         self.heads["cats"] = nn.Linear(384, 14)
         if init is not None:
@@ -133,9 +141,8 @@ def _epoch_batches(items: list, batch: int, rng: random.Random, max_steps: int, 
 def train_encoder(items: list, base_path: str, seed: int = 13, minutes: float = 35.0, max_steps: int = 1250,
                   epochs: float | None = None, batch: int = 32, lr: float = 6e-5, head_lr_scale: float = 30.0,
                   device: str = "cpu", freeze_word_embeddings: bool = False, init: Path | None = None,
-                  log: Callable[[str], None] = print, stats: dict | None = None, model: _Model | None = None) -> _Model:
+                  log: Callable[[str], None] = print, stats: dict | None = None) -> _Model:
     """Multi-task fine-tuning on encoded items (see `_encode`); returns the model in eval mode, on the CPU.
-    `model`: start from this one instead of building it from `base_path` and `init`.
 
     Seeded: on the CPU a seed gives the same weights; on a GPU the order of batches is the same but
     floating-point reductions are not bit-reproducible."""
@@ -145,8 +152,7 @@ def train_encoder(items: list, base_path: str, seed: int = 13, minutes: float = 
     batches = _epoch_batches(items, batch, rng, max_steps, epochs)
     log(f"fine-tuning on {len(items)} windows: {len(batches)} steps of batch {batch} on {device}, "
         f"budget {minutes:.0f} min")
-    if model is None:
-        model = _Model(torch, base_path, seed, init=init)
+    model = _Model(torch, base_path, seed, init=init)
     if freeze_word_embeddings:
         # the vocabulary the training data never reaches keeps the geometry of the rows it does reach
         model.enc.embeddings.word_embeddings.weight.requires_grad_(False)
