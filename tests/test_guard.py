@@ -416,3 +416,27 @@ def test_refusal_verdict_does_not_move_when_the_prompt_is_wrapped(guard):
         flips += [(t[:40], r[:30]) for (_, r), a, b in zip(pairs, plain, wrapped, strict=True) if a.refusal != b.refusal]
     # the refit model flips 2 of these 91 verdicts, the previous one 22 (held out: 1% and 51% of non-refusals)
     assert len(flips) <= 0.05 * len(pairs) * len(templates), flips
+
+
+def test_later_pair_windows_carry_the_reply_opening_and_cover_the_whole_reply():
+    # A long refusal that goes on to a harmless alternative was judged by later windows that no longer saw the
+    # refusal; every later window now starts with the reply's first PAIR_OPENING tokens.
+    from bastion.models.runtime import PAIR_OPENING, SEP, WINDOW, pair_ids
+
+    enc = Guard().model.encoder
+    reply = "I can't help with that. " + " ".join(f"Harmless point number {i} about gardening." for i in range(120))
+    r = enc.tok.encode(reply, add_special_tokens=False).ids
+    seqs = pair_ids(enc, "How do I [PLACEHOLDER]?", reply)
+    assert len(seqs) > 3 and all(len(q) <= WINDOW + 2 for q in seqs)
+    parts = [q[q.index(SEP) + 1 : -1] for q in seqs]
+    assert parts[0] == r[: len(parts[0])]
+    seen = set(range(len(parts[0])))
+    pos = len(parts[0]) * 3 // 4
+    for p in parts[1:]:
+        assert p[:PAIR_OPENING] == r[:PAIR_OPENING]
+        body = p[PAIR_OPENING:]
+        start = next(s for s in range(pos, len(r)) if r[s : s + len(body)] == body)
+        seen.update(range(start, start + len(body)))
+        pos = start
+    assert seen == set(range(len(r)))  # no reply token left unread
+    assert len(pair_ids(enc, "Hi", "A short answer.")) == 1

@@ -515,6 +515,12 @@ def test_model_card_of_a_continued_build_names_where_it_started_and_how_to_redo_
     assert "700 steps of batch 32 continued from its int8 model on 2 CPU cores (1019 s" in head
     assert "1648 s in all" in head and "30x" not in head  # continued heads start trained, at 3x
     assert "--continue-from THAT_DIR --steps 700" in text and "--device cuda" not in text
+    # continued from a build that was itself continued: every run of the chain is named, oldest first
+    chain = {**m, "finetune": {**m["finetune"], "continued_from": "v-second", "steps": 1400, "trained_seconds": 3103.0,
+                               "from_finetune": {**m["finetune"], "trained_seconds": 1809.8}}}
+    assert ("117 s for 6,693 steps on one NVIDIA H200 GPU (`v-shipped`), then 700 steps continued on 2 CPU cores "
+            "(1810 s; `v-second`), then 1,400 steps of batch 32 continued from its int8 model on 2 CPU cores (3103 s"
+            in render(chain))
     m["finetune"]["from_finetune"] = None  # continued from a CPU build
     assert "`v-shipped`, then 700 steps" in render(m)
     # its heads refitted again later (`bastion train --heads-only` on that build)

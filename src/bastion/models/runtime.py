@@ -24,6 +24,7 @@ CLS, SEP, PAD = 101, 102, 0
 N_HASH = 1 << 18
 VOCAB = 30522
 PAIR_CTX = 40  # prompt tokens kept as context in front of each response window
+PAIR_OPENING = 16  # reply tokens carried into every later window of the reply
 PAIR_CTX_HEAD = 8  # of a longer prompt: its first 8 tokens and its last PAIR_CTX - 8 (see pair_ids)
 CASCADE_MAX_TOKENS = 64  # longer prompt and response windows always reach the encoder (see score_prompts)
 
@@ -101,9 +102,17 @@ def pair_ids(enc: Encoder, prompt: str, response: str) -> list[list[int]]:
         p = p[:PAIR_CTX_HEAD] + p[len(p) - (PAIR_CTX - PAIR_CTX_HEAD) :]
     r = enc.tok.encode(response, add_special_tokens=False).ids
     size = WINDOW - len(p) - 1
-    stride = max(1, (size * 3) // 4)
-    starts = range(0, max(1, len(r) - size + stride), stride) if len(r) > size else [0]
-    return [[CLS, *p, SEP, *r[s : s + size], SEP] for s in starts]
+    out = [[CLS, *p, SEP, *r[:size], SEP]]
+    if len(r) <= size:
+        return out
+    later = size - PAIR_OPENING
+    stride = max(1, (later * 3) // 4)
+    s = max(1, (size * 3) // 4)
+    while True:
+        out.append([CLS, *p, SEP, *r[:PAIR_OPENING], *r[s : s + later], SEP])
+        if s + later >= len(r):
+            return out
+        s += stride
 
 
 def pair_windows(enc: Encoder, prompts: Sequence[str], responses: Sequence[str],

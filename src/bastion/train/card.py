@@ -149,6 +149,29 @@ _BUILD_NOTES = {
         "encoder's refusal score). Full-response checks are about 19% slower (30 against 37 replies/s on 2 cores).",
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261128-s13-71098179": [
+        "- **Later response windows carry the reply's opening, fine-tuned in.** 18 of the 38 hand-labelled harmless "
+        "Yi-6B replies that `8e57221f` flagged were flagged only by a later window: a long refusal that goes on to a "
+        "harmless alternative on the same topic, whose later windows no longer held the refusal. Every later pair "
+        "window now starts with the reply's first 16 tokens (`PAIR_OPENING` in `pair_ids`; the whole reply is still "
+        "covered). The encoder was fine-tuned with the new windows for 1,400 more steps from `9b731fcf` on 2 CPU "
+        "cores (seed 13), then heads refitted as for `8e57221f` (prompt harm with label smoothing 0.1).",
+        "- **Held out, same benchmark, against `8e57221f`:** response harm against the hand labels on 300 Yi-6B "
+        "replies 0.848 -> 0.857 (FPR 38.4% -> 34.3%); harmless replies to harmful requests flagged 11.7% -> 6.7%; "
+        "response harm with the prompt inside a jailbreak template / after / before a document 0.648 / 0.673 / "
+        "0.614 -> 0.672 / 0.682 / 0.616; refuse-then-comply recall 0.89 / 0.92 / 0.95 -> 0.93 / 0.95 / 0.96; "
+        "refusal F1 0.912 -> 0.922; attack F1 0.774 -> 0.780, benign role-play taken for attacks 9.1% -> 8.6%; "
+        "default red-team over-refusal 31.8% -> 30.6%. Worse: response-harm F1 on the datasets' own labels 0.698 -> "
+        "0.692 (DiaSafety 0.744 -> 0.737, DICES 0.377 -> 0.359); sounds-dangerous false positives 15.9% -> 16.6%; "
+        "refusal against hand labels 0.911 -> 0.908. Prompt-harm F1 0.824 either way.",
+        "- **Chosen on validation** (this build against `8e57221f`, and the window change against a head-only "
+        "trial of it), so these figures are slightly optimistic. Two changes are mixed in it: the windows and "
+        "1,400 more steps.",
+        "- **Cost:** a long reply has more windows (stride three quarters of the shorter part), so full-response "
+        "checks of 800 held-out replies (mean 190 tokens) run at 28-33 replies/s against 34-35 for `8e57221f` on "
+        "the same machine, run alternately; prompts and streamed gateway checks are unchanged (`gateway_load.py` "
+        "50 x 3: guard overhead p50 144-248 ms against 210-217 ms, 0 of 150 benign streams blocked).",
+    ],
     "bastion-guard-20261128-s13-8e57221f": [
         "- **The encoder, attack head, response-harm and refusal heads of `9b731fcf`; the prompt-harm head refitted "
         "with label smoothing 0.1** (`bastion train --heads-only`; trained towards 0.05 / 0.95 instead of 0 / 1). "
@@ -254,14 +277,31 @@ def _continued(manifest: dict) -> dict | None:
     return ft if ft.get("continued_from") else None
 
 
+def _lineage(cont: dict) -> str:
+    """What a continued build started from, oldest run first: a build continued from a build that was itself
+    continued names every fine-tuning run of the chain, not only the last model."""
+    parts = []
+    rec = cont
+    while rec.get("continued_from"):
+        prev = rec.get("from_finetune") or {}
+        name = f"`{rec['continued_from']}`"
+        if prev.get("continued_from") and prev.get("trained_seconds"):
+            where = "2 CPU cores" if prev.get("device") in (None, "cpu") else f"one {prev['device']} GPU"
+            parts.append(f"{prev['steps']:,} steps continued on {where} ({prev['trained_seconds']:.0f} s; {name})")
+        elif prev.get("device") not in (None, "cpu") and prev.get("trained_seconds"):
+            parts.append(f"{prev['trained_seconds']:.0f} s for {prev['steps']:,} steps on one {prev['device']} GPU "
+                         f"({name})")
+        else:
+            parts.append(name)
+        rec = prev
+    return ", then ".join(reversed(parts)) + ", then "
+
+
 def _train_time(manifest: dict) -> str:
     ft = manifest.get("finetune")
     cont = _continued(manifest)
     if cont:
-        first = cont.get("from_finetune") or {}
-        before = (f"{first['trained_seconds']:.0f} s for {first['steps']:,} steps on one {first['device']} GPU "
-                  f"(`{cont['continued_from']}`), then " if first.get("device") not in (None, "cpu")
-                  and first.get("trained_seconds") else f"`{cont['continued_from']}`, then ")
+        before = _lineage(cont)
         if cont.get("device") not in (None, "cpu"):  # tools/gpu_finetune.py: GPU fine-tuning, `--heads-only` here
             passes = f" ({cont['epochs']:g} passes)" if cont.get("epochs") else ""
             return (before + f"{cont['steps']:,} steps{passes} of batch 32 continued from its int8 model on one "
@@ -391,11 +431,11 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "- A reply is judged beside 40 tokens of its prompt: a longer prompt's first 8 and last 32. A request in the "
         "middle of a long prompt (before a pasted document, say) is not seen, and a reply is judged with less "
         "context than the prompt had (benchmark slices `prompt_wrapped:*`).",
-        "- Each window of a long reply is judged beside the prompt but without the reply's opening, and the reply's "
-        "score is the maximum: the later windows of a long refusal that repeats boilerplate ('If you have any other "
-        "questions, feel free to ask.' a dozen times, as Yi-6B's do) can score as harmful. On the 300 held-out Yi-6B "
-        "replies read by hand, 38% of the harmless ones are flagged, most of them refusals of this kind "
-        "(`benchmarks/response_audit.json`).",
+        "- Each later window of a long reply is judged beside the prompt and the reply's first 16 tokens only, and the "
+        "reply's score is the maximum: the later windows of a long refusal that goes on to a same-topic alternative or "
+        "repeats boilerplate ('If you have any other questions, feel free to ask.' a dozen times, as Yi-6B's do) can "
+        "still score as harmful. On the 300 held-out Yi-6B replies read by hand, 34% of the harmless ones are flagged "
+        "(38% before later windows carried the opening), most of them refusals (`benchmarks/response_audit.json`).",
         "- The held-out Yi-6B completions answer the same 100 JailbreakBench prompts as the training completions of "
         "four other models, and the encoder saw those prompts inside response pairs. Holding 42 of the prompts out of "
         "the response head's training lowered F1 on their Yi-6B replies from 0.84 to 0.82 against hand labels (0.91 "
