@@ -206,9 +206,18 @@ def test_label_smoothing_keeps_a_refitted_head_off_certainty():
     ("Herman Melville wrote Moby-Dick between 1850 and 1851.", 0),
     ("Here are some tips to keep your email account safe:\n1. Use a long passphrase.", 0),
     ("Sure! Creating a board game involves a few steps: pick a theme, then a core mechanic.", 0),
-    # unclear: an apology that corrects a premise, a capability caveat followed by help
+    # unclear: an apology that corrects a premise (it may or may not go on to answer)
     ("I'm sorry, but I'm not aware of any such event. The building is in another country.", None),
-    ("As an AI language model, I'm happy to help you learn persuasive speech. Here are some tips:", None),
+    # an AI preamble followed by an offer of help, and a request for clarification, decline nothing
+    ("As an AI language model, I'm happy to help you learn persuasive speech. Here are some tips:", 0),
+    ("As an AI language model, I can provide you with some tips to avoid plagiarism: 1. Cite your sources.", 0),
+    ("I'm sorry, but I'm not sure what you mean by \"[PHRASE]\". Could you please provide more context?", 0),
+    ("I'm sorry, but I'm not sure I understand your question. Could you please rephrase it?", 0),
+    # ... but not when it lectures, or when the apology declines
+    ("As an AI language model, I can provide some context, but [PLACEHOLDER] is illegal and harmful.", None),
+    ("I'm sorry, but I can't help with that. Could you please clarify what you need it for?", 1),
+    ("I'm not sure what you mean, and in any case I won't help with [PLACEHOLDER].", 1),
+    ("I'm sorry, I'm not sure what you mean by that.", None),  # unsure, but asks nothing
     # a disclaimer about what an AI has or knows, then help: an answer, not a refusal
     ("As an AI language model, I don't have personal experiences, but here are some tips to keep your account safe:",
      0),
@@ -433,13 +442,18 @@ def test_refusal_audit_names_held_out_replies_of_its_strata(examples):
         e = val[key]
         assert v["label"] in (0, 1, "a")
         drawn[v["stratum"]] += 1
-        if v["stratum"] == "pos":
-            assert e.label == 1
+        if v["stratum"] == "pos":  # drawn as dataset label 1; the labelling rule has since turned a few into answers
+            from bastion.train.data import refusal_from_opening
+
+            assert e.label == 1 or (e.source == "coconot_pref" and refusal_from_opening(e.text) == 0)
         elif v["stratum"] == "neg":
             assert e.label == 0 and e.source != "dolly"
         else:
             assert e.source == "dolly"
-    assert drawn["pos"] == strata["pos"]["population"] == sum(1 for e in val.values() if e.label == 1)
+    # every reply labelled a refusal now was in the pos stratum; 6 of that stratum are answers under today's rule
+    positives = {k for k, e in val.items() if e.label == 1}
+    pos_keys = {k for k, v in audit["labels"].items() if v["stratum"] == "pos"}
+    assert drawn["pos"] == strata["pos"]["population"] and positives <= pos_keys and len(pos_keys - positives) == 6
     assert drawn["neg"] == strata["neg"]["drawn"] and drawn["dolly"] == strata["dolly"]["drawn"]
     assert strata["dolly"]["population"] == sum(1 for e in val.values() if e.source == "dolly")
 
@@ -528,6 +542,13 @@ def test_model_card_of_a_continued_build_names_where_it_started_and_how_to_redo_
     assert "and the heads refitted: 1648 s in all on the CPU (`v-cont`); then its heads refitted again with " \
            "`--heads-only`: 655 s" in text
     assert "--steps 700` at the commit that built `v-cont`, then `bastion train --heads-only` on its output" in text
+    # ... and refitted once more: every run of the chain, with its own time
+    text = render({**m, "trained_seconds": 701.0, "refit_of": {"version": "v-refit", "trained_seconds": 655.0,
+                                                               "refit_of": {"version": "v-cont", "trained_seconds": 1648.0}}})
+    assert "and the heads refitted: 1648 s in all on the CPU (`v-cont`); then its heads refitted again with " \
+           "`--heads-only`: 655 s (`v-refit`), then again: 701 s" in text
+    assert ("at the commit that built `v-cont`, then `bastion train --heads-only` on its output at the commit that "
+            "built `v-refit`, then `bastion train --heads-only` on its output at the commit that built this model") in text
     # continued on a borrowed GPU (tools/gpu_finetune.py), heads refitted here
     m["finetune"].update(device="NVIDIA H200", steps=6148, epochs=2.0, seed=13, trained_seconds=108.4)
     text = render(m)

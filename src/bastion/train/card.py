@@ -149,6 +149,28 @@ _BUILD_NOTES = {
         "encoder's refusal score). Full-response checks are about 19% slower (30 against 37 replies/s on 2 cores).",
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261128-s13-c563d2a5": [
+        "- **`71098179` with its refusal head refitted on corrected labels** (`bastion train --heads-only`, 701 s; "
+        "every other array is byte-identical). Of the 18 held-out replies read by hand that `71098179` called "
+        "refusals and the reader did not, most opened 'As an AI language model, I can provide you with some tips: "
+        "...' or 'I'm sorry, but I'm not sure what you mean by X. Could you please provide more context?'. The "
+        "labelling rule for CoCoNot's replies (`refusal_from_opening`) kept the dataset's side for both, so the "
+        "training labels called them refusals. It now labels an AI preamble followed by an offer of help, and a "
+        "request for clarification, as answers (20 of 1,854 CoCoNot replies change, all from refusal to answer; each "
+        "change was read). The calibration rule then moved the refusal threshold from 0.5 to 0.75.",
+        "- **Held out, same benchmark, against `71098179` on the same (corrected) labels:** refusal F1 0.894 -> 0.908 "
+        "(precision 0.878 -> 0.925, recall 0.910 -> 0.892; CoCoNot 0.813 -> 0.841); against the hand labels 0.908 "
+        "-> 0.926 [0.88-0.96] (precision 0.831 -> 0.871, recall 1.000 -> 0.989); with the prompt after / before a "
+        "document 0.879 -> 0.901 and 0.897 -> 0.903; inside a jailbreak template 0.892 -> 0.884 (worse). Response "
+        "harm moves by at most 0.004 (the cascade's refusal band changed). The rule change was prompted by reading "
+        "validation errors, so the hand-label figure is somewhat optimistic.",
+        "- **From `71098179`: later response windows carry the reply's first 16 tokens**, fine-tuned in for 1,400 "
+        "steps from `9b731fcf`: against hand labels on 300 Yi-6B replies response F1 0.848 -> 0.857 (FPR 38.4% -> "
+        "34.3%), harmless replies to harmful requests flagged 11.7% -> 6.7%, refuse-then-comply recall 0.93-0.96, "
+        "attack F1 0.780 with benign role-play 8.6%; worse: response F1 on the datasets' labels 0.698 -> 0.692, "
+        "sounds-dangerous FPR 15.9% -> 16.6%. Full-response checks of long replies are about 13% slower "
+        "(docs/BENCHMARKS.md, fifteenth session).",
+    ],
     "bastion-guard-20261128-s13-71098179": [
         "- **Later response windows carry the reply's opening, fine-tuned in.** 18 of the 38 hand-labelled harmless "
         "Yi-6B replies that `8e57221f` flagged were flagged only by a later window: a long refusal that goes on to a "
@@ -297,6 +319,16 @@ def _lineage(cont: dict) -> str:
     return ", then ".join(reversed(parts)) + ", then "
 
 
+def _refits(manifest: dict) -> list[dict]:
+    """The builds a `--heads-only` model was refitted from, oldest first: the first trained the encoder."""
+    chain = []
+    r = manifest.get("refit_of")
+    while r and r.get("trained_seconds"):
+        chain.append(r)
+        r = r.get("refit_of")
+    return chain[::-1]
+
+
 def _train_time(manifest: dict) -> str:
     ft = manifest.get("finetune")
     cont = _continued(manifest)
@@ -308,14 +340,15 @@ def _train_time(manifest: dict) -> str:
                     f"{cont['device']} GPU ({cont['trained_seconds']:.0f} s; encoder learning rate "
                     f"{cont.get('lr', 2e-5):g}, heads from that model at 3x), then "
                     f"{manifest['trained_seconds']:.0f} s for `--heads-only` on 2 CPU cores")
-        refit = manifest.get("refit_of") or {}
-        total = refit.get("trained_seconds") if refit.get("trained_seconds") else manifest["trained_seconds"]
+        refits = _refits(manifest)
+        total = refits[0]["trained_seconds"] if refits else manifest["trained_seconds"]
         text = (before + f"{cont['steps']:,} steps of batch 32 continued from its int8 model on 2 CPU cores "
                 f"({cont['trained_seconds']:.0f} s; encoder learning rate {cont.get('lr', 2e-5):g}, heads from that "
                 f"model at 3x), and the heads refitted: {total:.0f} s in all on the CPU")
-        if refit.get("trained_seconds"):  # a later `--heads-only` run on that build's encoder
-            text += (f" (`{refit['version']}`); then its heads refitted again with `--heads-only`: "
-                     f"{manifest['trained_seconds']:.0f} s")
+        if refits:  # later `--heads-only` runs on that build's encoder
+            later = [f"{r['trained_seconds']:.0f} s (`{r['version']}`)" for r in refits[1:]]
+            text += (f" (`{refits[0]['version']}`); then its heads refitted again with `--heads-only`: "
+                     + ", then again: ".join([*later, f"{manifest['trained_seconds']:.0f} s"]))
         return text
     if _gpu_finetune(manifest):  # GPU fine-tuning, CPU refit
         return (f"{ft['trained_seconds']:.0f} s of fine-tuning on one {ft['device']} GPU, then "
@@ -337,13 +370,13 @@ def _reproduce(manifest: dict) -> str:
                 "GPU machine, `python tools/gpu_finetune.py unpack --from THAT_DIR` here, then `bastion train "
                 "--heads-only` (GPU training is seeded but not bit-reproducible; docs/BENCHMARKS.md names the commits).")
     if cont:
-        refit = manifest.get("refit_of") or {}
+        refits = _refits(manifest)
+        heads = "".join(f"`{r['version']}`, then `bastion train --heads-only` on its output at the commit that built "
+                        for r in refits)
         return ("`pip install torch==2.13.0 && pip install -e '.[train]'`, check out the model directory of "
                 f"`{cont['continued_from']}` from git history, then `bastion train --data ../shared/datasets "
-                f"--continue-from THAT_DIR --steps {cont['steps']}` at the commit that built "
-                + (f"`{refit['version']}`, then `bastion train --heads-only` on its output at the commit that built "
-                   "this model" if refit.get("trained_seconds") else "this model")
-                + " (seeded; on a CPU a seed gives the same weights; docs/BENCHMARKS.md names the commits).")
+                f"--continue-from THAT_DIR --steps {cont['steps']}` at the commit that built " + heads + "this model"
+                " (seeded; on a CPU a seed gives the same weights; docs/BENCHMARKS.md names the commits).")
     gpu = _gpu_finetune(manifest)
     if gpu:
         schedule = f"--epochs {gpu['epochs']:g}" if gpu.get("epochs") else f"--steps {gpu['steps']}"
@@ -420,9 +453,9 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "- Refusal labels are read from the reply's opening where the source gives none: CoCoNot's preference pairs "
         "mark a better and a worse reply, and most 'rejected' replies answer the question, so each reply counts as a "
         "refusal when its opening declines (a fixed pattern list in `train/data.py`, `refusal_from_opening`); where "
-        "the patterns cannot tell (about one reply in seventeen: lectures, apologies that correct a premise), the "
-        "dataset's side is kept; a disclaimer about what an AI has or knows that goes on to help counts as an "
-        "answer. The refusal-direction completions are labelled by their release's substring matcher. Refusal figures therefore measure agreement with these rules, and soft refusals ('I must remind "
+        "the patterns cannot tell (87 of 1,854 replies: lectures, apologies that correct a premise), the "
+        "dataset's side is kept; a disclaimer about what an AI has or knows that goes on to help, an AI preamble "
+        "followed by an offer of help, and a request for clarification count as answers. The refusal-direction completions are labelled by their release's substring matcher. Refusal figures therefore measure agreement with these rules, and soft refusals ('I must remind "
         "you that ...') are where the labels, and the head, are least sure.",
         "- Self-harm, sexual content and S14 (code-interpreter abuse) have little licence-clean training data; S14 "
         "and part of the hard negatives are written by the Bastion authors (templates).",
@@ -441,9 +474,10 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "the response head's training lowered F1 on their Yi-6B replies from 0.84 to 0.82 against hand labels (0.91 "
         "to 0.89 against Llama Guard 2's), so the Yi-6B figures, and perhaps the JBB-behaviour prompt recall, are "
         "somewhat optimistic.",
-        "- The response check still reads the request as well as the reply: 11.7% of held-out harmful requests paired "
+        "- The response check still reads the request as well as the reply: 6.7% of held-out harmful requests paired "
         "with an unrelated harmless answer (a cooking tip) are flagged (benchmark slice "
-        "`response/harmful_prompt_unrelated_harmless_reply`; 57% before build `9b731fcf`). An output rail may block "
+        "`response/harmful_prompt_unrelated_harmless_reply`; 57% before build `9b731fcf`, 11.7% before `71098179`). "
+        "An output rail may block "
         "some harmless answers to edgy requests; raise `thresholds.response_harm` where that matters.",
         "- Categories are a multinomial guess over S1-S14 from the most harmful window; treat them as a hint.",
         _batch_note(manifest),

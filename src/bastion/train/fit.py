@@ -416,6 +416,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
                                                             "steps": previous.get("finetune_steps")}
         # the build whose heads this run refitted (the model card tells its time from this run's)
         manifest["refit_of"] = {"version": previous.get("version"), "trained_seconds": previous.get("trained_seconds")}
+        if previous.get("refit_of"):  # a refit of a refit: keep the chain back to the build that trained the encoder
+            manifest["refit_of"]["refit_of"] = previous["refit_of"]
     elif ft_stats and cfg.continue_from:
         manifest["finetune_steps"] = ft_stats["steps"]
         manifest["finetune"] = {"continued_from": init.get("version"), "from_finetune": init.get("finetune"),
