@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 _WORDS = ("the a to of and how what why can you please explain write me my for with about in on is are it this "
           "that recipe python code history war security process server story bread travel weather budget plan "
@@ -43,7 +44,7 @@ def cold_start(model: str | None = None) -> float:
     return sorted(best)[1]
 
 
-def response_throughput(guard, data: Path, n: int) -> dict:
+def response_throughput(guard: Any, data: Path, n: int) -> dict:
     """Full-response checks per second over the first `n` held-out replies, with their mean length in tokens."""
     from bastion.train.data import build
 

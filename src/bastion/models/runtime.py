@@ -96,7 +96,11 @@ def pair_ids(enc: Encoder, prompt: str, response: str) -> list[list[int]]:
     the end (the last turn of a conversation, the question after a pasted document, the request after a jailbreak
     template). On the held-out Yi-6B replies, keeping only the opening gave response-harm F1 0.82 with a document in
     front of the request and 0.80 inside a jailbreak template; keeping both, 0.86 and 0.85 (0.90 plain either way;
-    docs/BENCHMARKS.md)."""
+    docs/BENCHMARKS.md).
+
+    Every window after the first starts with the reply's first PAIR_OPENING tokens, so the later windows of a long
+    refusal that goes on to a same-topic alternative are judged with the refusal in view (harmless held-out Yi-6B
+    replies flagged, against hand labels: 38% -> 34%, with the encoder fine-tuned on these windows)."""
     p = enc.tok.encode(prompt, add_special_tokens=False).ids
     if len(p) > PAIR_CTX:
         p = p[:PAIR_CTX_HEAD] + p[len(p) - (PAIR_CTX - PAIR_CTX_HEAD) :]
