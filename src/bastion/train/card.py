@@ -164,6 +164,11 @@ _BUILD_NOTES = {
         "document 0.879 -> 0.901 and 0.897 -> 0.903; inside a jailbreak template 0.892 -> 0.884 (worse). Response "
         "harm moves by at most 0.004 (the cascade's refusal band changed). The rule change was prompted by reading "
         "validation errors, so the hand-label figure is somewhat optimistic.",
+        "- **Runtime, with this build:** the encoder still scores a request for clarification as a refusal "
+        "(0.97-0.99; it learned the old labels), so such an opening now caps the refusal score at 0.2 like the "
+        "sympathy openings, unless the opening also declines (`guard/refusal_patterns.yaml`): refusal F1 0.908 -> "
+        "0.917, against hand labels 0.926 -> 0.936 [0.89-0.97], every wrapped-prompt slice up by 0.004-0.008; "
+        "recall unchanged.",
         "- **From `71098179`: later response windows carry the reply's first 16 tokens**, fine-tuned in for 1,400 "
         "steps from `9b731fcf`: against hand labels on 300 Yi-6B replies response F1 0.848 -> 0.857 (FPR 38.4% -> "
         "34.3%), harmless replies to harmful requests flagged 11.7% -> 6.7%, refuse-then-comply recall 0.93-0.96, "
