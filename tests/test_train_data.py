@@ -137,10 +137,26 @@ def test_head_only_examples_come_last_and_never_reach_fine_tuning(examples):
     first = flags.index(False)
     assert all(flags[:first]) and not any(flags[first:])
     head = [e for e in examples if not e.finetune]
-    assert {e.task for e in head} == {"prompt"} and {e.label for e in head} == {0, 1}
-    assert {e.source for e in head} == {"bastion_synthetic(assistant)", "bastion_synthetic(S11/S12)"}
-    assert {e.category for e in head if e.label == 1} == {"S11", "S12"}
+    prompts = [e for e in head if e.task == "prompt"]
+    assert {e.task for e in head} == {"prompt", "attack"} and {e.label for e in prompts} == {0, 1}
+    assert {e.source for e in prompts} == {"bastion_synthetic(assistant)", "bastion_synthetic(S11/S12)"}
+    assert {e.category for e in prompts if e.label == 1} == {"S11", "S12"}
     assert all(e.split != "val" for e in head)
+
+
+def test_head_only_attack_negatives_are_benign_training_sources_never_validation(examples):
+    from bastion.train.data import VAL_BENIGN_SOURCES, _norm
+
+    neg = [e for e in examples if e.task == "attack" and not e.finetune]
+    assert {e.label for e in neg} == {0} and len(neg) > 9000
+    srcs = {e.source for e in neg}
+    assert {"bastion_synthetic(persona)", "bastion_synthetic(writing)"} <= srcs
+    assert not srcs & {"bpp:" + s for s in VAL_BENIGN_SOURCES | {"awesome_chatgpt_prompts", "coconot_contrast"}}
+    assert all(s.startswith(("bpp:", "bastion_synthetic(")) for s in srcs)
+    # none is a text the fine-tuning read as an attack example, or a held-out prompt of any task
+    tuned = {_norm(e.text) for e in examples if e.task == "attack" and e.finetune}
+    held = {_norm(e.text) for e in examples if e.split == "val"}
+    assert not any(_norm(e.text) in tuned or _norm(e.text) in held for e in neg)
 
 
 def test_refit_harm_head_learns_from_frozen_embeddings():
@@ -174,6 +190,33 @@ def test_refit_harm_head_learns_from_frozen_embeddings():
     assert p[0] > 0.75 and p[1] < 0.25
     again = refit_harm_head(PromptEmbeddings.compute(FakeEncoder(), exs), seed=1)
     assert np.allclose(again["harm.W1"], heads["harm.W1"])  # seeded
+
+
+def test_refit_attack_head_reads_attack_windows_only():
+    pytest.importorskip("torch", reason="the train extra is not installed")
+    from bastion.models.runtime import MLP
+    from bastion.train.data import Example
+    from bastion.train.fit import refit_attack_head
+
+    class FakeEncoder:  # one window per text, embedded on an axis per leading word
+        axes = {"jailbreak": np.eye(384)[2], "persona": np.eye(384)[3]}
+
+        def windows(self, texts, max_windows=None):
+            assert max_windows == 2
+            return list(texts), list(range(len(texts)))
+
+        def embed(self, wins):
+            return np.stack([self.axes[w.split()[0]] for w in wins]).astype(np.float32)
+
+    exs = [Example(task="attack", text=f"{w} {i}", label=int(w == "jailbreak"), source="t", licence="MIT",
+                   finetune=i % 3 != 0) for i in range(5000) for w in ("jailbreak", "persona")]
+    exs.append(Example(task="prompt", text="unused", label=1, source="t", licence="MIT"))  # not embedded: no axis
+    h = refit_attack_head(FakeEncoder(), exs, seed=2)
+    p = MLP([(h["attack.W0"], h["attack.b0"]), (h["attack.W1"], h["attack.b1"])])(FakeEncoder().embed(["jailbreak",
+                                                                                                      "persona"]))
+    assert p[0] > 0.8 and p[1] < 0.2
+    again = refit_attack_head(FakeEncoder(), exs, seed=2)
+    assert np.allclose(again["attack.W1"], h["attack.W1"])  # seeded
 
 
 def test_label_smoothing_keeps_a_refitted_head_off_certainty():

@@ -33,9 +33,9 @@ def register(app: typer.Typer) -> None:
                                             help="Re-export MiniLM to int8 ONNX first (needs torch)."),
         threads: int = typer.Option(None, "--threads"),
         heads_only: bool = typer.Option(False, "--heads-only",
-                                        help="Keep the fine-tuned encoder and its attack head in --out; refit "
-                                             "the prompt-harm, response-harm and refusal heads, tier-1 cascade, "
-                                             "category head, thresholds and report (15-30 minutes, not an hour)."),
+                                        help="Keep the fine-tuned encoder in --out; refit the prompt-harm, "
+                                             "attack, response-harm and refusal heads, tier-1 cascade, category "
+                                             "head, thresholds and report (15-30 minutes, not an hour)."),
         continue_from: Path = typer.Option(None, "--continue-from",
                                            help="Continue fine-tuning from this model directory (e.g. the embedded "
                                                 "model; its int8 encoder is dequantised) instead of base MiniLM, over "

@@ -149,6 +149,31 @@ _BUILD_NOTES = {
         "encoder's refusal score). Full-response checks are about 19% slower (30 against 37 replies/s on 2 cores).",
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261128-s13-f92a7097": [
+        "- **`c563d2a5` with its attack head refitted on the frozen encoder** (`bastion train --heads-only`, 686 s). "
+        "The attack head had been trained with the encoder and kept by every later refit; it is now refitted like "
+        "the other three, briefly (3 epochs) and towards soft targets (label smoothing 0.2), with 10,852 head-only "
+        "negatives (904 of them drawn into calibration): 5,982 benign prompts of the training sources that the "
+        "attack data did not hold, 3,000 more benign \"act as\" set-ups and 1,870 more constrained writing requests "
+        "(after de-duplication; `Builder.attack_negatives`). The "
+        "tier-1 attack model is refitted on the same data. Only the attack arrays changed; every other array is "
+        "byte-identical, and the calibration rule moved the attack threshold from 0.625 to 0.6.",
+        "- **Held out, same benchmark, against `c563d2a5`:** attack F1 0.780 -> 0.807 (precision 0.644 -> 0.682, "
+        "false positives on held-out benign prompts 4.3% -> 3.6%), benign role-play and \"ignore\"/\"bypass\" text "
+        "taken for attacks 8.6% -> 6.5% (awesome-chatgpt \"act as\" 9.6% -> 7.2%, Arena-Hard 8.1% -> 6.7%, IFEval "
+        "8.2% -> 7.2%); jailbreak-template recall 0.990 either way. Worse: rot13-encoded harmful prompts detected at "
+        "96% of plain (was 98%), base64 114% (was 115%). Prompt-harm F1 0.824 either way; response harm, refusal and "
+        "the red team unchanged.",
+        "- **Chosen on validation:** the recipe (epochs, smoothing, the extra negatives) was picked from refits scored "
+        "on the held-out split (four seeds each), so these attack figures are somewhat optimistic.",
+        "- **From `c563d2a5`:** the refusal head refitted on corrected labels (an AI preamble followed by an offer of "
+        "help, and a request for clarification, are answers), and at run time a clarification opening caps the "
+        "refusal score at 0.2 unless it also declines: refusal F1 0.917, against hand labels 0.936 [0.89-0.97].",
+        "- **From `71098179`:** later response windows carry the reply's first 16 tokens, fine-tuned in for 1,400 "
+        "steps from `9b731fcf`: against hand labels on 300 Yi-6B replies response F1 0.857 (FPR 34.3%), harmless "
+        "replies to harmful requests flagged 6.7%, refuse-then-comply recall 0.93-0.96. Full-response checks of "
+        "long replies are about 13% slower than with the earlier windows (docs/BENCHMARKS.md, fifteenth session).",
+    ],
     "bastion-guard-20261128-s13-c563d2a5": [
         "- **`71098179` with its refusal head refitted on corrected labels** (`bastion train --heads-only`, 701 s; "
         "every other array is byte-identical). Of the 18 held-out replies read by hand that `71098179` called "
@@ -403,6 +428,11 @@ def _steps(manifest: dict) -> str:
 
 
 def _heads(manifest: dict) -> str:
+    if "attack" in manifest.get("refitted_heads", ()):
+        return ("all four refitted after fine-tuning on the frozen int8 encoder's embeddings, with head-only examples: "
+                "more prompts for prompt harm, more benign instructions and \"act as\" set-ups for attack, and for "
+                "response harm and refusal training replies whose prompt comes inside a jailbreak template or a "
+                "document")
     if "response" in manifest.get("refitted_heads", ()):
         return ("attack trained with the encoder; prompt harm, response harm and refusal refitted afterwards on the "
                 "frozen int8 encoder's embeddings, with head-only examples: more prompts for prompt harm, and for "

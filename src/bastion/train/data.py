@@ -278,6 +278,27 @@ class Builder:
         # Direct first-person self-harm and explicit-content requests (few in the licence-clean pool).
         add(synthetic.self_harm_requests(random.Random(61), 140), 1, "bastion_synthetic(S11/S12)", "S11")
         add(synthetic.sexual_content_requests(random.Random(67), 60), 1, "bastion_synthetic(S11/S12)", "S12")
+        self.attack_negatives()
+
+    def attack_negatives(self, n_pool: int = 6000) -> None:
+        """Head-only prompt-attack negatives (see fit.refit_attack_head): benign prompts of the training sources
+        that the fine-tuning never saw as attack examples, more benign "act as" set-ups and more constrained writing
+        requests. Benign instructions that set rules ("only reply with...", "do not use commas") are most of the
+        attack head's false positives on held-out benign traffic."""
+        used = {e.text for e in self.examples if e.task == "attack"}
+        rows = [r for r in _jsonl(self.root / "benign_prompts_permissive/prompts.jsonl.gz")
+                if _licence_ok(r["licence"]) and r["prompt"] not in used
+                and r["source"] not in VAL_BENIGN_SOURCES | {"awesome_chatgpt_prompts", "coconot_contrast"}]
+        random.Random(5).shuffle(rows)
+        for r in rows[:n_pool]:
+            self.add(task="attack", text=r["prompt"], label=0, source="bpp:" + r["source"], licence=r["licence"],
+                     finetune=False)
+        for t in synthetic.benign_persona_prompts(random.Random(141), 3000):
+            self.add(task="attack", text=t, label=0, source="bastion_synthetic(persona)", licence="Apache-2.0",
+                     finetune=False)
+        for t in synthetic.benign_writing_prompts(random.Random(131), 2000):
+            self.add(task="attack", text=t, label=0, source="bastion_synthetic(writing)", licence="Apache-2.0",
+                     finetune=False)
 
     # ---- prompt attack -------------------------------------------------------------------------
     def attacks(self, harmful_train: list[str], benign_train: list[str]) -> None:

@@ -237,6 +237,24 @@ def refit_response_head(enc: Encoder, train_ex: list[Example], seed: int) -> dic
     return _refit_mlp_head("response", enc.embed_full(seqs), y, seed)
 
 
+# The attack refit trains briefly and towards soft targets. Measured on the held-out split (frozen encoder of
+# c563d2a5, tier 1 refitted on the same data, four seeds, thresholds from calibration): the head trained with the
+# encoder gave attack F1 0.777 and flagged 8.6% of benign role-play; refits with the head-only negatives gave
+# 0.772 / 8.6% at 6 epochs and label smoothing 0.1, 0.794 / 6.8% at 3 epochs and 0.2; the build with the latter,
+# f92a7097, 0.807 / 6.5% (docs/BENCHMARKS.md, sixteenth session). Jailbreak recall stayed 0.990 for all of them.
+ATTACK_EPOCHS, ATTACK_LABEL_SMOOTHING = 3, 0.2
+
+
+def refit_attack_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[str, np.ndarray]:
+    """Refit the prompt-attack MLP on the frozen encoder's embeddings of every training attack window (at most 2 per
+    prompt), head-only negatives included (`data.Builder.attack_negatives`)."""
+    exs = [e for e in train_ex if e.task == "attack"]
+    wins, owner = enc.windows([e.text for e in exs], max_windows=2)
+    y = np.array([float(exs[o].label) for o in owner], dtype=np.float32)
+    return _refit_mlp_head("attack", enc.embed(wins), y, seed, epochs=ATTACK_EPOCHS,
+                           label_smoothing=ATTACK_LABEL_SMOOTHING)
+
+
 def cascade_band(tier1: np.ndarray, y: np.ndarray, exact: np.ndarray, thr: float, share: float = 0.005) -> float:
     """Tier 1 settles a window as benign only below this score: the tier-1 score of the lowest `share` of the
     calibration positives the exact tier flags, so the cascade gives up at most about `share` of exact-tier recall.
@@ -320,10 +338,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     if cfg.heads_only:
         if not (cfg.out_dir / "heads.npz").exists():
             raise FileNotFoundError(f"--heads-only needs a fine-tuned model in {cfg.out_dir} (heads.npz missing)")
-        with np.load(cfg.out_dir / "heads.npz") as z:
-            # the prompt-harm, response-harm and refusal heads are refitted below on the frozen encoder
-            heads = {k: z[k] for k in z.files if k.split(".")[0] == "attack"}
-        log("heads only: keeping the fine-tuned encoder and its attack head")
+        heads: dict[str, np.ndarray] = {}  # every head is refitted below on the frozen encoder
+        log("heads only: keeping the fine-tuned encoder")
     else:
         cont = cfg.continue_from
         rates = {"lr": CONTINUE_LR, "head_lr_scale": CONTINUE_HEAD_LR_SCALE} if cont else {}
@@ -337,11 +353,13 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     emb = PromptEmbeddings.compute(tuned, train_ex)
     heads.update(refit_harm_head(emb, cfg.seed))
     log(f"[{time.time() - t_start:.0f}s] prompt-harm head refitted on frozen embeddings "
-        f"({sum(not e.finetune for e in train_ex)} head-only examples)")
+        f"({sum(not e.finetune for e in train_ex if e.task == 'prompt')} head-only prompts)")
     heads.update(refit_refusal_head(tuned, train_ex, cfg.seed))
     log(f"[{time.time() - t_start:.0f}s] refusal head refitted on frozen embeddings")
     heads.update(refit_response_head(tuned, train_ex, cfg.seed))
     log(f"[{time.time() - t_start:.0f}s] response-harm head refitted on frozen embeddings")
+    heads.update(refit_attack_head(tuned, train_ex, cfg.seed))
+    log(f"[{time.time() - t_start:.0f}s] prompt-attack head refitted on frozen embeddings")
     # Tier 1: hashed word-piece n-gram + static-embedding logistic regressions for the cascade (prompts, and
     # response pairs). The static table comes from the encoder just fine-tuned.
     heads["static.table"] = distill_static(tuned, seed=cfg.seed)
@@ -369,7 +387,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "attack_blend": cfg.attack_blend,
         "window_tokens": 128,
         "static_dims": int(heads["static.table"].shape[1]),
-        "refitted_heads": ["harm", "refusal", "response"],  # on the frozen encoder (the model card says so)
+        "refitted_heads": ["harm", "refusal", "response", "attack"],  # on the frozen encoder (the model card says so)
     }
     (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     heads.update(fit_category_head(emb, cfg.seed))
