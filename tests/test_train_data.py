@@ -599,3 +599,19 @@ def test_model_card_of_a_continued_build_names_where_it_started_and_how_to_redo_
     assert "1648 s for `--heads-only` on 2 CPU cores" in text
     assert "tools/gpu_finetune.py run --windows .dev/windows.npz --from THAT_DIR --variants 2:13" in text
     assert "--steps 6148" not in text
+
+
+def test_model_version_changes_with_the_weights_or_the_scoring_settings(tmp_path):
+    from bastion.train.fit import model_version
+
+    (tmp_path / "encoder.onnx").write_bytes(b"enc")
+    (tmp_path / "heads.npz").write_bytes(b"heads")
+    m = {"thresholds": {"attack": 0.6}, "cascade": {"attack_low": 0.5}, "attack_blend": 0.5, "window_tokens": 128,
+         "report": {"anything": 1}}
+    v = model_version(tmp_path, 13, m)
+    assert v.startswith("bastion-guard-") and "-s13-" in v
+    assert model_version(tmp_path, 13, {**m, "report": {}}) == v  # the report does not change scores
+    assert model_version(tmp_path, 13, {**m, "attack_blend": 0.0}) != v
+    assert model_version(tmp_path, 13, {**m, "thresholds": {"attack": 0.7}}) != v
+    (tmp_path / "heads.npz").write_bytes(b"other heads")
+    assert model_version(tmp_path, 13, m) != v

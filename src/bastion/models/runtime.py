@@ -267,8 +267,9 @@ class CascadeModel(GuardModel):
             idx = np.flatnonzero(need)
             emb = self.encoder.embed([wins[i] for i in idx])
             harm_w[idx] = self.harm(emb)
-            # The attack score blends the exact head with the n-gram tier: persona wrappers look alike to the
-            # encoder whether benign or not, while the n-gram tier keys on the rule-breaking wording.
+            # The attack score may blend the exact head with the n-gram tier (the manifest's weight): builds whose
+            # attack head was trained with the encoder took benign persona wrappers for attacks, and the n-gram tier
+            # keys on the rule-breaking wording. Builds with the refitted head use the exact head alone (weight 0).
             attack_w[idx] = (1.0 - self.attack_blend) * self.attack(emb) + self.attack_blend * a1[idx]
             cats_w[idx] = self.cats(emb)
         own = np.asarray(owner)

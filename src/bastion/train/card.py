@@ -149,6 +149,30 @@ _BUILD_NOTES = {
         "encoder's refusal score). Full-response checks are about 19% slower (30 against 37 replies/s on 2 cores).",
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261128-s13-1f071c5e": [
+        "- **`f92a7097`'s weights, with the attack score from the exact head alone** (`attack_blend` 0.5 -> 0; "
+        "`bastion train --heads-only`, 671 s; `heads.npz` is byte-identical, only the manifest changed). The "
+        "half-and-half blend with the tier-1 score helped the head trained with the encoder; with the refitted "
+        "head it flagged more benign prompts (three seeds of the refit, held out: F1 0.832-0.835 and role-play "
+        "4.3-4.8% alone, against 0.782-0.806 and 6.5-7.0% blended). The calibration rule moved the attack threshold "
+        "from 0.6 to 0.7 and the cascade's attack band from 0.564 to 0.376. From this build the version digest also "
+        "covers the manifest's thresholds, cascade bands, attack blend and window size.",
+        "- **Held out, same benchmark, against `f92a7097`:** attack F1 0.807 -> 0.833 (precision 0.682 -> 0.725, false "
+        "positives on held-out benign prompts 3.6% -> 2.9%), benign role-play and \"ignore\"/\"bypass\" text taken "
+        "for attacks 6.5% -> 4.8% (awesome-chatgpt 7.2% -> 5.4%, IFEval 7.2% -> 5.0%). Worse: jailbreak-template "
+        "recall 0.990 -> 0.980 (in-the-wild 0.984 -> 0.969). Prompt harm, response harm, refusal and the red team "
+        "unchanged. Chosen on validation, so the attack figures are somewhat optimistic.",
+        "- **From `f92a7097`:** the attack head refitted on the frozen encoder (3 epochs, label smoothing 0.2) with "
+        "10,852 head-only benign negatives (`Builder.attack_negatives`): against `c563d2a5`, attack F1 0.780 -> 0.807 "
+        "and benign role-play 8.6% -> 6.5% with the blend kept.",
+        "- **From `c563d2a5`:** the refusal head refitted on corrected labels (an AI preamble followed by an offer of "
+        "help, and a request for clarification, are answers), and at run time a clarification opening caps the "
+        "refusal score at 0.2 unless it also declines: refusal F1 0.917, against hand labels 0.936 [0.89-0.97].",
+        "- **From `71098179`:** later response windows carry the reply's first 16 tokens, fine-tuned in for 1,400 "
+        "steps from `9b731fcf`: against hand labels on 300 Yi-6B replies response F1 0.857 (FPR 34.3%), harmless "
+        "replies to harmful requests flagged 6.7%, refuse-then-comply recall 0.93-0.96. Full-response checks of "
+        "long replies are about 13% slower than with the earlier windows (docs/BENCHMARKS.md, fifteenth session).",
+    ],
     "bastion-guard-20261128-s13-f92a7097": [
         "- **`c563d2a5` with its attack head refitted on the frozen encoder** (`bastion train --heads-only`, 686 s). "
         "The attack head had been trained with the encoder and kept by every later refit; it is now refitted like "
@@ -300,6 +324,20 @@ _BUILD_NOTES = {
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
 }
+
+
+def _blend_note(manifest: dict) -> str:
+    w = manifest.get("attack_blend", 0.0)
+    if not w and "attack" in manifest.get("refitted_heads", ()):
+        return ("- **Attack score chosen on validation:** the attack score is the exact head's alone. Earlier builds "
+                "blended it half and half with the tier-1 score, which helped while the head was trained with the "
+                "encoder; with the refitted head the blend flagged more benign prompts, a comparison made on the "
+                "validation split. The threshold is still chosen on calibration, but the attack validation figures "
+                "are optimistic.")
+    return ("- **Attack score blend chosen on validation:** after an earlier build's encoder took more benign persona "
+            f"prompts for attacks, the attack score was changed to blend the exact head with the tier-1 score (weight "
+            f"{w}), a choice made by comparing four combinations on the validation split; its threshold is still "
+            "chosen on calibration, but the attack validation figures are optimistic.")
 
 
 def _build_notes(version: str) -> list[str]:
@@ -481,10 +519,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "JailbreakBench benign behaviours) and neutral statements about identity groups (ToxiGen) are flagged far "
         "more often than the 5% target, and some benign 'act as' persona prompts are still taken for jailbreaks "
         "(see the benchmark slices). Raise thresholds with `bastion tradeoff` on your own traffic before blocking.",
-        "- **Attack score blend chosen on validation:** after an earlier build's encoder took more benign persona "
-        f"prompts for attacks, the attack score was changed to blend the exact head with the tier-1 score "
-        f"(weight {manifest.get('attack_blend', 0.0)}), a choice made by comparing four combinations on the validation "
-        "split; its threshold is still chosen on calibration, but the attack validation figures are optimistic.",
+        _blend_note(manifest),
         "- Refusal labels are read from the reply's opening where the source gives none: CoCoNot's preference pairs "
         "mark a better and a worse reply, and most 'rejected' replies answer the question, so each reply counts as a "
         "refusal when its opening declines (a fixed pattern list in `train/data.py`, `refusal_from_opening`); where "

@@ -46,7 +46,9 @@ class TrainConfig:
     extra: list[Path] | None = None
     threads: int | None = None
     heads_only: bool = False  # keep the fine-tuned encoder and MLP heads in out_dir; refit the rest
-    attack_blend: float = 0.5  # weight of the tier-1 n-gram score in the attack score (see runtime)
+    # weight of the tier-1 n-gram score in the attack score (see runtime): 0.5 until the sixteenth session; with the
+    # short, smoothed attack refit the exact head alone scored better on the held-out split (docs/BENCHMARKS.md)
+    attack_blend: float = 0.0
     # continue fine-tuning from this bastion model (its dequantised int8 encoder and its heads) instead of base
     # MiniLM; the fine-tuning then reads every training example, head-only copies included
     continue_from: Path | None = None
@@ -68,13 +70,21 @@ def _opening_embeddings(enc: Encoder, exs: list[Example]) -> np.ndarray:
     return enc.embed_full(seqs) if seqs else np.zeros((0, 384), dtype=np.float32)
 
 
-def model_version(out_dir: Path, seed: int) -> str:
-    """Date, seed and a digest of the weights, so two builds of one day never share a version."""
+# Manifest settings that change scores or decisions: a build that changes only these is a different model.
+VERSIONED_SETTINGS = ("thresholds", "cascade", "attack_blend", "window_tokens")
+
+
+def model_version(out_dir: Path, seed: int, manifest: dict | None = None) -> str:
+    """Date, seed and a digest of the weights and of the manifest's scoring settings (`VERSIONED_SETTINGS`), so two
+    builds of one day never share a version, nor do two builds whose weights agree but whose thresholds or attack
+    blend differ."""
     import hashlib
 
     h = hashlib.sha256()
     for name in ("encoder.onnx", "heads.npz"):
         h.update((out_dir / name).read_bytes())
+    if manifest is not None:
+        h.update(json.dumps({k: manifest.get(k) for k in VERSIONED_SETTINGS}, sort_keys=True).encode())
     return f"bastion-guard-{time.strftime('%Y%m%d')}-s{seed}-{h.hexdigest()[:8]}"
 
 
@@ -241,7 +251,8 @@ def refit_response_head(enc: Encoder, train_ex: list[Example], seed: int) -> dic
 # c563d2a5, tier 1 refitted on the same data, four seeds, thresholds from calibration): the head trained with the
 # encoder gave attack F1 0.777 and flagged 8.6% of benign role-play; refits with the head-only negatives gave
 # 0.772 / 8.6% at 6 epochs and label smoothing 0.1, 0.794 / 6.8% at 3 epochs and 0.2; the build with the latter,
-# f92a7097, 0.807 / 6.5% (docs/BENCHMARKS.md, sixteenth session). Jailbreak recall stayed 0.990 for all of them.
+# f92a7097, 0.807 / 6.5%, and with the attack score from this head alone (attack_blend 0), 1f071c5e, 0.833 / 4.8%
+# with jailbreak recall 0.990 -> 0.980 (docs/BENCHMARKS.md, sixteenth session).
 ATTACK_EPOCHS, ATTACK_LABEL_SMOOTHING = 3, 0.2
 
 
@@ -447,7 +458,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
             manifest["finetune"] = {"steps": ft_stats["steps"], "epochs": cfg.epochs, "device": ft_stats["device"],
                                     "trained_seconds": ft_stats["seconds"]}
     manifest.update({
-        "version": model_version(cfg.out_dir, cfg.seed),
+        "version": model_version(cfg.out_dir, cfg.seed, manifest),
         "trained_seconds": round(time.time() - t_start, 1),
         "counts": {f"{k[0]}/{k[1]}": v for k, v in sorted(Counter((e.task, e.split) for e in exs).items())},
         "train_sources": dict(sorted(Counter(f"{e.source} ({e.licence})" for e in exs if e.split != "val").items())),
