@@ -17,6 +17,17 @@ _SOURCE_NOTES = {
 
 # Observations about one build, measured by hand; shown only on that build's card, so a retrain never
 # inherits them.
+# What the builds after c563d2a5 inherit from it and from 71098179 (each later build's notes end with these).
+_FROM_C563D2A5 = [
+    "- **From `c563d2a5`:** the refusal head refitted on corrected labels (an AI preamble followed by an offer of "
+    "help, and a request for clarification, are answers), and at run time a clarification opening caps the "
+    "refusal score at 0.2 unless it also declines: refusal F1 0.917, against hand labels 0.936 [0.89-0.97].",
+    "- **From `71098179`:** later response windows carry the reply's first 16 tokens, fine-tuned in for 1,400 "
+    "steps from `9b731fcf`: against hand labels on 300 Yi-6B replies response F1 0.857 (FPR 34.3%), harmless "
+    "replies to harmful requests flagged 6.7%, refuse-then-comply recall 0.93-0.96. Full-response checks of "
+    "long replies are about 13% slower than with the earlier windows (docs/BENCHMARKS.md, fifteenth session).",
+]
+
 _BUILD_NOTES = {
     "bastion-guard-20261127-s13-91ff97b8": [
         "- **Threshold rule chosen after seeing validation.** This build was first calibrated with the single best "
@@ -165,13 +176,7 @@ _BUILD_NOTES = {
         "- **From `f92a7097`:** the attack head refitted on the frozen encoder (3 epochs, label smoothing 0.2) with "
         "10,852 head-only benign negatives (`Builder.attack_negatives`): against `c563d2a5`, attack F1 0.780 -> 0.807 "
         "and benign role-play 8.6% -> 6.5% with the blend kept.",
-        "- **From `c563d2a5`:** the refusal head refitted on corrected labels (an AI preamble followed by an offer of "
-        "help, and a request for clarification, are answers), and at run time a clarification opening caps the "
-        "refusal score at 0.2 unless it also declines: refusal F1 0.917, against hand labels 0.936 [0.89-0.97].",
-        "- **From `71098179`:** later response windows carry the reply's first 16 tokens, fine-tuned in for 1,400 "
-        "steps from `9b731fcf`: against hand labels on 300 Yi-6B replies response F1 0.857 (FPR 34.3%), harmless "
-        "replies to harmful requests flagged 6.7%, refuse-then-comply recall 0.93-0.96. Full-response checks of "
-        "long replies are about 13% slower than with the earlier windows (docs/BENCHMARKS.md, fifteenth session).",
+        *_FROM_C563D2A5,
     ],
     "bastion-guard-20261128-s13-f92a7097": [
         "- **`c563d2a5` with its attack head refitted on the frozen encoder** (`bastion train --heads-only`, 686 s). "
@@ -190,13 +195,7 @@ _BUILD_NOTES = {
         "the red team unchanged.",
         "- **Chosen on validation:** the recipe (epochs, smoothing, the extra negatives) was picked from refits scored "
         "on the held-out split (four seeds each), so these attack figures are somewhat optimistic.",
-        "- **From `c563d2a5`:** the refusal head refitted on corrected labels (an AI preamble followed by an offer of "
-        "help, and a request for clarification, are answers), and at run time a clarification opening caps the "
-        "refusal score at 0.2 unless it also declines: refusal F1 0.917, against hand labels 0.936 [0.89-0.97].",
-        "- **From `71098179`:** later response windows carry the reply's first 16 tokens, fine-tuned in for 1,400 "
-        "steps from `9b731fcf`: against hand labels on 300 Yi-6B replies response F1 0.857 (FPR 34.3%), harmless "
-        "replies to harmful requests flagged 6.7%, refuse-then-comply recall 0.93-0.96. Full-response checks of "
-        "long replies are about 13% slower than with the earlier windows (docs/BENCHMARKS.md, fifteenth session).",
+        *_FROM_C563D2A5,
     ],
     "bastion-guard-20261128-s13-c563d2a5": [
         "- **`71098179` with its refusal head refitted on corrected labels** (`bastion train --heads-only`, 701 s; "
