@@ -15,8 +15,6 @@ _SOURCE_NOTES = {
 }
 
 
-# Observations about one build, measured by hand; shown only on that build's card, so a retrain never
-# inherits them.
 # What the builds after c563d2a5 inherit from it and from 71098179 (each later build's notes end with these).
 _FROM_C563D2A5 = [
     "- **From `c563d2a5`:** the refusal head refitted on corrected labels (an AI preamble followed by an offer of "
@@ -28,6 +26,8 @@ _FROM_C563D2A5 = [
     "long replies are about 13% slower than with the earlier windows (docs/BENCHMARKS.md, fifteenth session).",
 ]
 
+# Observations about one build, measured by hand; shown only on that build's card, so a retrain never
+# inherits them.
 _BUILD_NOTES = {
     "bastion-guard-20261127-s13-91ff97b8": [
         "- **Threshold rule chosen after seeing validation.** This build was first calibrated with the single best "

@@ -7,6 +7,7 @@ source wherever the data allows, so the figures say how the model does on text i
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import json
 import random
@@ -144,6 +145,11 @@ class Builder:
     def add(self, **kw) -> None:
         self.examples.append(Example(**kw))
 
+    @functools.cached_property
+    def benign_rows(self) -> tuple[dict, ...]:
+        """The licence-clean benign pool in file order, parsed once per build (three steps read it)."""
+        return tuple(_jsonl(self.root / "benign_prompts_permissive/prompts.jsonl.gz"))
+
     # ---- prompt harm ---------------------------------------------------------------------------
     def harmful_pool(self) -> list[dict]:
         rows = list(_jsonl(self.root / "harmful_prompts_permissive/prompts.jsonl.gz"))
@@ -158,7 +164,7 @@ class Builder:
         return rows
 
     def benign_pool(self, n_train: int) -> None:
-        rows = list(_jsonl(self.root / "benign_prompts_permissive/prompts.jsonl.gz"))
+        rows = list(self.benign_rows)
         self.rng.shuffle(rows)
         per_src: Counter = Counter()
         # Instruction-style sources get larger caps: imperative requests must not read as a harm signal.
@@ -286,7 +292,7 @@ class Builder:
         requests. Benign instructions that set rules ("only reply with...", "do not use commas") are most of the
         attack head's false positives on held-out benign traffic."""
         used = {e.text for e in self.examples if e.task == "attack"}
-        rows = [r for r in _jsonl(self.root / "benign_prompts_permissive/prompts.jsonl.gz")
+        rows = [r for r in self.benign_rows
                 if _licence_ok(r["licence"]) and r["prompt"] not in used
                 and r["source"] not in VAL_BENIGN_SOURCES | {"awesome_chatgpt_prompts", "coconot_contrast"}]
         random.Random(5).shuffle(rows)
@@ -350,7 +356,7 @@ class Builder:
         # Formatting constraints ("respond in JSON", "do not use commas") are instructions, not injections.
         for t in synthetic.benign_writing_prompts(random.Random(31), 800):
             self.add(task="attack", text=t, label=0, source="bastion_synthetic(writing)", licence="Apache-2.0")
-        for r in _jsonl(self.root / "benign_prompts_permissive/prompts.jsonl.gz"):
+        for r in self.benign_rows:
             if r["source"] == "awesome_chatgpt_prompts":  # benign "act as" prompts: attack validation only
                 self.add(task="attack", text=r["prompt"], label=0, source="awesome_chatgpt_prompts",
                          licence=r["licence"], split="val")
