@@ -39,6 +39,29 @@ def _usage_errors() -> tuple[type[BaseException], ...]:
     return tuple(errs)
 
 
+def _scoring_inputs(framework: str, safeguards: Path | None, db: str | None, run_id: str, pre: str | None,
+                    target: str | None = None) -> tuple[Any, Any, Any, Any, Any]:
+    """The framework profile, safeguards, store, and the evidence of the run and of its pre-mitigation run (the
+    given one, else the run paired with it); a usage error exits with a one-line message."""
+    from bastion.preparedness import load_profile, load_safeguards
+    from bastion.preparedness.store_adapter import (
+        evidence_from_store,
+        open_store,
+        paired_pre_run,
+        resolve_run_id,
+    )
+
+    try:
+        profile = load_profile(framework)
+        sg = load_safeguards(safeguards, [c.id for c in profile.categories]) if safeguards else None
+        store = open_store(db)
+        rid = resolve_run_id(store, run_id, target)
+        pre_id = resolve_run_id(store, pre) if pre else paired_pre_run(store, rid)
+        return profile, sg, store, evidence_from_store(store, rid), evidence_from_store(store, pre_id) if pre_id else None
+    except _usage_errors() as e:
+        raise _fail(_msg(e)) from None
+
+
 def _make_guard(model: str | None) -> Any:
     """The guard whose threshold `tradeoff` sweeps (tests replace this)."""
     from bastion import Guard
@@ -71,23 +94,15 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="Also write the JSON scorecard to this file."),
     ) -> None:
         """Score a red-team run against a framework and gate deployment (exit 0/10/11/12)."""
-        from bastion.preparedness import load_profile, load_safeguards, parse_duration, score
-        from bastion.preparedness.store_adapter import (
-            evidence_from_store,
-            open_store,
-            paired_pre_run,
-            resolve_run_id,
-        )
+        from bastion.preparedness import parse_duration, score
+        from bastion.preparedness.store_adapter import evidence_from_store, resolve_run_id
 
         try:
-            profile = load_profile(framework)
             age = parse_duration(max_age) if max_age else None
-            sg = load_safeguards(safeguards, [c.id for c in profile.categories]) if safeguards else None
-            store = open_store(db)
-            rid = resolve_run_id(store, run_id, target)
-            pre_id = resolve_run_id(store, pre) if pre else paired_pre_run(store, rid)
-            ev = evidence_from_store(store, rid)
-            pre_ev = evidence_from_store(store, pre_id) if pre_id else None
+        except _usage_errors() as e:
+            raise _fail(_msg(e)) from None
+        profile, sg, store, ev, pre_ev = _scoring_inputs(framework, safeguards, db, run_id, pre, target)
+        try:
             base_ev = evidence_from_store(store, resolve_run_id(store, baseline)) if baseline else None
         except _usage_errors() as e:
             raise _fail(_msg(e)) from None
@@ -310,25 +325,10 @@ def register(app: typer.Typer) -> None:
         safeguards: Path | None = typer.Option(None, "--safeguards"),
     ) -> None:
         """Write the model safety card (Markdown + HTML): policy, framework levels, date, known limits."""
-        from bastion.preparedness import load_profile, load_safeguards, score
-        from bastion.preparedness.store_adapter import (
-            evidence_from_store,
-            open_store,
-            paired_pre_run,
-            resolve_run_id,
-        )
+        from bastion.preparedness import score
         from bastion.report.card import card_html, card_markdown
 
-        try:
-            profile = load_profile(framework)
-            sg = load_safeguards(safeguards, [c.id for c in profile.categories]) if safeguards else None
-            store = open_store(db)
-            rid = resolve_run_id(store, run_id)
-            pre_id = resolve_run_id(store, pre) if pre else paired_pre_run(store, rid)
-            ev = evidence_from_store(store, rid)
-            pre_ev = evidence_from_store(store, pre_id) if pre_id else None
-        except _usage_errors() as e:
-            raise _fail(_msg(e)) from None
+        profile, sg, _store, ev, pre_ev = _scoring_inputs(framework, safeguards, db, run_id, pre)
         sc = score(ev, profile, pre=pre_ev, safeguards=sg).to_dict()
         info = {"model_name": model_name or ev.target, "constitution": constitution, "guard_policy": guard_policy,
                 "generated": datetime.now().astimezone().isoformat(timespec="seconds")}

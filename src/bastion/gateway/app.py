@@ -640,16 +640,9 @@ def create_app(config: GatewayConfig, guard: Any = None, keys: KeyStore | None =
     async def models(request: Request) -> Response:
         key_id = gw.authenticate(request)
         gw.rate_limit(request, key_id, gw.policies.policy.for_key(key_id))
-        assert gw.client is not None
-        try:
-            r = await gw.client.get("models", headers=gw.upstream_headers())
-        except httpx.HTTPError as e:
-            raise upstream_error(e, gw.metrics) from None
-        if r.status_code != 200:
-            err = await upstream_status_error(r, gw.metrics)
-            if isinstance(err, ApiError):
-                raise err
-            return err
+        r = await _upstream(gw, "GET", "models")
+        if not isinstance(r, httpx.Response):
+            return r
         try:
             return JSONResponse(r.json())
         except ValueError:
@@ -747,10 +740,12 @@ class _CountRequests:
             self.metrics.observe("bastion_request_seconds", time.perf_counter() - t0, {"endpoint": path})
 
 
-async def _non_stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
+async def _upstream(gw: Gateway, method: str, path: str, **kw: Any) -> httpx.Response | Response:
+    """One non-streaming upstream request: its 200 response, or the error response to pass on to the client (a
+    connection failure or an upstream error status raises the matching ApiError)."""
     assert gw.client is not None
     try:
-        r = await gw.client.post("chat/completions", json=body, headers=gw.upstream_headers())
+        r = await gw.client.request(method, path, headers=gw.upstream_headers(), **kw)
     except httpx.HTTPError as e:
         raise upstream_error(e, gw.metrics) from None
     if r.status_code != 200:
@@ -758,6 +753,13 @@ async def _non_stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
         if isinstance(err, ApiError):
             raise err
         return err
+    return r
+
+
+async def _non_stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
+    r = await _upstream(gw, "POST", "chat/completions", json=body)
+    if not isinstance(r, httpx.Response):
+        return r
     try:
         data = r.json()
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
