@@ -462,15 +462,53 @@ def test_wrapped_contexts_copy_training_replies_inside_training_templates_or_doc
     assert all(isinstance(w, Example) for w in out)
 
 
-def _audit(name: str):
-    """The accuracy benchmark's key function (how the audit files name a reply) and the audit file itself."""
+_BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _guard_accuracy():
+    """benchmarks/guard_accuracy.py as a module."""
     import importlib.util
 
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    spec = importlib.util.spec_from_file_location("guard_accuracy", bench / "guard_accuracy.py")
+    spec = importlib.util.spec_from_file_location("guard_accuracy", _BENCH / "guard_accuracy.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.audit_key, json.loads((bench / name).read_text())
+    return mod
+
+
+def _audit(name: str):
+    """The accuracy benchmark's key function (how the audit files name a reply) and the audit file itself."""
+    return _guard_accuracy().audit_key, json.loads((_BENCH / name).read_text())
+
+
+def test_operating_points_start_at_the_default_threshold_and_only_get_stricter():
+    ops = _guard_accuracy().operating_points(
+        np.array([1, 1, 1, 0, 0, 0]), np.array([0.95, 0.75, 0.6, 0.8, 0.58, 0.1]), 0.55, (0.5, 0.6, 0.9),
+        {"sounds_dangerous": np.array([0.58, 0.85]), "none": np.array([])})
+    assert [r["threshold"] for r in ops] == [0.55, 0.6, 0.9]  # 0.5 is below the default: not a stricter point
+    first, second, last = ops
+    assert (first["precision"], first["recall"]) == (0.6, 1.0)  # 3 of 3 harmful, 2 of 3 benign flagged
+    assert second["recall"] == 1.0 and second["precision"] == 0.75  # 0.58 no longer flagged
+    assert (last["precision"], last["recall"]) == (1.0, round(1 / 3, 4))
+    assert [r["flagged:sounds_dangerous"] for r in ops] == [1.0, 0.5, 0.0]
+    assert all(r["flagged:none"] is None for r in ops)
+
+
+def test_model_card_shows_the_operating_points_of_the_accuracy_benchmark():
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import render
+
+    m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    assert "Operating points" not in render(m, {})
+    bench = {"operating_points/prompt": [
+        {"threshold": 0.55, "precision": 0.81, "recall": 0.84, "f1": 0.82, "flagged:sounds_dangerous": 0.166,
+         "flagged:toxigen_neutral": None},
+        {"threshold": 0.9, "precision": 0.9, "recall": 0.6, "f1": 0.72, "flagged:sounds_dangerous": 0.05,
+         "flagged:toxigen_neutral": 0.1}]}
+    text = render(m, bench)
+    assert "### Operating points" in text and "Prompt attack" not in text
+    assert "| threshold | precision | recall | F1 | sounds dangerous flagged | toxigen neutral flagged |" in text
+    assert "| 0.55 (default) | 0.810 | 0.840 | 0.820 | 16.6% | – |" in text
+    assert "| 0.9 | 0.900 | 0.600 | 0.720 | 5.0% | 10.0% |" in text
 
 
 def test_refusal_audit_names_held_out_replies_of_its_strata(examples):

@@ -15,6 +15,25 @@ err = Console(stderr=True)
 out = Console()
 
 
+THRESHOLD_HELP = ("Decision threshold NAME=VALUE (prompt_harm, response_harm, refusal, attack, category); "
+                  "repeatable. The model card's operating points show what each costs.")
+
+
+def _threshold_opts(opts: list[str] | None) -> dict[str, float]:
+    """`--threshold NAME=VALUE` options as keyword arguments of Guard.with_thresholds (checked there)."""
+    kw: dict[str, float] = {}
+    for o in opts or []:
+        name, sep, value = o.partition("=")
+        try:
+            if not sep:
+                raise ValueError
+            kw[name.strip()] = float(value)
+        except ValueError:
+            err.print(f"[red]error:[/] --threshold takes NAME=VALUE, e.g. prompt_harm=0.8 (got {o!r})", soft_wrap=True)
+            raise typer.Exit(2) from None
+    return kw
+
+
 def _guard(threshold_opts: dict[str, float | None] | None = None, model: Path | None = None, threads: int | None = None):
     from bastion.guard import Guard
 
@@ -28,7 +47,7 @@ def _guard(threshold_opts: dict[str, float | None] | None = None, model: Path | 
         try:
             g = g.with_thresholds(**kw)
         except ValueError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(2) from None
     return g
 
@@ -92,6 +111,7 @@ def register(app: typer.Typer) -> None:
         response: str = typer.Option(None, "--response", help="A model response to check."),
         as_json: bool = typer.Option(False, "--json", help="Print the verdict object as JSON."),
         model: Path = typer.Option(None, "--model", help="Model directory (default: embedded)."),
+        threshold: list[str] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     ) -> None:
         """Check one prompt, or one prompt + response."""
         p = prompt if prompt is not None else text
@@ -101,7 +121,7 @@ def register(app: typer.Typer) -> None:
         if prompt is not None and text is not None:
             err.print("[red]error:[/] give the prompt either as an argument or with --prompt, not both")
             raise typer.Exit(2)
-        g = _guard(model=model)
+        g = _guard(_threshold_opts(threshold), model=model)
         v = g.check_response(p, response) if response is not None else g.check_prompt(p)
         if as_json:
             sys.stdout.write(v.to_json() + "\n")
@@ -114,6 +134,7 @@ def register(app: typer.Typer) -> None:
         out_path: Path = typer.Option(None, "--out", help="Write results here instead of stdout."),
         batch: int = typer.Option(64, "--batch", min=1, max=4096, help="Lines per model batch."),
         model: Path = typer.Option(None, "--model", help="Model directory (default: embedded)."),
+        threshold: list[str] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     ) -> None:
         """Classify a JSONL file: exactly one output line per input line, in order."""
         if file == "-":
@@ -124,7 +145,7 @@ def register(app: typer.Typer) -> None:
             except OSError as exc:
                 err.print(f"[red]error:[/] cannot read {file}: {exc.strerror}")
                 raise typer.Exit(1) from None
-        g = _guard(model=model)
+        g = _guard(_threshold_opts(threshold), model=model)
         dst = open(out_path, "w", encoding="utf-8") if out_path else sys.stdout  # noqa: SIM115
         total = None
         if file != "-":
@@ -182,6 +203,7 @@ def register(app: typer.Typer) -> None:
         response_field: str = typer.Option("response", "--response-field"),
         model: Path = typer.Option(None, "--model"),
         as_json: bool = typer.Option(False, "--json"),
+        threshold: list[str] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     ) -> None:
         """Measure the guard on your own labelled data: precision, recall, F1, FPR, AUPRC, threshold table."""
         from bastion.guard.evaluate import evaluate_file
@@ -192,7 +214,7 @@ def register(app: typer.Typer) -> None:
         if not file.is_file():
             err.print(f"[red]error:[/] cannot read {file}")
             raise typer.Exit(2)
-        g = _guard(model=model)
+        g = _guard(_threshold_opts(threshold), model=model)
         try:
             res = evaluate_file(g, file, task=task, label_field=label_field, text_field=text_field,
                                 response_field=response_field)
@@ -210,5 +232,6 @@ def register(app: typer.Typer) -> None:
             t.add_row(f"{row['threshold']:.2f}", f"{row['precision']:.3f}", f"{row['recall']:.3f}",
                       f"{row['f1']:.3f}", f"{row['fpr']:.3f}", style=style)
         out.print(t)
-        out.print(f"at default threshold {res['threshold']}: precision {res['precision']:.3f} recall "
+        which = "the given" if threshold else "the default"
+        out.print(f"at {which} threshold {res['threshold']}: precision {res['precision']:.3f} recall "
                   f"{res['recall']:.3f} F1 {res['f1']:.3f} FPR {res['fpr']:.3f}; AUPRC {res['auprc']:.3f}")

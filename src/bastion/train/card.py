@@ -479,6 +479,37 @@ def _heads(manifest: dict) -> str:
             "frozen int8 encoder's embeddings, prompt harm with head-only examples included")
 
 
+_OPERATING_POINT_NOTES = {
+    "prompt": "Prompt harm: held-out precision, recall and F1, and the share flagged of benign prompts that only sound "
+              "dangerous, of held-out everyday prompts and of ToxiGen's neutral statements.",
+    "attack": "Prompt attack: held-out precision, recall and F1; the share flagged of benign role-play and "
+              "'ignore'/'bypass' text and of all held-out benign prompts (false positives), and of override "
+              "injections and held-out jailbreaks inside held-out documents (recall).",
+}
+
+
+def _operating_points(bench: dict) -> list[str]:
+    """The operating-point tables of guard_accuracy.py: the default threshold (first row) and stricter ones."""
+    L: list[str] = []
+    for check, note in _OPERATING_POINT_NOTES.items():
+        rows = bench.get(f"operating_points/{check}")
+        if not rows:
+            continue
+        groups = [k for k in rows[0] if k.startswith("flagged:")]
+        if not L:
+            L += ["", "### Operating points", "", "A deployment that must not over-refuse can raise a check's threshold "
+                  "(`Guard().with_thresholds(prompt_harm=...)`, or a policy file) at the cost of recall:"]
+        L += ["", note, "", "| threshold | precision | recall | F1 | " +
+              " | ".join(g.split(":", 1)[1].replace("_", " ") + " flagged" for g in groups) + " |",
+              "|---" * (4 + len(groups)) + "|"]
+        for i, r in enumerate(rows):
+            cells = [f"{r['threshold']:g}" + (" (default)" if i == 0 else ""),
+                     *(f"{r[k]:.3f}" for k in ("precision", "recall", "f1")),
+                     *("–" if r[g] is None else f"{100 * r[g]:.1f}%" for g in groups)]
+            L.append("| " + " | ".join(cells) + " |")
+    return L
+
+
 def render(manifest: dict, bench: dict | None = None) -> str:
     r = manifest["report"]
     L = [
@@ -584,6 +615,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
                 L.append(f"| {k.split('/')[1]} | {v['detection_rate']:.3f} | {v['relative_to_plain']:.3f} |")
         if "obfuscation/plain_detection_rate" in bench:
             L.append(f"| plain | {bench['obfuscation/plain_detection_rate']:.3f} | 1.000 |")
+        L += _operating_points(bench)
     L += ["", "## Training data (all licence-compatible: MIT, Apache-2.0, CC0, CC-BY, CC-BY-SA, ODC-BY, CDLA-Permissive)",
           "", "Examples per source (training + calibration; task-specific rows counted per task):", "",
           "| source (licence) | examples |", "|---|---|"]
