@@ -498,7 +498,8 @@ def _operating_points(bench: dict) -> list[str]:
         groups = [k for k in rows[0] if k.startswith("flagged:")]
         if not L:
             L += ["", "### Operating points", "", "A deployment that must not over-refuse can raise a check's threshold "
-                  "(`Guard().with_thresholds(prompt_harm=...)`, or a policy file) at the cost of recall:"]
+                  "(`Guard().with_thresholds(prompt_harm=...)`, `--threshold`, or a policy file) at the cost of recall; for "
+                  "the attack check, recall on injections inside documents falls first:"]
         L += ["", note, "", "| threshold | precision | recall | F1 | " +
               " | ".join(g.split(":", 1)[1].replace("_", " ") + " flagged" for g in groups) + " |",
               "|---" * (4 + len(groups)) + "|"]
