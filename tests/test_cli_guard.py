@@ -134,6 +134,8 @@ def test_threshold_option_moves_the_decision_and_is_carried_by_the_verdict(tmp_p
     r = runner.invoke(app, ["check", prompt, "--json", "--threshold", "prompt_harm=1.0", "--threshold", "attack=0.9"])
     assert r.exit_code == 0, r.output
     strict = json.loads(r.stdout)
+    readable = runner.invoke(app, ["check", prompt, "--threshold", "attack=0.9"]).stdout
+    assert "threshold 0.9)" in readable  # the readable verdict names the thresholds it used
     assert strict["unsafe"] is False and strict["score"] == d["score"]
     assert dict(strict["thresholds"])["prompt_harm"] == 1.0 and dict(strict["thresholds"])["attack"] == 0.9
     f = tmp_path / "in.jsonl"

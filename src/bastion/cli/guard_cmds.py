@@ -56,16 +56,17 @@ def _print_verdict(v: Any, title: str) -> None:
     color = "red" if v.unsafe or v.attack else "green"
     label = "UNSAFE" if v.unsafe else ("ATTACK" if v.attack else "SAFE")
     t = Table(title=f"{title}: [{color}]{label}[/]", show_header=False)
-    t.add_row("harm score", f"{v.score:.3f}  (threshold {dict(v.thresholds)['prompt_harm' if v.kind == 'prompt' else 'response_harm']})")
+    thr = dict(v.thresholds)
+    t.add_row("harm score", f"{v.score:.3f}  (threshold {thr['prompt_harm' if v.kind == 'prompt' else 'response_harm']})")
     if v.categories:
         from bastion.taxonomy import load_taxonomy
 
         tax = load_taxonomy()
         t.add_row("categories", ", ".join(f"{c} {tax.get(c).name}" for c in v.categories))
     if v.attack_score is not None:
-        t.add_row("attack score", f"{v.attack_score:.3f}  ({'attack' if v.attack else 'no attack'})")
+        t.add_row("attack score", f"{v.attack_score:.3f}  ({'attack' if v.attack else 'no attack'}; threshold {thr['attack']})")
     if v.refusal_score is not None:
-        t.add_row("refusal score", f"{v.refusal_score:.3f}  ({'refuses' if v.refusal else 'complies'})")
+        t.add_row("refusal score", f"{v.refusal_score:.3f}  ({'refuses' if v.refusal else 'complies'}; threshold {thr['refusal']})")
     if v.obfuscation:
         t.add_row("obfuscation", ", ".join(v.obfuscation))
     t.add_row("windows", str(v.windows))
