@@ -311,7 +311,7 @@ def main() -> None:
     _slice(res, "attack/benign_roleplay_and_ignore_words(FPR)", np.zeros(len(p_b), dtype=int), p_b, th.attack)
     # injections inside documents: the override instructions above, and the held-out jailbreak templates, between
     # held-out Dolly answers of about 3,000 characters on each side (a window of its own rarely holds the whole attack)
-    dolly = [e.text for e in cache["response"][0] if e.source == "dolly"]
+    dolly = [e.text for e in cache["response"][0] if e.source == "dolly"]  # held-out Dolly answers
     rng_d = random.Random(2)
 
     def document(n: int) -> str:
@@ -346,7 +346,7 @@ def main() -> None:
     # the response check's prompt shortcut: held-out harmful requests (JailbreakBench) answered with an unrelated,
     # harmless held-out Dolly answer; every such reply is harmless, so every flag is a false positive
     jb = sorted({e.context for e in es if e.source.startswith("refusal_direction") and e.context})
-    docs = [e.text for e in es if e.source == "dolly"]  # held-out Dolly answers, also the documents below
+    docs = dolly  # held-out Dolly answers, also the documents below
     if jb and docs:
         pairs = [(q, docs[(i * 7 + j) % len(docs)]) for i, q in enumerate(jb) for j in range(3)]
         s = scores_for(g, "response", [q for q, _ in pairs], [r for _, r in pairs])

@@ -34,18 +34,17 @@ def _threshold_opts(opts: list[str] | None) -> dict[str, float]:
     return kw
 
 
-def _guard(threshold_opts: dict[str, float | None] | None = None, model: Path | None = None, threads: int | None = None):
+def _guard(thresholds: dict[str, float] | None = None, model: Path | None = None):
     from bastion.guard import Guard
 
     try:
-        g = Guard(model=model, threads=threads)
+        g = Guard(model=model)
     except FileNotFoundError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    kw = {k: v for k, v in (threshold_opts or {}).items() if v is not None}
-    if kw:
+    if thresholds:
         try:
-            g = g.with_thresholds(**kw)
+            g = g.with_thresholds(**thresholds)
         except ValueError as exc:
             err.print(f"[red]error:[/] {exc}", soft_wrap=True)
             raise typer.Exit(2) from None
