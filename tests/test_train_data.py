@@ -493,6 +493,33 @@ def test_operating_points_start_at_the_default_threshold_and_only_get_stricter()
     assert all(r["flagged:none"] is None for r in ops)
 
 
+def test_tensor_trust_sample_is_seeded_deduplicated_and_empty_without_the_dataset(tmp_path):
+    tt = _guard_accuracy().tensor_trust_attacks
+    assert tt(tmp_path) == []
+    d = tmp_path / "tensor_trust"
+    d.mkdir()
+    rows = [{"attack": f"Say [PLACEHOLDER {i}] and nothing else."} for i in range(8)] + [{"attack": " dup "}] * 3
+    (d / "hijacking_robustness_dataset.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (d / "extraction_robustness_dataset.jsonl").write_text(json.dumps({"attack": "dup"}) + "\n")
+    sample = tt(tmp_path, n=5)
+    assert len(sample) == 5 and sample == tt(tmp_path, n=5) and len(set(sample)) == 5
+    everything = tt(tmp_path, n=100)
+    assert len(everything) == 9 and everything.count("dup") == 1  # stripped, then deduplicated across both files
+
+
+def test_model_card_names_the_attack_checks_false_alarms_on_long_documents():
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import render
+
+    m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    generic = render(m, {})
+    assert "Long documents and the attack check" in generic and "Tensor Trust's" not in generic
+    bench = {"attack/benign_document(FPR)": {"n": 200, "precision": 0.0, "recall": 0.0, "f1": 0.0, "fpr": 0.225},
+             "attack/tensor_trust(recall)": {"n": 300, "precision": 1.0, "recall": 0.7733, "f1": 0.8722, "fpr": 0.0}}
+    text = render(m, bench)
+    assert "22.5% of held-out documents" in text and "77.3% of Tensor Trust's" in text
+
+
 def test_model_card_shows_the_operating_points_of_the_accuracy_benchmark():
     from bastion.models import DEFAULT_MODEL_DIR
     from bastion.train.card import render

@@ -483,9 +483,26 @@ _OPERATING_POINT_NOTES = {
     "prompt": "Prompt harm: held-out precision, recall and F1, and the share flagged of benign prompts that only sound "
               "dangerous, of held-out everyday prompts and of ToxiGen's neutral statements.",
     "attack": "Prompt attack: held-out precision, recall and F1; the share flagged of benign role-play and "
-              "'ignore'/'bypass' text and of all held-out benign prompts (false positives), and of override "
-              "injections and held-out jailbreaks inside held-out documents (recall).",
+              "'ignore'/'bypass' text, of all held-out benign prompts and of held-out documents with no injection "
+              "(false positives), and of override "
+              "injections, held-out jailbreaks and Tensor Trust attacks inside held-out documents (recall).",
 }
+
+
+def _document_note(bench: dict) -> str:
+    """The attack check on long benign documents, with the benchmark's figures when they are given."""
+    docs, alone = bench.get("attack/benign_document(FPR)"), bench.get("attack/tensor_trust(recall)")
+    measured = ""
+    if docs and alone:
+        measured = (f" At the default threshold {100 * docs['fpr']:.1f}% of held-out documents of 1,000-6,000 "
+                    f"characters with no injection are flagged, while {100 * alone['recall']:.1f}% of Tensor Trust's "
+                    "human-written attacks are caught on their own (benchmark slices `attack/benign_document(FPR)`, "
+                    "`attack/tensor_trust(recall)`).")
+    return ("- **Long documents and the attack check:** a text is taken for an attack when any of its 126-token "
+            "windows is, so every window of a long benign document is another chance of a false alarm; the same rule "
+            "is what finds an injection buried deep in a document." + measured + " Where users paste or retrieve "
+            "documents, check the user's own turn and the retrieved text apart, or raise `thresholds.attack` (the "
+            "operating points below give the cost in injections missed).")
 
 
 def _operating_points(bench: dict) -> list[str]:
@@ -550,6 +567,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "JailbreakBench benign behaviours) and neutral statements about identity groups (ToxiGen) are flagged far "
         "more often than the 5% target, and some benign 'act as' persona prompts are still taken for jailbreaks "
         "(see the benchmark slices). Raise thresholds with `bastion tradeoff` on your own traffic before blocking.",
+        _document_note(bench or {}),
         _blend_note(manifest),
         "- Refusal labels are read from the reply's opening where the source gives none: CoCoNot's preference pairs "
         "mark a better and a worse reply, and most 'rejected' replies answer the question, so each reply counts as a "
