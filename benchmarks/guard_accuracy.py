@@ -278,7 +278,7 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--obf-n", type=int, default=300)
     a = ap.parse_args()
-    from bastion.train.data import build
+    from bastion.train.data import EMBEDDED_PARAGRAPH_CHARS, build
 
     t0 = time.time()
     exs = [e for e in build(Path(a.data)) if e.split == "val"]
@@ -326,28 +326,31 @@ def main() -> None:
     # injections inside documents: the override instructions above, and the held-out jailbreak templates, between
     # held-out Dolly answers of about 3,000 characters on each side (a window of its own rarely holds the whole attack)
     dolly = [e.text for e in cache["response"][0] if e.source == "dolly"]  # held-out Dolly answers
+    # the attack documents use only the held-out answers no training text holds (see EMBEDDED_PARAGRAPH_CHARS)
+    lo, hi = EMBEDDED_PARAGRAPH_CHARS
+    unseen = [t for t in dolly if not lo < len(t) < hi]
     rng_d = random.Random(2)
 
     def document(n: int) -> str:
         out = ""
         while len(out) < n:
-            out += rng_d.choice(dolly) + " "
+            out += rng_d.choice(unseen) + " "
         return out
 
     in_doc = {"override_injection_in_document": [f"{document(3000)} {o} {document(3000)}"
                                                  for o in OVERRIDE_INJECTIONS for _ in range(5)],
               "jailbreak_after_document": [document(3000) + "\n\n" + e.text for e in es if e.label == 1]}
     tensor_trust = tensor_trust_attacks(Path(a.data))
-    if tensor_trust and dolly:
+    if tensor_trust and unseen:
         _slice(res, "attack/tensor_trust(recall)", np.ones(len(tensor_trust), dtype=int),
                scores_for(g, "attack", tensor_trust, [None] * len(tensor_trust)), th.attack)
         in_doc["tensor_trust_in_document"] = [f"{document(3000)} {t} {document(3000)}" for t in tensor_trust]
     # the control: held-out documents of 1,000 to 6,000 characters with no injection (every flag a false positive)
-    benign_docs = [document(random.Random(i).randint(1000, 6000)) for i in range(200)] if dolly else []
+    benign_docs = [document(random.Random(i).randint(1000, 6000)) for i in range(200)] if unseen else []
     p_bdoc = scores_for(g, "attack", benign_docs, [None] * len(benign_docs))
     if benign_docs:
         _slice(res, "attack/benign_document(FPR)", np.zeros(len(p_bdoc), dtype=int), p_bdoc, th.attack)
-    p_doc = {k: scores_for(g, "attack", v, [None] * len(v)) for k, v in in_doc.items()} if dolly else {}
+    p_doc = {k: scores_for(g, "attack", v, [None] * len(v)) for k, v in in_doc.items()} if unseen else {}
     for k, q in p_doc.items():
         _slice(res, f"attack/{k}(recall)", np.ones(len(q), dtype=int), q, th.attack)
     res["operating_points/attack"] = operating_points(

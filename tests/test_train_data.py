@@ -493,6 +493,19 @@ def test_operating_points_start_at_the_default_threshold_and_only_get_stricter()
     assert all(r["flagged:none"] is None for r in ops)
 
 
+def test_held_out_answers_outside_the_embedded_paragraph_lengths_are_in_no_training_text(examples):
+    """The accuracy benchmark builds its attack documents from these answers, so no training text may hold one."""
+    from bastion.train.data import EMBEDDED_PARAGRAPH_CHARS
+
+    lo, hi = EMBEDDED_PARAGRAPH_CHARS
+    held = {e.text for e in examples if e.source == "dolly" and e.split == "val"}
+    unseen = [t for t in held if not lo < len(t) < hi and len(t) >= 40]
+    inside = [t for t in held if lo < len(t) < hi]
+    corpus = "\n".join(f"{e.text}\n{e.context or ''}" for e in examples if e.split != "val")
+    assert len(unseen) > 100 and not any(t in corpus for t in unseen)
+    assert any(t in corpus for t in inside)  # why the bound exists: Builder.embedded pads with those
+
+
 def test_tensor_trust_sample_is_seeded_deduplicated_and_empty_without_the_dataset(tmp_path):
     tt = _guard_accuracy().tensor_trust_attacks
     assert tt(tmp_path) == []

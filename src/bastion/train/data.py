@@ -29,6 +29,9 @@ CATEGORY_MAP = {
 
 # Sources whose rows are held out for validation (never trained on).
 VAL_HARMFUL_SOURCES = {"harmbench", "jbb_behaviors", "strongreject", "multijail", "gptfuzz_questions", "dangerousqa"}
+# Builder.embedded pads its examples with Dolly answers longer than the first and shorter than the second, from the
+# whole file (held-out answers included): the benchmark builds its attack documents from the other held-out ones.
+EMBEDDED_PARAGRAPH_CHARS = (60, 400)
 VAL_BENIGN_SOURCES = {"jbb_benign", "fastchat_bench", "oasst_eval", "arena_hard", "ifeval", "truthfulqa"}
 
 
@@ -247,8 +250,9 @@ class Builder:
     def embedded(self, harmful: list[str], benign: list[str], n: int = 1200) -> None:
         """Requests buried in benign text (documents, long prompts): the request decides the label."""
         rng = random.Random(17)
+        lo, hi = EMBEDDED_PARAGRAPH_CHARS
         dolly = [r["response"] for r in _jsonl(self.root / "benign_dolly/dolly_first6400_instruction_response.jsonl.gz")
-                 if 60 < len(r["response"]) < 400]
+                 if lo < len(r["response"]) < hi]
         short_h = [h for h in harmful if len(h) < 200]
 
         def para() -> str:
