@@ -484,8 +484,8 @@ _OPERATING_POINT_NOTES = {
               "dangerous, of held-out everyday prompts and of ToxiGen's neutral statements.",
     "attack": "Prompt attack: held-out precision, recall and F1; the share flagged of benign role-play and "
               "'ignore'/'bypass' text, of all held-out benign prompts and of held-out documents with no injection "
-              "(false positives), and of override "
-              "injections, held-out jailbreaks and Tensor Trust attacks inside held-out documents (recall).",
+              "(false positives), and of override injections, held-out jailbreaks and Tensor Trust attacks inside "
+              "held-out documents (recall).",
 }
 
 

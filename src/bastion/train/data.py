@@ -29,10 +29,10 @@ CATEGORY_MAP = {
 
 # Sources whose rows are held out for validation (never trained on).
 VAL_HARMFUL_SOURCES = {"harmbench", "jbb_behaviors", "strongreject", "multijail", "gptfuzz_questions", "dangerousqa"}
+VAL_BENIGN_SOURCES = {"jbb_benign", "fastchat_bench", "oasst_eval", "arena_hard", "ifeval", "truthfulqa"}
 # Builder.embedded pads its examples with Dolly answers longer than the first and shorter than the second, from the
 # whole file (held-out answers included): the benchmark builds its attack documents from the other held-out ones.
 EMBEDDED_PARAGRAPH_CHARS = (60, 400)
-VAL_BENIGN_SOURCES = {"jbb_benign", "fastchat_bench", "oasst_eval", "arena_hard", "ifeval", "truthfulqa"}
 
 
 @dataclass
