@@ -257,12 +257,11 @@ def operating_points(y: np.ndarray, p: np.ndarray, default: float, grid: tuple[f
 def tensor_trust_attacks(root: Path, n: int = 300) -> list[str]:
     """A seeded sample of Tensor Trust's human-written hijacking and extraction attacks (no licence: evaluation only,
     never trained on); empty when the dataset is absent."""
-    d = root / "tensor_trust"
-    texts: list[str] = []
-    for fn in ("hijacking_robustness_dataset.jsonl", "extraction_robustness_dataset.jsonl"):
-        if (d / fn).is_file():
-            texts += [json.loads(line)["attack"] for line in (d / fn).read_text(encoding="utf-8").splitlines() if line]
-    texts = sorted({t.strip() for t in texts if t.strip()})
+    from bastion.train.data import _jsonl
+
+    paths = [root / "tensor_trust" / fn for fn in ("hijacking_robustness_dataset.jsonl",
+                                                    "extraction_robustness_dataset.jsonl")]
+    texts = sorted({r["attack"].strip() for p in paths if p.is_file() for r in _jsonl(p)} - {""})
     return random.Random(3).sample(texts, min(n, len(texts)))
 
 
