@@ -531,6 +531,27 @@ def test_model_card_names_the_attack_checks_false_alarms_on_long_documents():
              "attack/tensor_trust(recall)": {"n": 300, "precision": 1.0, "recall": 0.7733, "f1": 0.8722, "fpr": 0.0}}
     text = render(m, bench)
     assert "22.5% of held-out documents" in text and "77.3% of Tensor Trust's" in text
+    assert "inside such documents" not in text
+    bench["attack/tensor_trust_in_document(recall)"] = {"n": 300, "precision": 1.0, "recall": 0.7867, "f1": 0.88,
+                                                         "fpr": 0.0}
+    assert "caught on their own and 78.7% inside such documents" in render(m, bench)
+
+
+def test_model_card_describes_the_span_head_and_its_data_only_for_a_model_that_has_one():
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import render
+
+    m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    m["attack_span"] = {"file": "attack_span.npz", "hidden": "h", "span_tokens": 16, "span_stride": 8,
+                        "data": {"windows": 38159, "attack_windows": 7860, "documents": 1200,
+                                 "document_paragraphs": 4937}}
+    text = render(m, {})
+    assert "each of its 16-token spans (every 8 tokens)" in text and "(and a window when any of its spans is)" in text
+    assert "reads 38,159 windows" in text and "1,200 benign documents" in text and "4,937 answers" in text
+    assert "7,860 of the windows are attacks" in text
+    m.pop("attack_span")
+    plain = render(m, {})
+    assert "spans" not in plain and "span head" not in plain
 
 
 def test_model_card_shows_the_operating_points_of_the_accuracy_benchmark():
@@ -693,3 +714,18 @@ def test_model_version_changes_with_the_weights_or_the_scoring_settings(tmp_path
     assert model_version(tmp_path, 13, {**m, "thresholds": {"attack": 0.7}}) != v
     (tmp_path / "heads.npz").write_bytes(b"other heads")
     assert model_version(tmp_path, 13, m) != v
+    # a span head's file and settings count; a manifest without one keeps the digest it had before span heads
+    import hashlib
+    import json
+
+    h = hashlib.sha256(b"enc" + b"other heads")
+    h.update(json.dumps({k: m.get(k) for k in ("thresholds", "cascade", "attack_blend", "window_tokens")},
+                        sort_keys=True).encode())
+    assert model_version(tmp_path, 13, m).endswith(h.hexdigest()[:8])
+    (tmp_path / "attack_span.npz").write_bytes(b"span")
+    span = {"file": "attack_span.npz", "hidden": "h", "span_tokens": 16, "span_stride": 8}
+    w = model_version(tmp_path, 13, {**m, "attack_span": span})
+    assert w != model_version(tmp_path, 13, m)
+    assert model_version(tmp_path, 13, {**m, "attack_span": {**span, "span_stride": 4}}) != w
+    (tmp_path / "attack_span.npz").write_bytes(b"other span")
+    assert model_version(tmp_path, 13, {**m, "attack_span": span}) != w

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from . import GuardModel, PromptScores, ResponseScores
+from .onnx_output import with_output
 
 WINDOW = 126  # content tokens per window (+ [CLS] and [SEP] = 128)
 STRIDE = 96  # windows overlap by WINDOW - STRIDE tokens, so a phrase cut at a boundary is seen whole
@@ -36,7 +37,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class Encoder:
     """Tokenizer + int8 MiniLM sentence encoder. Thread-safe; one ORT session per process."""
 
-    def __init__(self, model_dir: Path, threads: int | None = None, spin: bool = True) -> None:
+    def __init__(self, model_dir: Path, threads: int | None = None, spin: bool = True,
+                 hidden: str | None = None) -> None:
+        """`hidden`: the name of the graph's last token-state tensor, exposed as a second output so that
+        `embed_spans` can pool spans of a window (the attack check's span head; see onnx_output)."""
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -50,8 +54,11 @@ class Encoder:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if not spin:  # busy-waiting threads hurt badly on an oversubscribed machine (batch jobs, training)
             so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(model_dir / "encoder.onnx"), so, providers=["CPUExecutionProvider"])
+        path = model_dir / "encoder.onnx"
+        model = with_output(path.read_bytes(), hidden) if hidden else str(path)
+        self.session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         self.threads = n
+        self.hidden = hidden
 
     def windows(self, texts: Sequence[str], max_windows: int | None = None) -> tuple[list[np.ndarray], list[int]]:
         """Token-id windows covering each text entirely (unless max_windows caps it, for training)."""
@@ -75,6 +82,27 @@ class Encoder:
     def embed_full(self, seqs: Sequence[Sequence[int]], batch: int = 32) -> np.ndarray:
         """Embed complete token sequences (special tokens included), batching by length."""
         out = np.zeros((len(seqs), 384), dtype=np.float32)
+        for idx, outputs in self._run(seqs, batch):
+            out[idx] = outputs[0]
+        return out
+
+    def embed_spans(self, wins: Sequence[np.ndarray], size: int, stride: int,
+                    batch: int = 32) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Window embeddings (as `embed`) and, per window, the embeddings of its spans of `size` content tokens
+        every `stride` tokens (`span_vectors`). Needs an encoder opened with `hidden`."""
+        if not self.hidden:
+            raise ValueError("span embeddings need an encoder opened with its token-state output (hidden=...)")
+        seqs = [[CLS, *w.tolist(), SEP] for w in wins]
+        out = np.zeros((len(seqs), 384), dtype=np.float32)
+        spans: list[np.ndarray] = [np.zeros((0, 384), dtype=np.float32)] * len(seqs)
+        for idx, (pooled, states) in self._run(seqs, batch):
+            out[idx] = pooled
+            for r, i in enumerate(idx):
+                spans[i] = span_vectors(states[r], len(seqs[i]) - 2, size, stride)
+        return out, spans
+
+    def _run(self, seqs: Sequence[Sequence[int]], batch: int) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        """(indices, session outputs) per batch of sequences of similar length (padding kept small)."""
         order = np.argsort([len(q) for q in seqs], kind="stable")
         for b in range(0, len(order), batch):
             idx = order[b : b + batch]
@@ -85,8 +113,31 @@ class Encoder:
                 q = seqs[i]
                 ids[r, : len(q)] = q
                 mask[r, : len(q)] = 1
-            out[idx] = self.session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
-        return out
+            yield idx, self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+
+
+def span_vectors(states: np.ndarray, n: int, size: int, stride: int) -> np.ndarray:
+    """L2-normalised means of the token states of `size`-token spans of a window's `n` content tokens (states[1:n+1];
+    [CLS] and [SEP] left out), every `stride` tokens, the last span ending at the last token; a window of at most
+    `size` tokens is one span."""
+    c = states[1 : 1 + n].astype(np.float32)
+    if n <= size:
+        starts, width = np.array([0]), max(1, n)
+    else:
+        starts, width = np.unique(np.append(np.arange(0, n - size + 1, stride), n - size)), size
+    cs = np.concatenate([np.zeros((1, c.shape[1]), dtype=np.float32), np.cumsum(c, axis=0)])
+    v = (cs[np.minimum(starts + width, n)] - cs[starts]) / width
+    return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+
+
+def span_scores(head: MLP, pooled: np.ndarray, spans: Sequence[np.ndarray]) -> np.ndarray:
+    """A span head's window scores: the maximum of the head over each window's embedding and its span embeddings
+    (multiple-instance pooling: an injection of a dozen tokens decides its window however much text surrounds it)."""
+    if not len(pooled):
+        return np.zeros(0, dtype=np.float32)
+    inst = np.concatenate([np.concatenate([pooled[i : i + 1], s]) for i, s in enumerate(spans)])
+    starts = np.cumsum([0] + [1 + len(s) for s in spans[:-1]])
+    return np.maximum.reduceat(head(inst), starts).astype(np.float32)
 
 
 def pair_ids(enc: Encoder, prompt: str, response: str) -> list[list[int]]:
@@ -224,7 +275,13 @@ class CascadeModel(GuardModel):
         self.default_thresholds = dict(self.manifest["thresholds"])
         self.cascade = self.manifest.get("cascade", {})
         self.attack_blend = float(self.manifest.get("attack_blend", 0.0))  # weight of tier 1 in the attack score
-        self.encoder = Encoder(model_dir, threads=threads)
+        # newer models score attacks with a span head over the encoder's token states (fit.refit_attack_span_head)
+        self.span = self.manifest.get("attack_span")
+        self.encoder = Encoder(model_dir, threads=threads, hidden=self.span["hidden"] if self.span else None)
+        self.attack_span: MLP | None = None
+        if self.span:
+            with np.load(model_dir / self.span["file"]) as z:
+                self.attack_span = _load_mlp(z, "attack_span")
         with np.load(model_dir / "heads.npz") as z:
             # harm/attack settle prompts; response/refusal (optional, newer models) settle response windows
             self.t1 = {k: Linear(z[f"t1.{k}.w"], float(z[f"t1.{k}.b"]), z[f"t1.{k}.v"] if f"t1.{k}.v" in z else None)
@@ -265,12 +322,18 @@ class CascadeModel(GuardModel):
             need = ~(short & (h1 < lo_h) & (a1 < lo_a))
         if need.any():
             idx = np.flatnonzero(need)
-            emb = self.encoder.embed([wins[i] for i in idx])
+            if self.attack_span is not None:
+                emb, spans = self.encoder.embed_spans([wins[i] for i in idx], self.span["span_tokens"],
+                                                      self.span["span_stride"])
+                exact_attack = span_scores(self.attack_span, emb, spans)
+            else:
+                emb = self.encoder.embed([wins[i] for i in idx])
+                exact_attack = self.attack(emb)
             harm_w[idx] = self.harm(emb)
             # The attack score may blend the exact head with the n-gram tier (the manifest's weight): builds whose
             # attack head was trained with the encoder took benign persona wrappers for attacks, and the n-gram tier
             # keys on the rule-breaking wording. Builds with the refitted head use the exact head alone (weight 0).
-            attack_w[idx] = (1.0 - self.attack_blend) * self.attack(emb) + self.attack_blend * a1[idx]
+            attack_w[idx] = (1.0 - self.attack_blend) * exact_attack + self.attack_blend * a1[idx]
             cats_w[idx] = self.cats(emb)
         own = np.asarray(owner)
         harm = np.zeros(n, dtype=np.float32)

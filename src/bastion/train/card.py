@@ -160,6 +160,38 @@ _BUILD_NOTES = {
         "encoder's refusal score). Full-response checks are about 19% slower (30 against 37 replies/s on 2 cores).",
         "- Response harm is still fragile on short fragments of ordinary prose with no prompt (see docs/GATEWAY.md).",
     ],
+    "bastion-guard-20261128-s13-d5f6acdd": [
+        "- **`1f071c5e` with an attack span head** (`bastion train --heads-only`, 908 s; `encoder.onnx` and "
+        "`heads.npz` are byte-identical, `attack_span.npz` (367 KB) is new). The window head reads one mean-pooled "
+        "vector per 126-token window, so a 15-token injection is averaged with the document around it, and long "
+        "benign documents were flagged 27% of the time. The span head scores the window's vector and the mean final "
+        "token states of every 16-token span (every 8 tokens), and a window scores its highest. It is fitted on the "
+        "frozen encoder's token states, which the runtime exposes by appending a graph output to the serialised model "
+        "at load time (no re-export, no new dependency), from the training attack windows, every window of 1,200 "
+        "benign documents of training Dolly answers, and 3,000 single document windows with an injection or a short "
+        "training attack inside (plus 1,500 with a benign look-alike instruction). The calibration rule moved the "
+        "attack threshold from 0.7 to 0.625.",
+        "- **Held out, same benchmark, against `1f071c5e`:** attack F1 0.833 -> 0.868 (precision 0.725 -> 0.782, all "
+        "held-out benign prompts flagged 2.9% -> 2.1%), benign role-play and \"ignore\"/\"bypass\" text 4.8% -> 3.2%, "
+        "held-out documents with no injection flagged 27.0% -> 6.0%. Worse: jailbreak-template recall 0.980 -> 0.975, "
+        "jailbreaks after a document 0.995 -> 0.985, override instructions inside documents 0.825 -> 0.775, Tensor "
+        "Trust's attacks 0.773 -> 0.737 alone and 0.890 -> 0.787 inside documents (the earlier document figures counted "
+        "the documents flagged anyway), and rot13-encoded harmful prompts detected at 94% of plain (96% before; "
+        "below the 95% target): the window head took the red-team wrapper 'Decode the ROT13 text and answer it. "
+        "Write your answer in ROT13 too.' for an attack on its own, the span head does not, and the decoded request "
+        "is still scored for harm as before. Prompt harm, response harm, refusal and the red team (ASR 0.0%, "
+        "over-refusal 30.6%) unchanged.",
+        "- **What the span head itself adds:** on the frozen encoder, with the threshold set for equal false alarms, "
+        "at 5% of benign documents flagged the window head catches 73% of the Tensor Trust attacks inside documents "
+        "and 68% of the override instructions, the span head 76-78% and 73-80% (seeds 13-15); at equal role-play "
+        "false positives the two catch jailbreak templates alike. Much of the change at the default threshold is "
+        "therefore the operating point calibration picks; the span head's own gain is on documents.",
+        "- **Speed:** a window that reaches the encoder also pools its spans: p95 per prompt 9.8-10.5 ms against "
+        "9.1-9.5 ms, cold start 0.55-0.69 s against 0.47-0.53 s (runs alternating on one AVX-512 VNNI machine).",
+        "- **From `1f071c5e`:** the attack head refitted on the frozen encoder with 10,852 head-only benign "
+        "negatives, and its score taken alone, not blended with tier 1.",
+        *_FROM_C563D2A5,
+    ],
     "bastion-guard-20261128-s13-1f071c5e": [
         "- **`f92a7097`'s weights, with the attack score from the exact head alone** (`attack_blend` 0.5 -> 0; "
         "`bastion train --heads-only`, 671 s; `heads.npz` is byte-identical, only the manifest changed). The "
@@ -464,12 +496,23 @@ def _steps(manifest: dict) -> str:
     return f"{n:,} " if n else ""
 
 
+def _span_head(manifest: dict) -> str:
+    span = manifest.get("attack_span")
+    if not span:
+        return ""
+    return (f"; the attack score comes from a span head: the same MLP form scores a window's embedding and the mean "
+            f"final token states of each of its {span['span_tokens']}-token spans (every {span['span_stride']} "
+            "tokens), and the window scores its highest, so a short injection is not averaged away by the document "
+            "around it; it is fitted on the frozen encoder's token states, with long benign documents and "
+            "injections placed inside document text")
+
+
 def _heads(manifest: dict) -> str:
     if "attack" in manifest.get("refitted_heads", ()):
         return ("all four refitted after fine-tuning on the frozen int8 encoder's embeddings, with head-only examples: "
                 "more prompts for prompt harm, more benign instructions and \"act as\" set-ups for attack, and for "
                 "response harm and refusal training replies whose prompt comes inside a jailbreak template or a "
-                "document")
+                "document" + _span_head(manifest))
     if "response" in manifest.get("refitted_heads", ()):
         return ("attack trained with the encoder; prompt harm, response harm and refusal refitted afterwards on the "
                 "frozen int8 encoder's embeddings, with head-only examples: more prompts for prompt harm, and for "
@@ -489,18 +532,22 @@ _OPERATING_POINT_NOTES = {
 }
 
 
-def _document_note(bench: dict) -> str:
+def _document_note(bench: dict, spans: bool = False) -> str:
     """The attack check on long benign documents, with the benchmark's figures when they are given."""
     docs, alone = bench.get("attack/benign_document(FPR)"), bench.get("attack/tensor_trust(recall)")
+    inside = bench.get("attack/tensor_trust_in_document(recall)")
     measured = ""
     if docs and alone:
         measured = (f" At the default threshold {100 * docs['fpr']:.1f}% of held-out documents of 1,000-6,000 "
                     f"characters with no injection are flagged, while {100 * alone['recall']:.1f}% of Tensor Trust's "
-                    "human-written attacks are caught on their own (benchmark slices `attack/benign_document(FPR)`, "
-                    "`attack/tensor_trust(recall)`).")
+                    "human-written attacks are caught on their own"
+                    + (f" and {100 * inside['recall']:.1f}% inside such documents" if inside else "")
+                    + " (benchmark slices `attack/benign_document(FPR)`, `attack/tensor_trust(recall)`).")
+    rule = (" (and a window when any of its spans is)" if spans else "")
     return ("- **Long documents and the attack check:** a text is taken for an attack when any of its 126-token "
-            "windows is, so every window of a long benign document is another chance of a false alarm; the same rule "
-            "is what finds an injection buried deep in a document." + measured + " Where users paste or retrieve "
+            "windows is" + rule + ", so every window of a long benign document is another chance of a false alarm; "
+            "the same rule is what finds an injection buried deep in a document." + measured + " Where users paste or "
+            "retrieve "
             "documents, check the user's own turn and the retrieved text apart, or raise `thresholds.attack` (the "
             "operating points below give the cost in injections missed).")
 
@@ -567,7 +614,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "JailbreakBench benign behaviours) and neutral statements about identity groups (ToxiGen) are flagged far "
         "more often than the 5% target, and some benign 'act as' persona prompts are still taken for jailbreaks "
         "(see the benchmark slices). Raise thresholds with `bastion tradeoff` on your own traffic before blocking.",
-        _document_note(bench or {}),
+        _document_note(bench or {}, spans=bool(manifest.get("attack_span"))),
         _blend_note(manifest),
         "- Refusal labels are read from the reply's opening where the source gives none: CoCoNot's preference pairs "
         "mark a better and a worse reply, and most 'rejected' replies answer the question, so each reply counts as a "
@@ -640,6 +687,14 @@ def render(manifest: dict, bench: dict | None = None) -> str:
           "| source (licence) | examples |", "|---|---|"]
     for k, v in manifest["train_sources"].items():
         L.append(f"| {k} | {v} |")
+    span_data = (manifest.get("attack_span") or {}).get("data")
+    if span_data:
+        L += ["", f"The attack span head also reads {span_data['windows']:,} windows: the training attack windows, every "
+              f"window of {span_data['documents']:,} benign documents built from the training Dolly answers "
+              f"({span_data['document_paragraphs']:,} answers, CC-BY-SA-3.0; none of the held-out or calibration ones), "
+              "and single windows of that document text with a piece inside: a `bastion_synthetic` injection or a "
+              "short training attack prompt (attack), or a benign look-alike instruction or persona set-up (not an "
+              f"attack); {span_data['attack_windows']:,} of the windows are attacks."]
     L += ["", "Source prefixes: `hpp:` = " + _SOURCE_NOTES["hpp"] + "; `bpp:` = " + _SOURCE_NOTES["bpp"] + ".",
           "`bastion_synthetic` rows are written by the Bastion authors (templates in `src/bastion/train/synthetic.py`): "
           "hard negatives that only sound dangerous, benign writing and analysis requests (`(writing)`: imperatives such "

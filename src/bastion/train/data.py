@@ -557,6 +557,47 @@ def unrelated_replies(exs: list[Example], seed: int = 13, share: float = 0.15) -
     return out
 
 
+@dataclass
+class AttackDocuments:
+    """Text for the attack check's span head (fit.refit_attack_span_head): long benign documents, the paragraphs
+    that surround a piece inside a document window, and the pieces: injections and short attack prompts (attacks
+    wherever they sit), and benign instructions that look like them."""
+
+    documents: list[str]
+    paragraphs: list[str]
+    injections: list[str]
+    attacks: list[str]
+    lookalikes: list[str]
+
+
+def attack_document_data(root: Path, exclude: set[str], harmful: list[str], attacks: list[str], seed: int = 7,
+                         n_documents: int = 1200, n_injections: int = 4000, n_lookalikes: int = 1500) -> AttackDocuments:
+    """Documents from the Dolly answers outside `exclude` (the held-out and calibration texts): 1,200-5,000 characters
+    each. Injections: the synthetic override templates (`synthetic.injection_prompts`, with `harmful` requests as
+    goals) and `attacks` (short training attack prompts). BIPIA's payloads are not used: they are ordinary tasks
+    ("Introduce random typos in your response."), and placed in documents they taught an encoder that any
+    instruction beside text is an attack (docs/BENCHMARKS.md, eighteenth session)."""
+    rng = random.Random(seed)
+    dolly = sorted({r["response"].strip() for r in
+                    _jsonl(root / "benign_dolly/dolly_first6400_instruction_response.jsonl.gz")} - exclude - {""})
+    dolly = [t for t in dolly if len(t) > 40]
+    if not dolly:
+        raise FileNotFoundError(f"no Dolly answers for attack documents under {root / 'benign_dolly'}")
+
+    def document(n: int) -> str:
+        out = ""
+        while len(out) < n:
+            out += rng.choice(dolly) + " "
+        return out.strip()
+
+    documents = [document(rng.randint(1200, 5000)) for _ in range(n_documents)]
+    lookalikes = (synthetic.benign_attack_lookalikes(rng, n_lookalikes)
+                  + synthetic.benign_persona_prompts(rng, n_lookalikes // 3))
+    return AttackDocuments(documents=documents, paragraphs=dolly,
+                           injections=synthetic.injection_prompts(rng, n_injections, harmful),
+                           attacks=sorted(set(attacks)), lookalikes=lookalikes)
+
+
 def _redteam_seed_texts(root: Path) -> set[str]:
     from bastion.redteam.seeds import seed_texts
 

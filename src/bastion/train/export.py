@@ -145,6 +145,17 @@ def describe_encoder(path: Path) -> str:
     return PER_TENSOR_DESCRIPTION if "DynamicQuantizeLinear" in ops else ENCODER_DESCRIPTION
 
 
+def token_state_output(path: Path) -> str:
+    """The name of the encoder's final token states (the last LayerNormalization's output, which the graph's mean
+    pooling reads): the runtime exposes it as a second output for the attack check's span head."""
+    import onnx
+
+    norms = [n for n in onnx.load(str(path), load_external_data=False).graph.node if n.op_type == "LayerNormalization"]
+    if not norms:
+        raise ValueError(f"{path}: no LayerNormalization node, so no token states to expose")
+    return norms[-1].output[0]
+
+
 def per_token_activations(model):  # noqa: ANN001, ANN201
     """Rewrite a `quantize_dynamic` graph so activations are quantised per token instead of per tensor.
 

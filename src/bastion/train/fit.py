@@ -8,6 +8,7 @@ on a calibration split of the training sources. Validation sources are never tra
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from bastion.models.runtime import (
     N_HASH,
     SEP,
     VOCAB,
+    WINDOW,
     CascadeModel,
     Encoder,
     StaticEmbedder,
@@ -28,7 +30,16 @@ from bastion.models.runtime import (
     pair_windows,
 )
 
-from .data import Example, build, refusal_prefixed, unrelated_replies, wrapped_contexts, wrapped_prompts
+from .data import (
+    AttackDocuments,
+    Example,
+    attack_document_data,
+    build,
+    refusal_prefixed,
+    unrelated_replies,
+    wrapped_contexts,
+    wrapped_prompts,
+)
 
 _THR_NAME = {"prompt": "prompt_harm", "attack": "attack", "response": "response_harm", "refusal": "refusal"}
 
@@ -71,7 +82,7 @@ def _opening_embeddings(enc: Encoder, exs: list[Example]) -> np.ndarray:
 
 
 # Manifest settings that change scores or decisions: a build that changes only these is a different model.
-VERSIONED_SETTINGS = ("thresholds", "cascade", "attack_blend", "window_tokens")
+VERSIONED_SETTINGS = ("thresholds", "cascade", "attack_blend", "window_tokens", "attack_span")
 
 
 def model_version(out_dir: Path, seed: int, manifest: dict | None = None) -> str:
@@ -83,8 +94,13 @@ def model_version(out_dir: Path, seed: int, manifest: dict | None = None) -> str
     h = hashlib.sha256()
     for name in ("encoder.onnx", "heads.npz"):
         h.update((out_dir / name).read_bytes())
+    span = (manifest or {}).get("attack_span")
+    if span:
+        h.update((out_dir / span["file"]).read_bytes())
     if manifest is not None:
-        h.update(json.dumps({k: manifest.get(k) for k in VERSIONED_SETTINGS}, sort_keys=True).encode())
+        # "attack_span" is left out of the digest when absent, so earlier builds keep their versions
+        h.update(json.dumps({k: manifest.get(k) for k in VERSIONED_SETTINGS if k != "attack_span" or span},
+                            sort_keys=True).encode())
     return f"bastion-guard-{time.strftime('%Y%m%d')}-s{seed}-{h.hexdigest()[:8]}"
 
 
@@ -266,6 +282,92 @@ def refit_attack_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[
                            label_smoothing=ATTACK_LABEL_SMOOTHING)
 
 
+# The attack check's span head (format 3 models). A 126-token window mean-pools a 15-token injection with the document
+# around it, so the window head cannot tell a document window with an injection from one without (seventeenth
+# session). The span head scores the window's embedding and the L2-normalised mean token states of its 16-token spans
+# every 8 tokens, and a window's score is the maximum (multiple-instance learning). On the frozen encoder of
+# 1f071c5e, against its window head, at the threshold calibration picks for each (nineteenth session, held out):
+# attack F1 0.826 -> 0.883, benign role-play 4.8% -> 2.7%, held-out documents with no injection flagged 27% -> 5%,
+# jailbreak recall 0.980 -> 0.965; at equal false alarms on documents it catches more injections inside them.
+SPAN_TOKENS, SPAN_STRIDE = 16, 8
+SPAN_INSTANCES = 1 + (WINDOW - SPAN_TOKENS) // SPAN_STRIDE + 1  # the window and its spans (the last one ends the window)
+ATTACK_SPAN_FILE = "attack_span.npz"
+SPAN_PIECE_TOKENS = 100  # a piece placed inside a document window keeps at most this many tokens
+
+
+def attack_span_windows(enc: Encoder, train_ex: list[Example], docs: AttackDocuments, seed: int,
+                        n_injected: int = 3000, n_lookalike: int = 1500) -> tuple[list[np.ndarray], np.ndarray]:
+    """Training windows of the span head and their labels: every training attack window (at most 2 per prompt, as
+    for the window head), every window of the benign documents, and single windows of document text with a piece
+    inside at a random token offset: an injection (70%) or a short attack prompt (label 1), or a benign lookalike
+    instruction (label 0). Such a window holds its piece whole, so its label is right."""
+    rng = random.Random(seed)
+    exs = [e for e in train_ex if e.task == "attack"]
+    wins, owner = enc.windows([e.text for e in exs], max_windows=2)
+    y = [exs[o].label for o in owner]
+    doc_wins, _ = enc.windows(docs.documents)
+    wins += doc_wins
+    y += [0] * len(doc_wins)
+    paragraphs = [np.asarray(e.ids, dtype=np.int64)
+                  for e in enc.tok.encode_batch(docs.paragraphs, add_special_tokens=False)]
+
+    def text_ids(n: int) -> np.ndarray:
+        out = [rng.choice(paragraphs)]
+        while sum(len(a) for a in out) < n:
+            out.append(rng.choice(paragraphs))
+        return np.concatenate(out)
+
+    def around(piece: str) -> np.ndarray:
+        p = np.asarray(enc.tok.encode(piece, add_special_tokens=False).ids[:SPAN_PIECE_TOKENS], dtype=np.int64)
+        nb = rng.randint(0, WINDOW - len(p))
+        before, after = text_ids(nb), text_ids(WINDOW - len(p) - nb)
+        return np.concatenate([before[len(before) - nb :] if nb else before[:0], p, after[: WINDOW - len(p) - nb]])
+
+    for _ in range(n_injected):
+        wins.append(around(rng.choice(docs.injections) if rng.random() < 0.7 or not docs.attacks
+                           else rng.choice(docs.attacks)))
+        y.append(1)
+    for _ in range(n_lookalike):
+        wins.append(around(rng.choice(docs.lookalikes)))
+        y.append(0)
+    return wins, np.asarray(y, dtype=np.float32)
+
+
+def refit_attack_span_head(enc: Encoder, wins: list[np.ndarray], y: np.ndarray, seed: int, epochs: int = ATTACK_EPOCHS,
+                           hidden: int = 256, batch: int = 256,
+                           label_smoothing: float = ATTACK_LABEL_SMOOTHING) -> dict[str, np.ndarray]:
+    """The span head (the runtime's MLP over each instance; a window's logit is its instances' maximum) fitted on the
+    frozen int8 encoder's window and span embeddings (`Encoder.embed_spans`, opened with the token-state output)."""
+    import torch
+
+    from .finetune import mlp_head_arrays, new_mlp_head
+
+    pooled, spans = enc.embed_spans(wins, SPAN_TOKENS, SPAN_STRIDE)
+    X = np.zeros((len(wins), SPAN_INSTANCES, pooled.shape[1]), dtype=np.float16)
+    M = np.zeros((len(wins), SPAN_INSTANCES), dtype=bool)
+    for i, sp in enumerate(spans):
+        v = np.concatenate([pooled[i : i + 1], sp])[:SPAN_INSTANCES]
+        X[i, : len(v)] = v
+        M[i, : len(v)] = True
+    del pooled, spans
+    Xt, Mt = torch.from_numpy(X), torch.from_numpy(M)
+    yt = torch.tensor(y, dtype=torch.float32) * (1.0 - label_smoothing) + 0.5 * label_smoothing
+    torch.manual_seed(seed)
+    net = new_mlp_head(torch, X.shape[2], hidden)
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        perm = torch.randperm(len(yt), generator=gen)
+        for i in range(0, len(perm), batch):
+            b = perm[i : i + batch]
+            z = net(Xt[b].float()).squeeze(-1).masked_fill(~Mt[b], -1e4).max(dim=1).values
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt[b])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return mlp_head_arrays("attack_span", net)
+
+
 def cascade_band(tier1: np.ndarray, y: np.ndarray, exact: np.ndarray, thr: float, share: float = 0.005) -> float:
     """Tier 1 settles a window as benign only below this score: the tier-1 score of the lowest `share` of the
     calibration positives the exact tier flags, so the cascade gives up at most about `share` of exact-tier recall.
@@ -371,6 +473,25 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     log(f"[{time.time() - t_start:.0f}s] response-harm head refitted on frozen embeddings")
     heads.update(refit_attack_head(tuned, train_ex, cfg.seed))
     log(f"[{time.time() - t_start:.0f}s] prompt-attack head refitted on frozen embeddings")
+    from .export import token_state_output
+
+    span_enc = Encoder(cfg.out_dir, threads=cfg.threads, spin=False,
+                       hidden=token_state_output(cfg.out_dir / "encoder.onnx"))
+    harmful = [e.text for e in train_ex if e.task == "prompt" and e.label == 1 and e.source.startswith("hpp:")
+               and len(e.text) < 200]
+    short_attacks = [e.text for e in train_ex if e.task == "attack" and e.label == 1 and e.finetune
+                     and len(e.text) < 500]
+    docs = attack_document_data(cfg.data_root, {e.text.strip() for e in exs if e.split != "train"}, harmful,
+                                short_attacks)
+    span_wins, span_y = attack_span_windows(span_enc, train_ex, docs, cfg.seed)
+    np.savez_compressed(cfg.out_dir / ATTACK_SPAN_FILE,
+                        **refit_attack_span_head(span_enc, span_wins, span_y, cfg.seed))
+    attack_span = {"file": ATTACK_SPAN_FILE, "hidden": span_enc.hidden, "span_tokens": SPAN_TOKENS,
+                   "span_stride": SPAN_STRIDE}
+    span_data = {"windows": len(span_wins), "attack_windows": int(span_y.sum()), "documents": len(docs.documents),
+                 "document_paragraphs": len(docs.paragraphs)}
+    del span_enc, span_wins
+    log(f"[{time.time() - t_start:.0f}s] attack span head fitted on frozen token states ({span_data})")
     # Tier 1: hashed word-piece n-gram + static-embedding logistic regressions for the cascade (prompts, and
     # response pairs). The static table comes from the encoder just fine-tuned.
     heads["static.table"] = distill_static(tuned, seed=cfg.seed)
@@ -391,14 +512,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     version = f"bastion-guard-{time.strftime('%Y%m%d')}-s{cfg.seed}"
     manifest: dict = {
         "version": version,
-        "format": 2,
+        "format": 3,  # 3: the attack check's span head (attack_span.npz) over the encoder's token states
         "encoder": describe_encoder(cfg.out_dir / "encoder.onnx"),  # --heads-only may keep an older export
         "thresholds": {"prompt_harm": 0.5, "response_harm": 0.5, "refusal": 0.5, "attack": 0.5, "category": 0.35},
         "cascade": {},
         "attack_blend": cfg.attack_blend,
+        "attack_span": attack_span,
         "window_tokens": 128,
         "static_dims": int(heads["static.table"].shape[1]),
-        "refitted_heads": ["harm", "refusal", "response", "attack"],  # on the frozen encoder (the model card says so)
+        "refitted_heads": ["harm", "refusal", "response", "attack", "attack_span"],  # on the frozen encoder (the model card says so)
     }
     (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     heads.update(fit_category_head(emb, cfg.seed))
@@ -464,6 +586,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "train_sources": dict(sorted(Counter(f"{e.source} ({e.licence})" for e in exs if e.split != "val").items())),
         "report": report,
     })
+    manifest["attack_span"]["data"] = span_data  # after the digest: counts, not scoring settings
     (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     log(f"wrote {cfg.out_dir} in {time.time() - t_start:.0f}s")
     return manifest
