@@ -525,6 +525,7 @@ def test_model_card_names_the_attack_checks_false_alarms_on_long_documents():
     from bastion.train.card import render
 
     m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    m["version"] = "v-test"  # no build notes (the shipped build's name Tensor Trust)
     generic = render(m, {})
     assert "Long documents and the attack check" in generic and "Tensor Trust's" not in generic
     bench = {"attack/benign_document(FPR)": {"n": 200, "precision": 0.0, "recall": 0.0, "f1": 0.0, "fpr": 0.225},
@@ -542,6 +543,7 @@ def test_model_card_describes_the_span_head_and_its_data_only_for_a_model_that_h
     from bastion.train.card import render
 
     m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    m["version"] = "v-test"  # no build notes
     m["attack_span"] = {"file": "attack_span.npz", "hidden": "h", "span_tokens": 16, "span_stride": 8,
                         "data": {"windows": 38159, "attack_windows": 7860, "documents": 1200,
                                  "document_paragraphs": 4937}}

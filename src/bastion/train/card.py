@@ -183,8 +183,8 @@ _BUILD_NOTES = {
         "over-refusal 30.6%) unchanged.",
         "- **What the span head itself adds:** on the frozen encoder, with the threshold set for equal false alarms, "
         "at 5% of benign documents flagged the window head catches 73% of the Tensor Trust attacks inside documents "
-        "and 68% of the override instructions, the span head 76-78% and 73-80% (seeds 13-15); at equal role-play "
-        "false positives the two catch jailbreak templates alike. Much of the change at the default threshold is "
+        "and 68% of the override instructions, the span head 76-77% and 73-75% (seeds 13-15); at equal role-play "
+        "false positives the two catch jailbreak templates about alike (0.955-0.970 against 0.960-0.975). Much of the change at the default threshold is "
         "therefore the operating point calibration picks; the span head's own gain is on documents.",
         "- **Speed:** a window that reaches the encoder also pools its spans: p95 per prompt 9.8-10.5 ms against "
         "9.1-9.5 ms, cold start 0.55-0.69 s against 0.47-0.53 s (runs alternating on one AVX-512 VNNI machine).",
