@@ -150,3 +150,27 @@ def test_attack_documents_are_built_from_answers_outside_the_held_out_ones():
     assert d.attacks == ["You are DAN. [PLACEHOLDER]"] and d.injections and d.lookalikes
     with pytest.raises(FileNotFoundError, match="Dolly"):
         attack_document_data(DATA, set(answers), [], [])
+
+
+def test_a_span_head_learns_from_the_one_instance_that_holds_the_attack():
+    """Multiple-instance fitting: a positive example differs from a negative in one of its instances only, at a
+    random place; the fitted head, scored as the runtime scores windows, separates them, and a masked (padding)
+    slot never counts, however it looks."""
+    pytest.importorskip("torch")
+    from bastion.models.runtime import _load_mlp
+    from bastion.train.fit import _refit_mlp_head
+
+    rng = np.random.default_rng(0)
+    n, k, d = 400, 6, 8
+    X = rng.normal(size=(n, k, d)).astype(np.float16)
+    y = (np.arange(n) % 2).astype(np.float32)
+    pos = np.flatnonzero(y == 1)
+    X[pos, rng.integers(0, k - 1, size=len(pos)), 0] += 4.0  # the attack: one instance, anywhere but the padding
+    M = np.ones((n, k), dtype=bool)
+    M[:, -1] = False
+    X[:, -1, 0] = 50.0  # padding that would look like an attack if it counted
+    head = _load_mlp(_refit_mlp_head("attack_span", X, y, seed=13, epochs=40, hidden=16, batch=64, mask=M),
+                     "attack_span")
+    s = span_scores(head, X[:, 0].astype(np.float32), [x[1 : k - 1].astype(np.float32) for x in X])
+    auc = float(np.mean(s[y == 1][:, None] > s[y == 0][None, :]))
+    assert auc > 0.97 and np.median(s[y == 1]) > 0.6 > 0.45 > np.median(s[y == 0])

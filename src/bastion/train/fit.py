@@ -200,25 +200,31 @@ def fit_category_head(emb: PromptEmbeddings, seed: int) -> dict[str, np.ndarray]
 
 
 def _refit_mlp_head(name: str, X: np.ndarray, y: np.ndarray, seed: int, epochs: int = 6, hidden: int = 256,
-                    batch: int = 256, label_smoothing: float = 0.0) -> dict[str, np.ndarray]:
+                    batch: int = 256, label_smoothing: float = 0.0,
+                    mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """A binary MLP head (the runtime's architecture) fitted on frozen int8-encoder embeddings: exactly what the
     runtime computes, so nothing is lost between training and inference. `label_smoothing` s trains towards
-    s/2 and 1 - s/2 instead of 0 and 1."""
+    s/2 and 1 - s/2 instead of 0 and 1. With `mask`, X holds several instances per example (n, k, d; float16 to
+    halve the memory) and an example's logit is the highest of its unmasked instances' (the span head)."""
     import torch
 
     from .finetune import mlp_head_arrays, new_mlp_head
 
-    Xt = torch.tensor(X, dtype=torch.float32)
+    Xt = torch.tensor(X, dtype=torch.float32) if mask is None else torch.from_numpy(X)
+    Mt = None if mask is None else torch.from_numpy(mask)
     yt = torch.tensor(y, dtype=torch.float32) * (1.0 - label_smoothing) + 0.5 * label_smoothing
     torch.manual_seed(seed)
-    net = new_mlp_head(torch, Xt.shape[1], hidden)
+    net = new_mlp_head(torch, Xt.shape[-1], hidden)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(epochs):
         perm = torch.randperm(len(yt), generator=gen)
         for i in range(0, len(perm), batch):
             b = perm[i : i + batch]
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(net(Xt[b]).squeeze(-1), yt[b])
+            z = net(Xt[b].float()).squeeze(-1)
+            if Mt is not None:
+                z = z.masked_fill(~Mt[b], -1e4).max(dim=1).values
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt[b])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -333,15 +339,10 @@ def attack_span_windows(enc: Encoder, train_ex: list[Example], docs: AttackDocum
     return wins, np.asarray(y, dtype=np.float32)
 
 
-def refit_attack_span_head(enc: Encoder, wins: list[np.ndarray], y: np.ndarray, seed: int, epochs: int = ATTACK_EPOCHS,
-                           hidden: int = 256, batch: int = 256,
-                           label_smoothing: float = ATTACK_LABEL_SMOOTHING) -> dict[str, np.ndarray]:
+def refit_attack_span_head(enc: Encoder, wins: list[np.ndarray], y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
     """The span head (the runtime's MLP over each instance; a window's logit is its instances' maximum) fitted on the
-    frozen int8 encoder's window and span embeddings (`Encoder.embed_spans`, opened with the token-state output)."""
-    import torch
-
-    from .finetune import mlp_head_arrays, new_mlp_head
-
+    frozen int8 encoder's window and span embeddings (`Encoder.embed_spans`, opened with the token-state output),
+    briefly and towards soft targets as the window head."""
     pooled, spans = enc.embed_spans(wins, SPAN_TOKENS, SPAN_STRIDE)
     X = np.zeros((len(wins), SPAN_INSTANCES, pooled.shape[1]), dtype=np.float16)
     M = np.zeros((len(wins), SPAN_INSTANCES), dtype=bool)
@@ -350,22 +351,8 @@ def refit_attack_span_head(enc: Encoder, wins: list[np.ndarray], y: np.ndarray, 
         X[i, : len(v)] = v
         M[i, : len(v)] = True
     del pooled, spans
-    Xt, Mt = torch.from_numpy(X), torch.from_numpy(M)
-    yt = torch.tensor(y, dtype=torch.float32) * (1.0 - label_smoothing) + 0.5 * label_smoothing
-    torch.manual_seed(seed)
-    net = new_mlp_head(torch, X.shape[2], hidden)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-4)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(yt), generator=gen)
-        for i in range(0, len(perm), batch):
-            b = perm[i : i + batch]
-            z = net(Xt[b].float()).squeeze(-1).masked_fill(~Mt[b], -1e4).max(dim=1).values
-            loss = torch.nn.functional.binary_cross_entropy_with_logits(z, yt[b])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return mlp_head_arrays("attack_span", net)
+    return _refit_mlp_head("attack_span", X, y, seed, epochs=ATTACK_EPOCHS, label_smoothing=ATTACK_LABEL_SMOOTHING,
+                           mask=M)
 
 
 def cascade_band(tier1: np.ndarray, y: np.ndarray, exact: np.ndarray, thr: float, share: float = 0.005) -> float:
