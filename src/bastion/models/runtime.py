@@ -59,6 +59,8 @@ class Encoder:
         self.session = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
         self.threads = n
         self.hidden = hidden
+        # embed() fetches the pooled output only: the token states are not copied out unless spans are wanted
+        self._pooled_output = [self.session.get_outputs()[0].name]
 
     def windows(self, texts: Sequence[str], max_windows: int | None = None) -> tuple[list[np.ndarray], list[int]]:
         """Token-id windows covering each text entirely (unless max_windows caps it, for training)."""
@@ -82,8 +84,8 @@ class Encoder:
     def embed_full(self, seqs: Sequence[Sequence[int]], batch: int = 32) -> np.ndarray:
         """Embed complete token sequences (special tokens included), batching by length."""
         out = np.zeros((len(seqs), 384), dtype=np.float32)
-        for idx, outputs in self._run(seqs, batch):
-            out[idx] = outputs[0]
+        for idx, (pooled,) in self._run(seqs, batch, self._pooled_output):
+            out[idx] = pooled
         return out
 
     def embed_spans(self, wins: Sequence[np.ndarray], size: int, stride: int,
@@ -95,14 +97,16 @@ class Encoder:
         seqs = [[CLS, *w.tolist(), SEP] for w in wins]
         out = np.zeros((len(seqs), 384), dtype=np.float32)
         spans: list[np.ndarray] = [np.zeros((0, 384), dtype=np.float32)] * len(seqs)
-        for idx, (pooled, states) in self._run(seqs, batch):
+        for idx, (pooled, states) in self._run(seqs, batch, None):
             out[idx] = pooled
             for r, i in enumerate(idx):
                 spans[i] = span_vectors(states[r], len(seqs[i]) - 2, size, stride)
         return out, spans
 
-    def _run(self, seqs: Sequence[Sequence[int]], batch: int) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
-        """(indices, session outputs) per batch of sequences of similar length (padding kept small)."""
+    def _run(self, seqs: Sequence[Sequence[int]], batch: int,
+             outputs: list[str] | None) -> Iterator[tuple[np.ndarray, list[np.ndarray]]]:
+        """(indices, session outputs: `outputs`, or all) per batch of sequences of similar length (padding kept
+        small)."""
         order = np.argsort([len(q) for q in seqs], kind="stable")
         for b in range(0, len(order), batch):
             idx = order[b : b + batch]
@@ -113,7 +117,7 @@ class Encoder:
                 q = seqs[i]
                 ids[r, : len(q)] = q
                 mask[r, : len(q)] = 1
-            yield idx, self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+            yield idx, self.session.run(outputs, {"input_ids": ids, "attention_mask": mask})
 
 
 def span_vectors(states: np.ndarray, n: int, size: int, stride: int) -> np.ndarray:

@@ -291,10 +291,10 @@ def refit_attack_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[
 # The attack check's span head (format 3 models). A 126-token window mean-pools a 15-token injection with the document
 # around it, so the window head cannot tell a document window with an injection from one without (seventeenth
 # session). The span head scores the window's embedding and the L2-normalised mean token states of its 16-token spans
-# every 8 tokens, and a window's score is the maximum (multiple-instance learning). On the frozen encoder of
-# 1f071c5e, against its window head, at the threshold calibration picks for each (nineteenth session, held out):
-# attack F1 0.826 -> 0.883, benign role-play 4.8% -> 2.7%, held-out documents with no injection flagged 27% -> 5%,
-# jailbreak recall 0.980 -> 0.965; at equal false alarms on documents it catches more injections inside them.
+# every 8 tokens, and a window's score is the maximum (multiple-instance learning). Build d5f6acdd (1f071c5e with
+# this head; nineteenth session, held out, each at the threshold calibration picks): attack F1 0.833 -> 0.868, benign
+# role-play 4.8% -> 3.2%, held-out documents with no injection flagged 27.0% -> 6.0%, jailbreak recall 0.980 ->
+# 0.975, Tensor Trust 0.773 -> 0.737; at equal false alarms on documents it catches more injections inside them.
 SPAN_TOKENS, SPAN_STRIDE = 16, 8
 SPAN_INSTANCES = 1 + (WINDOW - SPAN_TOKENS) // SPAN_STRIDE + 1  # the window and its spans (the last one ends the window)
 ATTACK_SPAN_FILE = "attack_span.npz"
