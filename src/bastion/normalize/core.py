@@ -707,7 +707,10 @@ def _segment_decodings(t: str, sig: dict[str, float]) -> list[tuple[str, list[tu
     if not unknown:
         return []
     known = ENGLISH_WORDS.__contains__
-    try_rot = sum(map(known, unknown.translate(_ROT13).split())) >= 2
+    # rot13 is judged against the larger lexicon: a request's content words ("fake", "news", "article") are
+    # rarely among the common words, and rot13 of ordinary words is almost never a word of either list
+    lex = LEXICON.__contains__
+    try_rot = sum(map(lex, unknown.translate(_ROT13).split())) >= 2
     try_rev = sum(map(known, unknown[::-1].split())) >= 2
     if not (try_rot or try_rev):
         return []
@@ -725,8 +728,9 @@ def _segment_decodings(t: str, sig: dict[str, float]) -> list[tuple[str, list[tu
         need = max(2.0, 0.4 * n)
         joined = " ".join(words)  # ASCII: translate and slicing stay on the fast path
         if try_rot:
-            h13 = sum(map(known, joined.translate(_ROT13).split()))
-            if h13 >= need and h13 >= 2 * h0 + 1:
+            # distinct words: a repeated identifier ("arr1, arr2" -> "nee") is one hit, not a sentence
+            h13 = len({w for w in joined.translate(_ROT13).split() if lex(w)})
+            if h13 >= need and h13 >= 2 * sum(map(lex, words)) + 1:
                 rot.append((m.start(), m.end(), t[m.start():m.end()].translate(_ROT13)))
                 continue
         if try_rev:
