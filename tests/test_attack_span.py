@@ -137,10 +137,10 @@ def test_training_windows_hold_their_piece_whole_inside_document_text():
 
 @pytest.mark.skipif(not (DATA / "benign_dolly").is_dir(), reason="needs ../shared/datasets")
 def test_attack_documents_are_built_from_answers_outside_the_held_out_ones():
-    from bastion.train.data import _jsonl, attack_document_data
+    from bastion.train.data import DOLLY_FILE, _jsonl, attack_document_data
 
     answers = sorted({r["response"].strip() for r in
-                      _jsonl(DATA / "benign_dolly/dolly_first6400_instruction_response.jsonl.gz")})
+                      _jsonl(DATA / DOLLY_FILE)})
     held = set(random.Random(0).sample([a for a in answers if len(a) > 200], 50))
     d = attack_document_data(DATA, held, ["how to do [PLACEHOLDER]"], ["You are DAN. [PLACEHOLDER]"], n_documents=30,
                              n_injections=50, n_lookalikes=30)

@@ -553,8 +553,7 @@ def _document_note(bench: dict, spans: bool = False) -> str:
     return ("- **Long documents and the attack check:** a text is taken for an attack when any of its 126-token "
             "windows is" + rule + ", so every window of a long benign document is another chance of a false alarm; "
             "the same rule is what finds an injection buried deep in a document." + measured + " Where users paste or "
-            "retrieve "
-            "documents, check the user's own turn and the retrieved text apart, or raise `thresholds.attack` (the "
+            "retrieve documents, check the user's own turn and the retrieved text apart, or raise `thresholds.attack` (the "
             "operating points below give the cost in injections missed).")
 
 

@@ -33,6 +33,7 @@ VAL_BENIGN_SOURCES = {"jbb_benign", "fastchat_bench", "oasst_eval", "arena_hard"
 # Builder.embedded pads its examples with Dolly answers longer than the first and shorter than the second, from the
 # whole file (held-out answers included): the benchmark builds its attack documents from the other held-out ones.
 EMBEDDED_PARAGRAPH_CHARS = (60, 400)
+DOLLY_FILE = "benign_dolly/dolly_first6400_instruction_response.jsonl.gz"  # under the datasets root
 
 
 @dataclass
@@ -251,7 +252,7 @@ class Builder:
         """Requests buried in benign text (documents, long prompts): the request decides the label."""
         rng = random.Random(17)
         lo, hi = EMBEDDED_PARAGRAPH_CHARS
-        dolly = [r["response"] for r in _jsonl(self.root / "benign_dolly/dolly_first6400_instruction_response.jsonl.gz")
+        dolly = [r["response"] for r in _jsonl(self.root / DOLLY_FILE)
                  if lo < len(r["response"]) < hi]
         short_h = [h for h in harmful if len(h) < 200]
 
@@ -415,7 +416,7 @@ class Builder:
                 lab = refusal_from_opening(reply)
                 self.add(task="refusal", text=reply, context=r["prompt"], label=side if lab is None else lab,
                          source="coconot_pref", licence="MIT", split=split)
-        dolly = list(_jsonl(self.root / "benign_dolly/dolly_first6400_instruction_response.jsonl.gz"))
+        dolly = list(_jsonl(self.root / DOLLY_FILE))
         rng.shuffle(dolly)
         for r in dolly[:2500]:
             split = "val" if rng.random() < 0.2 else "train"
@@ -579,10 +580,10 @@ def attack_document_data(root: Path, exclude: set[str], harmful: list[str], atta
     instruction beside text is an attack (docs/BENCHMARKS.md, eighteenth session)."""
     rng = random.Random(seed)
     dolly = sorted({r["response"].strip() for r in
-                    _jsonl(root / "benign_dolly/dolly_first6400_instruction_response.jsonl.gz")} - exclude - {""})
+                    _jsonl(root / DOLLY_FILE)} - exclude - {""})
     dolly = [t for t in dolly if len(t) > 40]
     if not dolly:
-        raise FileNotFoundError(f"no Dolly answers for attack documents under {root / 'benign_dolly'}")
+        raise FileNotFoundError(f"no Dolly answers for attack documents outside the held-out ones in {root / DOLLY_FILE}")
 
     def document(n: int) -> str:
         out = ""
