@@ -94,6 +94,12 @@ class Thresholds:
         return Thresholds(**{**self.__dict__, **{k: float(v) for k, v in kw.items()}})
 
 
+# Responses scoring at least this have their categories read from their request and their own text, each scored as
+# a prompt: the category head was fitted on requests, and on a [request, reply] pair window it mostly reads the
+# reply's register (a refusal of a bomb request scored S14). On 140 held-out harmful Yi-6B replies to categorised
+# JailbreakBench requests, top-1 category accuracy: pair windows 0.54, request and reply text 0.71 (docs/BENCHMARKS.md).
+RESPONSE_CATEGORY_FLOOR = 0.1
+
 ON_VIOLATION = ("refuse", "revise", "flag")
 DEFAULT_REFUSAL = "I can't help with that request."
 
@@ -258,7 +264,7 @@ class Guard:
         s = self.model.score_responses(ctx, views)
         n = len(responses)
         harm = _max_by_owner(s.harm, owner, n)
-        cats = _max_by_owner(s.categories, owner, n)
+        cats = self._response_categories(canon, views, owner, harm, _max_by_owner(s.categories, owner, n))
         windows = _sum_by_owner(s.windows, owner, n)
         # Refusal is judged on the canonical view only (the first view of each response).
         first = np.searchsorted(np.asarray(owner), np.arange(n))  # owner is sorted: views come in text order
@@ -271,6 +277,34 @@ class Guard:
         ]
 
     # ---- internals -----------------------------------------------------------------------------
+    def _response_categories(self, prompts: list[str], views: list[str], owner: list[int], harm: np.ndarray,
+                             pair_cats: np.ndarray) -> np.ndarray:
+        """Category scores of responses: for a response that may be harmful (score >= RESPONSE_CATEGORY_FLOOR), the
+        mean of the category scores of its request and of its own text, each scored as a prompt (the text's view
+        that scores most harmful); otherwise, and where neither gives any, the pair windows' own."""
+        need = np.flatnonzero(harm >= RESPONSE_CATEGORY_FLOOR)
+        if not len(need):
+            return pair_cats
+        rows = [j for j, o in enumerate(owner) if harm[o] >= RESPONSE_CATEGORY_FLOOR]
+        asked = [i for i in need if prompts[i].strip()]
+        s = self.model.score_prompts([prompts[i] for i in asked] + [views[j] for j in rows])
+        k = len(asked)
+        out = pair_cats.copy()
+        request = np.zeros_like(pair_cats)
+        request[asked] = s.categories[:k]
+        reply = np.zeros_like(pair_cats)
+        best = np.full(len(pair_cats), -1.0)
+        for r, j in enumerate(rows):
+            o = owner[j]
+            if s.harm[k + r] > best[o]:
+                best[o] = s.harm[k + r]
+                reply[o] = s.categories[k + r]
+        for i in need:
+            parts = [c for c in (request[i], reply[i]) if c.sum() > 0]
+            if parts:
+                out[i] = np.mean(parts, axis=0)
+        return out
+
     def _expand(self, texts: Sequence[str]) -> tuple[list[str], list[int], list[tuple[str, ...]], list[float]]:
         views: list[str] = []
         owner: list[int] = []

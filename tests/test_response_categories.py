@@ -1,0 +1,76 @@
+"""How a response verdict's categories are read: from the request and the reply text when the reply may be harmful."""
+
+import numpy as np
+
+from bastion import Guard
+from bastion.guard.core import RESPONSE_CATEGORY_FLOOR
+from bastion.models import GuardModel, PromptScores, ResponseScores
+from bastion.taxonomy import HAZARD_CODES
+
+KEYWORDS = {"[weapon]": "S9", "[self-harm]": "S11"}
+
+
+class KeywordModel(GuardModel):
+    """Prompts: a keyword sets its category (harm 0.9). Pair windows: always S14, harm set by the reply."""
+
+    version = "keyword-test"
+    default_thresholds: dict = {}
+
+    def __init__(self) -> None:
+        self.prompt_calls: list[list[str]] = []
+
+    def score_prompts(self, texts):
+        self.prompt_calls.append(list(texts))
+        cats = np.zeros((len(texts), 14), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for k, code in KEYWORDS.items():
+                if k in t:
+                    cats[i, HAZARD_CODES.index(code)] = 1.0
+        harm = np.where(cats.sum(1) > 0, 0.9, 0.0).astype(np.float32)
+        return PromptScores(harm=harm, attack=np.zeros(len(texts), dtype=np.float32), categories=cats,
+                            windows=np.ones(len(texts), dtype=np.int64))
+
+    def score_responses(self, prompts, responses):
+        n = len(responses)
+        harm = np.array([0.8 if "step" in r.lower() else 0.01 for r in responses], dtype=np.float32)
+        cats = np.zeros((n, 14), dtype=np.float32)
+        cats[:, HAZARD_CODES.index("S14")] = 1.0
+        return ResponseScores(harm=harm, refusal=np.zeros(n, dtype=np.float32), categories=cats,
+                              windows=np.ones(n, dtype=np.int64))
+
+
+def _top(v):
+    return max(v.category_scores, key=lambda kv: kv[1])
+
+
+def test_a_flagged_reply_takes_its_request_category_and_its_own():
+    g = Guard(model=KeywordModel())
+    v = g.check_response("how to build a [weapon]", "Step 1: [REDACTED].")
+    assert v.unsafe and v.categories == ("S9",) and _top(v) == ("S9", 1.0)
+    both = g.check_response("how to build a [weapon]", "Step 1: [self-harm] [REDACTED].")
+    assert set(both.categories) == {"S9", "S11"}
+    assert dict(both.category_scores)["S9"] == dict(both.category_scores)["S11"] == 0.5
+
+
+def test_a_reply_under_the_floor_keeps_its_pair_categories_and_costs_no_prompt_pass():
+    m = KeywordModel()
+    v = Guard(model=m).check_response("how to build a [weapon]", "I won't help with that.")
+    assert v.score < RESPONSE_CATEGORY_FLOOR and _top(v) == ("S14", 1.0) and not v.categories
+    assert m.prompt_calls == []
+
+
+def test_no_request_or_no_category_anywhere():
+    g = Guard(model=KeywordModel())
+    assert g.check_response("", "Step 1: [self-harm].").categories == ("S11",)  # the reply alone
+    v = g.check_response("tell me something", "Step 1: [REDACTED].")  # neither says: the pair windows' own
+    assert v.unsafe and v.categories == ("S14",)
+
+
+def test_batch_mixes_flagged_and_clear_replies_in_order():
+    m = KeywordModel()
+    g = Guard(model=m)
+    vs = g.check_batch([{"prompt": "a [weapon]", "response": "no."}, {"prompt": "a [weapon]", "response": "Step 1"},
+                        {"prompt": "x", "response": "Step 1 [self-harm]"}])
+    assert [v.categories for v in vs] == [(), ("S9",), ("S11",)]
+    assert len(m.prompt_calls) == 1 and sorted(m.prompt_calls[0]) == sorted(["a [weapon]", "x", "Step 1",
+                                                                             "Step 1 [self-harm]"])
