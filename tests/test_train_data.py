@@ -731,3 +731,19 @@ def test_model_version_changes_with_the_weights_or_the_scoring_settings(tmp_path
     assert model_version(tmp_path, 13, {**m, "attack_span": {**span, "span_stride": 4}}) != w
     (tmp_path / "attack_span.npz").write_bytes(b"other span")
     assert model_version(tmp_path, 13, {**m, "attack_span": span}) != w
+
+
+def test_model_card_says_how_response_categories_are_read_and_gives_the_benchmark_figures():
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import render
+
+    m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    m["version"] = "v-test"
+    generic = render(m, {})
+    assert "takes the mean of its request's and its own text's categories" in generic
+    assert "Top-1 against" not in generic
+    bench = {"categories/prompt": {"n": 1493, "top1_accuracy": 0.7461},
+             "categories/response:heldout_harmful_replies": {"n": 125, "top1_accuracy": 0.68},
+             "categories/response:placeholder_compliance": {"n": 600, "top1_accuracy": 0.7433}}
+    text = render(m, bench)
+    assert "74.6% of 1,493 requests, 68.0% of 125 harmful model replies" in text and "74.3% of 600" in text

@@ -382,6 +382,24 @@ def _build_notes(version: str) -> list[str]:
     return ["## Notes on this build", *notes, ""] if notes else []
 
 
+def _category_note(bench: dict) -> str:
+    """How categories are read, with the benchmark's top-1 figures when it has them."""
+    from bastion.guard.core import RESPONSE_CATEGORY_FLOOR
+
+    note = ("- Categories are a multinomial guess over S1-S14 from a prompt's most harmful window. A response scoring "
+            f"at least {RESPONSE_CATEGORY_FLOOR} takes the mean of its request's and its own text's categories, each "
+            f"scored as a prompt; one under {RESPONSE_CATEGORY_FLOOR} keeps its [request, reply] windows', which mostly "
+            "read the reply's register (a refusal reads as S14).")
+    keys = ("categories/prompt", "categories/response:heldout_harmful_replies",
+            "categories/response:placeholder_compliance")
+    if all(isinstance(bench.get(k), dict) and bench[k].get("top1_accuracy") is not None for k in keys):
+        p, r, c = (bench[k] for k in keys)
+        note += (f" Top-1 against the category of the held-out harmful request: {p['top1_accuracy']:.1%} of "
+                 f"{p['n']:,} requests, {r['top1_accuracy']:.1%} of {r['n']} harmful model replies to them, "
+                 f"{c['top1_accuracy']:.1%} of {c['n']} placeholder compliances (benchmark slices `categories/*`).")
+    return note + " Treat them as a hint."
+
+
 def _batch_note(manifest: dict) -> str:
     if "per-token" in manifest.get("encoder", ""):
         return ("- A score does not depend on the other texts in its batch (activations are quantised per token), "
@@ -650,7 +668,7 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "`response/harmful_prompt_unrelated_harmless_reply`; 57% before build `9b731fcf`, 11.7% before `71098179`). "
         "An output rail may block "
         "some harmless answers to edgy requests; raise `thresholds.response_harm` where that matters.",
-        "- Categories are a multinomial guess over S1-S14 from the most harmful window; treat them as a hint.",
+        _category_note(bench or {}),
         _batch_note(manifest),
         "",
         *_build_notes(manifest["version"]),
