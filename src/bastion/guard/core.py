@@ -96,8 +96,10 @@ class Thresholds:
 
 # Responses scoring at least this have their categories read from their request and their own text, each scored as
 # a prompt: the category head was fitted on requests, and on a [request, reply] pair window it mostly reads the
-# reply's register (a refusal of a bomb request scored S14). On 140 held-out harmful Yi-6B replies to categorised
-# JailbreakBench requests, top-1 category accuracy: pair windows 0.54, request and reply text 0.71 (docs/BENCHMARKS.md).
+# reply's register (a refusal of a bomb request scored S14). Top-1 against the request's category (benchmark slices
+# categories/*): 125 held-out harmful Yi-6B replies to JailbreakBench requests 0.51 -> 0.68, a placeholder compliance
+# with 600 held-out requests 0.24 -> 0.74. Replies under the floor (1.7% of held-out harmless replies reach it) cost
+# nothing more; the others cost a second pass over their request and their text (docs/BENCHMARKS.md).
 RESPONSE_CATEGORY_FLOOR = 0.1
 
 ON_VIOLATION = ("refuse", "revise", "flag")
