@@ -275,8 +275,6 @@ def _category_slices(res: dict, g: Guard, by: dict) -> None:
     """Top-1 hazard category (the highest category score) against the category of the held-out harmful request: for
     the requests themselves, for the held-out harmful model replies to them (Yi-6B, JailbreakBench requests), and for
     a placeholder compliance with each request."""
-    from bastion.taxonomy import HAZARD_CODES
-
     asked = [e for e in by["prompt"] if e.label == 1 and e.category]
     cat = {e.text.strip(): e.category for e in asked}
 
@@ -293,7 +291,6 @@ def _category_slices(res: dict, g: Guard, by: dict) -> None:
     res["categories/response:placeholder_compliance"] = top1(
         g.check_responses([e.text for e in sample], [PLACEHOLDER_COMPLIANCE] * len(sample)),
         [e.category for e in sample])
-    assert all(c in HAZARD_CODES for c in cat.values())
 
 
 def _slice(res: dict, name: str, y: np.ndarray, p: np.ndarray, thr: float) -> None:

@@ -296,9 +296,9 @@ class Guard:
         request[asked] = s.categories[:k]
         reply = np.zeros_like(pair_cats)
         best = np.full(len(pair_cats), -1.0)
-        for r, j in enumerate(rows):
+        for r, j in enumerate(rows):  # a view the cascade settled without the encoder has no categories
             o = owner[j]
-            if s.harm[k + r] > best[o]:
+            if s.categories[k + r].sum() > 0 and s.harm[k + r] > best[o]:
                 best[o] = s.harm[k + r]
                 reply[o] = s.categories[k + r]
         for i in need:
