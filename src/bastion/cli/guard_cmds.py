@@ -201,6 +201,9 @@ def register(app: typer.Typer) -> None:
         task: str = typer.Option("prompt", "--task", help="prompt | response | refusal | attack"),
         text_field: str = typer.Option("prompt", "--text-field"),
         response_field: str = typer.Option("response", "--response-field"),
+        category_field: str = typer.Option(None, "--category-field",
+                                           help="a field naming each harmful line's hazard category (S1-S14, or a "
+                                                "list): top-1 category accuracy too (--task prompt or response)"),
         model: Path = typer.Option(None, "--model"),
         as_json: bool = typer.Option(False, "--json"),
         threshold: list[str] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
@@ -217,7 +220,7 @@ def register(app: typer.Typer) -> None:
         g = _guard(_threshold_opts(threshold), model=model)
         try:
             res = evaluate_file(g, file, task=task, label_field=label_field, text_field=text_field,
-                                response_field=response_field)
+                                response_field=response_field, category_field=category_field)
         except ValueError as exc:
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(2) from None
@@ -235,3 +238,12 @@ def register(app: typer.Typer) -> None:
         which = "the given" if threshold else "the default"
         out.print(f"at {which} threshold {res['threshold']}: precision {res['precision']:.3f} recall "
                   f"{res['recall']:.3f} F1 {res['f1']:.3f} FPR {res['fpr']:.3f}; AUPRC {res['auprc']:.3f}")
+        cats = res.get("categories")
+        if cats is not None:
+            t = Table(title=f"hazard category, top-1 over {cats['n']} harmful lines with a category: "
+                            f"{cats['top1_accuracy']:.3f}")
+            for c in ("category", "n", "top-1", "most confused with"):
+                t.add_column(c)
+            for code, row in cats["per_category"].items():
+                t.add_row(code, str(row["n"]), f"{row['top1_accuracy']:.3f}", row["most_confused_with"] or "-")
+            out.print(t)
