@@ -1,13 +1,15 @@
-"""How a response verdict's categories are read: from the request and the reply text when the reply may be harmful."""
+"""How a response verdict's categories are read: from the request (and the reply text, unless the request is sure of
+its category) when the reply may be harmful."""
 
 import numpy as np
 
 from bastion import Guard
-from bastion.guard.core import RESPONSE_CATEGORY_FLOOR
+from bastion.guard.core import RESPONSE_CATEGORY_FLOOR, RESPONSE_CATEGORY_SURE
 from bastion.models import GuardModel, PromptScores, ResponseScores
 from bastion.taxonomy import HAZARD_CODES
 
-KEYWORDS = {"[weapon]": "S9", "[self-harm]": "S11"}
+# keyword -> category scores of a prompt that holds it
+KEYWORDS = {"[weapon]": {"S9": 1.0}, "[self-harm]": {"S11": 1.0}, "[vague]": {"S9": 0.6, "S1": 0.4}}
 
 
 class KeywordModel(GuardModel):
@@ -23,9 +25,11 @@ class KeywordModel(GuardModel):
         self.prompt_calls.append(list(texts))
         cats = np.zeros((len(texts), 14), dtype=np.float32)
         for i, t in enumerate(texts):
-            for k, code in KEYWORDS.items():
+            for k, scores in KEYWORDS.items():
                 if k in t:
-                    cats[i, HAZARD_CODES.index(code)] = 1.0
+                    for code, x in scores.items():
+                        cats[i, HAZARD_CODES.index(code)] = x
+                    break
         harm = np.where(cats.sum(1) > 0, 0.9, 0.0).astype(np.float32)
         return PromptScores(harm=harm, attack=np.zeros(len(texts), dtype=np.float32), categories=cats,
                             windows=np.ones(len(texts), dtype=np.int64))
@@ -43,13 +47,22 @@ def _top(v):
     return max(v.category_scores, key=lambda kv: kv[1])
 
 
-def test_a_flagged_reply_takes_its_request_category_and_its_own():
-    g = Guard(model=KeywordModel())
-    v = g.check_response("how to build a [weapon]", "Step 1: [REDACTED].")
+def test_a_flagged_reply_takes_its_requests_category_when_the_request_is_sure():
+    m = KeywordModel()
+    g = Guard(model=m)
+    v = g.check_response("how to build a [weapon]", "Step 1: [self-harm] [REDACTED].")
+    assert KEYWORDS["[weapon]"]["S9"] >= RESPONSE_CATEGORY_SURE
     assert v.unsafe and v.categories == ("S9",) and _top(v) == ("S9", 1.0)
-    both = g.check_response("how to build a [weapon]", "Step 1: [self-harm] [REDACTED].")
-    assert set(both.categories) == {"S9", "S11"}
-    assert dict(both.category_scores)["S9"] == dict(both.category_scores)["S11"] == 0.5
+    assert m.prompt_calls == [["how to build a [weapon]"]]  # the reply text is not read again
+
+
+def test_otherwise_the_mean_of_the_requests_and_the_replys_own():
+    m = KeywordModel()
+    v = Guard(model=m).check_response("something [vague]", "Step 1: [self-harm] [REDACTED].")
+    scores = dict(v.category_scores)
+    assert (scores["S9"], scores["S1"], scores["S11"]) == (0.3, 0.2, 0.5)
+    assert v.categories == ("S11",)  # the only one at or above the 0.35 category threshold
+    assert m.prompt_calls == [["something [vague]"], ["Step 1: [self-harm] [REDACTED]."]]
 
 
 def test_a_reply_under_the_floor_keeps_its_pair_categories_and_costs_no_prompt_pass():
@@ -72,5 +85,4 @@ def test_batch_mixes_flagged_and_clear_replies_in_order():
     vs = g.check_batch([{"prompt": "a [weapon]", "response": "no."}, {"prompt": "a [weapon]", "response": "Step 1"},
                         {"prompt": "x", "response": "Step 1 [self-harm]"}])
     assert [v.categories for v in vs] == [(), ("S9",), ("S11",)]
-    assert len(m.prompt_calls) == 1 and sorted(m.prompt_calls[0]) == sorted(["a [weapon]", "x", "Step 1",
-                                                                             "Step 1 [self-harm]"])
+    assert m.prompt_calls == [["a [weapon]", "x"], ["Step 1 [self-harm]"]]

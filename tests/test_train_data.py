@@ -740,7 +740,7 @@ def test_model_card_says_how_response_categories_are_read_and_gives_the_benchmar
     m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
     m["version"] = "v-test"
     generic = render(m, {})
-    assert "takes the mean of its request's and its own text's categories" in generic
+    assert "takes its request's categories" in generic and "else the mean of its request's and its own text's" in generic
     assert "Top-1 against" not in generic
     bench = {"categories/prompt": {"n": 1493, "top1_accuracy": 0.7461},
              "categories/response:heldout_harmful_replies": {"n": 125, "top1_accuracy": 0.68},

@@ -94,13 +94,15 @@ class Thresholds:
         return Thresholds(**{**self.__dict__, **{k: float(v) for k, v in kw.items()}})
 
 
-# Responses scoring at least this have their categories read from their request and their own text, each scored as
-# a prompt: the category head was fitted on requests, and on a [request, reply] pair window it mostly reads the
+# Responses scoring at least RESPONSE_CATEGORY_FLOOR have their categories read from their request scored as a prompt,
+# and, unless the request's top category scores at least RESPONSE_CATEGORY_SURE, also from their own text (the mean of
+# the two): the category head was fitted on requests, and on a [request, reply] pair window it mostly reads the
 # reply's register (a refusal of a bomb request scored S14). Top-1 against the request's category (benchmark slices
-# categories/*): 125 held-out harmful Yi-6B replies to JailbreakBench requests 0.51 -> 0.68, a placeholder compliance
+# categories/*): 125 held-out harmful Yi-6B replies to JailbreakBench requests 0.51 -> 0.67, a placeholder compliance
 # with 600 held-out requests 0.24 -> 0.74. Replies under the floor (1.7% of held-out harmless replies reach it) cost
-# nothing more; the others cost a second pass over their request and their text (docs/BENCHMARKS.md).
+# nothing more; on replies to harmful requests, throughput falls by about a quarter (docs/BENCHMARKS.md).
 RESPONSE_CATEGORY_FLOOR = 0.1
+RESPONSE_CATEGORY_SURE = 0.9
 
 ON_VIOLATION = ("refuse", "revise", "flag")
 DEFAULT_REFUSAL = "I can't help with that request."
@@ -281,26 +283,29 @@ class Guard:
     # ---- internals -----------------------------------------------------------------------------
     def _response_categories(self, prompts: list[str], views: list[str], owner: list[int], harm: np.ndarray,
                              pair_cats: np.ndarray) -> np.ndarray:
-        """Category scores of responses: for a response that may be harmful (score >= RESPONSE_CATEGORY_FLOOR), the
-        mean of the category scores of its request and of its own text, each scored as a prompt (the text's view
-        that scores most harmful); otherwise, and where neither gives any, the pair windows' own."""
+        """Category scores of responses: for a response that may be harmful (score >= RESPONSE_CATEGORY_FLOOR), its
+        request's when the request is sure of one (RESPONSE_CATEGORY_SURE), else the mean of its request's and its own
+        text's, each scored as a prompt (the text's most harmful view); otherwise, and where neither gives any, the
+        pair windows' own."""
         need = np.flatnonzero(harm >= RESPONSE_CATEGORY_FLOOR)
         if not len(need):
             return pair_cats
-        rows = [j for j, o in enumerate(owner) if harm[o] >= RESPONSE_CATEGORY_FLOOR]
-        asked = [i for i in need if prompts[i].strip()]
-        s = self.model.score_prompts([prompts[i] for i in asked] + [views[j] for j in rows])
-        k = len(asked)
         out = pair_cats.copy()
         request = np.zeros_like(pair_cats)
-        request[asked] = s.categories[:k]
+        asked = [i for i in need if prompts[i].strip()]
+        if asked:
+            request[asked] = self.model.score_prompts([prompts[i] for i in asked]).categories
+        rest = {int(i) for i in need if request[i].max() < RESPONSE_CATEGORY_SURE}
+        rows = [j for j, o in enumerate(owner) if o in rest]
         reply = np.zeros_like(pair_cats)
-        best = np.full(len(pair_cats), -1.0)
-        for r, j in enumerate(rows):  # a view the cascade settled without the encoder has no categories
-            o = owner[j]
-            if s.categories[k + r].sum() > 0 and s.harm[k + r] > best[o]:
-                best[o] = s.harm[k + r]
-                reply[o] = s.categories[k + r]
+        if rows:
+            s = self.model.score_prompts([views[j] for j in rows])
+            best = np.full(len(pair_cats), -1.0)
+            for r, j in enumerate(rows):  # a view the cascade settled without the encoder has no categories
+                o = owner[j]
+                if s.categories[r].sum() > 0 and s.harm[r] > best[o]:
+                    best[o] = s.harm[r]
+                    reply[o] = s.categories[r]
         for i in need:
             parts = [c for c in (request[i], reply[i]) if c.sum() > 0]
             if parts:

@@ -384,12 +384,13 @@ def _build_notes(version: str) -> list[str]:
 
 def _category_note(bench: dict) -> str:
     """How categories are read, with the benchmark's top-1 figures when it has them."""
-    from bastion.guard.core import RESPONSE_CATEGORY_FLOOR
+    from bastion.guard.core import RESPONSE_CATEGORY_FLOOR, RESPONSE_CATEGORY_SURE
 
     note = ("- Categories are a multinomial guess over S1-S14 from a prompt's most harmful window. A response scoring "
-            f"at least {RESPONSE_CATEGORY_FLOOR} takes the mean of its request's and its own text's categories, each "
-            f"scored as a prompt; one under {RESPONSE_CATEGORY_FLOOR} keeps its [request, reply] windows', which mostly "
-            "read the reply's register (a refusal reads as S14).")
+            f"at least {RESPONSE_CATEGORY_FLOOR} takes its request's categories (the request scored as a prompt) when "
+            f"the request's top one scores at least {RESPONSE_CATEGORY_SURE}, else the mean of its request's and its "
+            f"own text's; one under {RESPONSE_CATEGORY_FLOOR} keeps its [request, reply] windows', which mostly read "
+            "the reply's register (a refusal reads as S14).")
     keys = ("categories/prompt", "categories/response:heldout_harmful_replies",
             "categories/response:placeholder_compliance")
     if all(isinstance(bench.get(k), dict) and bench[k].get("top1_accuracy") is not None for k in keys):
