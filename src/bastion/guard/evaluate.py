@@ -117,6 +117,10 @@ def _label(v: Any) -> int:
     raise ValueError(f"label {v!r} is not 0/1, true/false, safe/unsafe or harmful/unharmful")
 
 
+class CategoryLabelError(ValueError):
+    """A category label that is not a hazard code: an error for the whole file, not a skipped line."""
+
+
 def _category_labels(v: Any, line: int) -> tuple[str, ...]:
     """A line's category labels: a hazard code, a list of them, or null/empty for none."""
     codes = [] if v in (None, "") else [v] if isinstance(v, str) else v
@@ -126,10 +130,6 @@ def _category_labels(v: Any, line: int) -> tuple[str, ...]:
     if unknown:
         raise CategoryLabelError(f"line {line}: unknown hazard category {unknown[0]!r} (use S1-S14)")
     return tuple(c.strip().upper() for c in codes)
-
-
-class CategoryLabelError(ValueError):
-    """A category label that is not a hazard code: an error for the whole file, not a skipped line."""
 
 
 def evaluate_file(guard: Guard, path: Path, task: str, label_field: str = "label", text_field: str = "prompt",
