@@ -448,8 +448,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
                          threads=cfg.threads, device=cfg.device, init=cont, log=log, stats=ft_stats, **rates)
         np.savez_compressed(cfg.out_dir / "heads.npz", **heads)  # a later failure can resume with --heads-only
     # one session of the encoder just fine-tuned (`enc` above still holds the one it was opened on, and is used
-    # only to tokenise) for every step that embeds with it
-    tuned = Encoder(cfg.out_dir, threads=cfg.threads, spin=False)
+    # only to tokenise) for every step that embeds with it, the span head's token states included: embed() fetches
+    # the pooled output only, bit-identical to a session without the extra output (checked on 3,389 windows)
+    from .export import token_state_output
+
+    tuned = Encoder(cfg.out_dir, threads=cfg.threads, spin=False,
+                    hidden=token_state_output(cfg.out_dir / "encoder.onnx"))
     emb = PromptEmbeddings.compute(tuned, train_ex)
     heads.update(refit_harm_head(emb, cfg.seed))
     log(f"[{time.time() - t_start:.0f}s] prompt-harm head refitted on frozen embeddings "
@@ -460,24 +464,20 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     log(f"[{time.time() - t_start:.0f}s] response-harm head refitted on frozen embeddings")
     heads.update(refit_attack_head(tuned, train_ex, cfg.seed))
     log(f"[{time.time() - t_start:.0f}s] prompt-attack head refitted on frozen embeddings")
-    from .export import token_state_output
-
-    span_enc = Encoder(cfg.out_dir, threads=cfg.threads, spin=False,
-                       hidden=token_state_output(cfg.out_dir / "encoder.onnx"))
     harmful = [e.text for e in train_ex if e.task == "prompt" and e.label == 1 and e.source.startswith("hpp:")
                and len(e.text) < 200]
     short_attacks = [e.text for e in train_ex if e.task == "attack" and e.label == 1 and e.finetune
                      and len(e.text) < 500]
     docs = attack_document_data(cfg.data_root, {e.text.strip() for e in exs if e.split != "train"}, harmful,
                                 short_attacks)
-    span_wins, span_y = attack_span_windows(span_enc, train_ex, docs, cfg.seed)
+    span_wins, span_y = attack_span_windows(tuned, train_ex, docs, cfg.seed)
     np.savez_compressed(cfg.out_dir / ATTACK_SPAN_FILE,
-                        **refit_attack_span_head(span_enc, span_wins, span_y, cfg.seed))
-    attack_span = {"file": ATTACK_SPAN_FILE, "hidden": span_enc.hidden, "span_tokens": SPAN_TOKENS,
+                        **refit_attack_span_head(tuned, span_wins, span_y, cfg.seed))
+    attack_span = {"file": ATTACK_SPAN_FILE, "hidden": tuned.hidden, "span_tokens": SPAN_TOKENS,
                    "span_stride": SPAN_STRIDE}
     span_data = {"windows": len(span_wins), "attack_windows": int(span_y.sum()), "documents": len(docs.documents),
                  "document_paragraphs": len(docs.paragraphs)}
-    del span_enc, span_wins
+    del span_wins
     log(f"[{time.time() - t_start:.0f}s] attack span head fitted on frozen token states ({span_data})")
     # Tier 1: hashed word-piece n-gram + static-embedding logistic regressions for the cascade (prompts, and
     # response pairs). The static table comes from the encoder just fine-tuned.
