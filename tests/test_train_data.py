@@ -192,33 +192,6 @@ def test_refit_harm_head_learns_from_frozen_embeddings():
     assert np.allclose(again["harm.W1"], heads["harm.W1"])  # seeded
 
 
-def test_refit_attack_head_reads_attack_windows_only():
-    pytest.importorskip("torch", reason="the train extra is not installed")
-    from bastion.models.runtime import MLP
-    from bastion.train.data import Example
-    from bastion.train.fit import refit_attack_head
-
-    class FakeEncoder:  # one window per text, embedded on an axis per leading word
-        axes = {"jailbreak": np.eye(384)[2], "persona": np.eye(384)[3]}
-
-        def windows(self, texts, max_windows=None):
-            assert max_windows == 2
-            return list(texts), list(range(len(texts)))
-
-        def embed(self, wins):
-            return np.stack([self.axes[w.split()[0]] for w in wins]).astype(np.float32)
-
-    exs = [Example(task="attack", text=f"{w} {i}", label=int(w == "jailbreak"), source="t", licence="MIT",
-                   finetune=i % 3 != 0) for i in range(5000) for w in ("jailbreak", "persona")]
-    exs.append(Example(task="prompt", text="unused", label=1, source="t", licence="MIT"))  # not embedded: no axis
-    h = refit_attack_head(FakeEncoder(), exs, seed=2)
-    p = MLP([(h["attack.W0"], h["attack.b0"]), (h["attack.W1"], h["attack.b1"])])(FakeEncoder().embed(["jailbreak",
-                                                                                                      "persona"]))
-    assert p[0] > 0.8 and p[1] < 0.2
-    again = refit_attack_head(FakeEncoder(), exs, seed=2)
-    assert np.allclose(again["attack.W1"], h["attack.W1"])  # seeded
-
-
 def test_label_smoothing_keeps_a_refitted_head_off_certainty():
     """On separable data a plain head scores its training points at 0.998; smoothed by 0.1 it settles near
     0.95 / 0.05, the smoothed targets (the prompt-harm refit uses HARM_LABEL_SMOOTHING)."""
@@ -554,6 +527,22 @@ def test_model_card_describes_the_span_head_and_its_data_only_for_a_model_that_h
     m.pop("attack_span")
     plain = render(m, {})
     assert "spans" not in plain and "span head" not in plain
+
+
+def test_model_card_counts_a_refitted_span_head_as_a_refitted_attack_head():
+    """Format-3 builds refit the span head and no window attack head; the card still says all four heads were
+    refitted (and the attack score is the exact head's alone), as it does for the shipped build listing both."""
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import render
+
+    m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    m["version"] = "v-test"
+    assert "attack" in m["refitted_heads"]
+    both = render(m, {})
+    m["refitted_heads"] = ["harm", "refusal", "response", "attack_span"]
+    assert render(m, {}) == both and "all four refitted after fine-tuning" in both
+    m["refitted_heads"] = ["harm", "refusal", "response"]
+    assert "attack trained with the encoder" in render(m, {})
 
 
 def test_model_card_shows_the_operating_points_of_the_accuracy_benchmark():

@@ -292,7 +292,8 @@ class CascadeModel(GuardModel):
                        for k in ("harm", "attack", "response", "refusal") if f"t1.{k}.w" in z}
             self.static = StaticEmbedder(z["static.table"]) if "static.table" in z else None
             self.harm = _load_mlp(z, "harm")
-            self.attack = _load_mlp(z, "attack")
+            # the window attack head scores attacks only in models without a span head (format 3 builds omit it)
+            self.attack = None if self.attack_span is not None else _load_mlp(z, "attack")
             self.response = _load_mlp(z, "response")
             self.refusal = _load_mlp(z, "refusal")
             self.cats = _load_mlp(z, "cats", softmax=True)
@@ -332,7 +333,7 @@ class CascadeModel(GuardModel):
                 exact_attack = span_scores(self.attack_span, emb, spans)
             else:
                 emb = self.encoder.embed([wins[i] for i in idx])
-                exact_attack = self.attack(emb)
+                exact_attack = self.attack(emb)  # type: ignore[misc]  # set whenever there is no span head
             harm_w[idx] = self.harm(emb)
             # The attack score may blend the exact head with the n-gram tier (the manifest's weight): builds whose
             # attack head was trained with the encoder took benign persona wrappers for attacks, and the n-gram tier

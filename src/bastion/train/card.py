@@ -363,9 +363,15 @@ _BUILD_NOTES = {
 }
 
 
+def _attack_refitted(manifest: dict) -> bool:
+    """Whether the attack check's head was refitted on the frozen encoder: the window head (format 2) or the span
+    head (format 3 builds refit only the span head)."""
+    return bool({"attack", "attack_span"} & set(manifest.get("refitted_heads", ())))
+
+
 def _blend_note(manifest: dict) -> str:
     w = manifest.get("attack_blend", 0.0)
-    if not w and "attack" in manifest.get("refitted_heads", ()):
+    if not w and _attack_refitted(manifest):
         return ("- **Attack score chosen on validation:** the attack score is the exact head's alone. Earlier builds "
                 "blended it half and half with the tier-1 score, which helped while the head was trained with the "
                 "encoder; with the refitted head the blend flagged more benign prompts, a comparison made on the "
@@ -533,7 +539,7 @@ def _span_head(manifest: dict) -> str:
 
 
 def _heads(manifest: dict) -> str:
-    if "attack" in manifest.get("refitted_heads", ()):
+    if _attack_refitted(manifest):
         return ("all four refitted after fine-tuning on the frozen int8 encoder's embeddings, with head-only examples: "
                 "more prompts for prompt harm, more benign instructions and \"act as\" set-ups for attack, and for "
                 "response harm and refusal training replies whose prompt comes inside a jailbreak template or a "

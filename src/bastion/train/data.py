@@ -292,7 +292,7 @@ class Builder:
         self.attack_negatives()
 
     def attack_negatives(self, n_pool: int = 6000) -> None:
-        """Head-only prompt-attack negatives (see fit.refit_attack_head): benign prompts of the training sources
+        """Head-only prompt-attack negatives (see fit.attack_span_windows): benign prompts of the training sources
         that the fine-tuning never saw as attack examples, more benign "act as" set-ups and more constrained writing
         requests. Benign instructions that set rules ("only reply with...", "do not use commas") are most of the
         attack head's false positives on held-out benign traffic."""

@@ -269,23 +269,14 @@ def refit_response_head(enc: Encoder, train_ex: list[Example], seed: int) -> dic
     return _refit_mlp_head("response", enc.embed_full(seqs), y, seed)
 
 
-# The attack refit trains briefly and towards soft targets. Measured on the held-out split (frozen encoder of
+# The attack refit (the window head of format-2 builds; in format-3 builds the span head below, and no window head)
+# trains briefly and towards soft targets. Measured on the held-out split (frozen encoder of
 # c563d2a5, tier 1 refitted on the same data, four seeds, thresholds from calibration): the head trained with the
 # encoder gave attack F1 0.777 and flagged 8.6% of benign role-play; refits with the head-only negatives gave
 # 0.772 / 8.6% at 6 epochs and label smoothing 0.1, 0.794 / 6.8% at 3 epochs and 0.2; the build with the latter,
 # f92a7097, 0.807 / 6.5%, and with the attack score from this head alone (attack_blend 0), 1f071c5e, 0.833 / 4.8%
 # with jailbreak recall 0.990 -> 0.980 (docs/BENCHMARKS.md, sixteenth session).
 ATTACK_EPOCHS, ATTACK_LABEL_SMOOTHING = 3, 0.2
-
-
-def refit_attack_head(enc: Encoder, train_ex: list[Example], seed: int) -> dict[str, np.ndarray]:
-    """Refit the prompt-attack MLP on the frozen encoder's embeddings of every training attack window (at most 2 per
-    prompt), head-only negatives included (`data.Builder.attack_negatives`)."""
-    exs = [e for e in train_ex if e.task == "attack"]
-    wins, owner = enc.windows([e.text for e in exs], max_windows=2)
-    y = np.array([float(exs[o].label) for o in owner], dtype=np.float32)
-    return _refit_mlp_head("attack", enc.embed(wins), y, seed, epochs=ATTACK_EPOCHS,
-                           label_smoothing=ATTACK_LABEL_SMOOTHING)
 
 
 # The attack check's span head (format 3 models). A 126-token window mean-pools a 15-token injection with the document
@@ -462,8 +453,6 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     log(f"[{time.time() - t_start:.0f}s] refusal head refitted on frozen embeddings")
     heads.update(refit_response_head(tuned, train_ex, cfg.seed))
     log(f"[{time.time() - t_start:.0f}s] response-harm head refitted on frozen embeddings")
-    heads.update(refit_attack_head(tuned, train_ex, cfg.seed))
-    log(f"[{time.time() - t_start:.0f}s] prompt-attack head refitted on frozen embeddings")
     harmful = [e.text for e in train_ex if e.task == "prompt" and e.label == 1 and e.source.startswith("hpp:")
                and len(e.text) < 200]
     short_attacks = [e.text for e in train_ex if e.task == "attack" and e.label == 1 and e.finetune
@@ -507,7 +496,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         "attack_span": attack_span,
         "window_tokens": 128,
         "static_dims": int(heads["static.table"].shape[1]),
-        "refitted_heads": ["harm", "refusal", "response", "attack", "attack_span"],  # on the frozen encoder (the model card says so)
+        "refitted_heads": ["harm", "refusal", "response", "attack_span"],  # on the frozen encoder (the model card says so)
     }
     (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
     heads.update(fit_category_head(emb, cfg.seed))
