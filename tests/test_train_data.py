@@ -736,3 +736,29 @@ def test_model_card_says_how_response_categories_are_read_and_gives_the_benchmar
              "categories/response:placeholder_compliance": {"n": 600, "top1_accuracy": 0.7433}}
     text = render(m, bench)
     assert "74.6% of 1,493 requests, 68.0% of 125 harmful model replies" in text and "74.3% of 600" in text
+
+
+def test_model_card_command_refuses_unreadable_input_in_one_line(tmp_path):
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import main
+
+    out = tmp_path / "card.md"
+    bad = tmp_path / "bad.json"
+    bad.write_text("not json")
+    manifest = str(DEFAULT_MODEL_DIR / "manifest.json")
+    for argv, message in (([str(tmp_path / "missing.json")], "cannot read the manifest"),
+                          ([manifest, str(bad), str(out)], "cannot read the accuracy report"),
+                          ([str(bad.with_name("list.json"))], "cannot read the manifest"),
+                          ([], "usage:")):
+        with pytest.raises(SystemExit, match=message) as e:
+            main(argv)
+        assert "\n" not in str(e.value)
+    (tmp_path / "list.json").write_text("[1]")
+    with pytest.raises(SystemExit, match="is not a JSON object"):
+        main([str(tmp_path / "list.json")])
+    (tmp_path / "other.json").write_text("{}")
+    with pytest.raises(SystemExit, match="not a bastion model manifest"):
+        main([str(tmp_path / "other.json")])
+    assert not out.exists()
+    main([manifest, str(tmp_path / "other.json"), str(out)])
+    assert out.read_text().startswith("# ")

@@ -21,20 +21,20 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(13, "--seed", help="Seeds the fine-tuning, the head refits and the calibration draw; "
                                  "the data and its validation split are the same for every seed."),
         steps: int = typer.Option(1250, "--steps", min=1,
-                                  help="Fine-tuning steps of batch 32 (about 2.1 s each on 2 CPU cores)."),
+                                  help="Fine-tuning steps of batch 32 (1.1-2.1 s each on 2 CPU cores)."),
         epochs: float = typer.Option(None, "--epochs", min=0.1,
                                      help="Full passes over the fine-tuning data instead of --steps (the shipped "
                                           "model: 3 epochs, 6,693 steps; about 2 min on one GPU, about 4 h on 2 cores)."),
         device: str = typer.Option("cpu", "--device", help="Torch device for the fine-tuning, e.g. cuda."),
         minutes: float = typer.Option(52.0, "--minutes", min=1.0,
-                                      help="Wall-time budget for fine-tuning (1,250 steps take about 44 min on 2 cores; "
+                                      help="Wall-time budget for fine-tuning (1,250 steps take 23-41 min on 2 cores; "
                                            "stopping early is not reproducible)."),
         export_encoder: bool = typer.Option(False, "--export-encoder",
                                             help="Re-export MiniLM to int8 ONNX first (needs torch)."),
         threads: int = typer.Option(None, "--threads"),
         heads_only: bool = typer.Option(False, "--heads-only",
                                         help="Keep the fine-tuned encoder in --out; refit the prompt-harm, "
-                                             "attack, response-harm and refusal heads, tier-1 cascade, category "
+                                             "attack span, response-harm and refusal heads, tier-1 cascade, category "
                                              "head, thresholds and report (15-30 minutes, not an hour)."),
         continue_from: Path = typer.Option(None, "--continue-from",
                                            help="Continue fine-tuning from this model directory (e.g. the embedded "
@@ -43,7 +43,7 @@ def register(app: typer.Typer) -> None:
                                                 "guard on a CPU (--steps 1400 and the refit: about 41 min on 2 "
                                                 "cores; how the shipped model was built)."),
     ) -> None:
-        """Fine-tune the embedded guard model (seeded; about 55 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
+        """Fine-tune the embedded guard model (seeded; 40-55 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
         try:
             from bastion.train.fit import TrainConfig, train
         except ImportError as exc:

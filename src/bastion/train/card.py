@@ -757,7 +757,27 @@ def render(manifest: dict, bench: dict | None = None) -> str:
     return "\n".join(L) + "\n"
 
 
+def _read_json(path: str, what: str) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: cannot read the {what} {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise SystemExit(f"error: the {what} {path} is not a JSON object")
+    return doc
+
+
+def main(argv: list[str]) -> None:
+    """`python -m bastion.train.card MANIFEST [ACCURACY_JSON [OUT]]`: write the model card (default
+    docs/MODEL_CARD.md); ACCURACY_JSON is `benchmarks/guard_accuracy.py --json` output."""
+    if not 1 <= len(argv) <= 3:
+        raise SystemExit("usage: python -m bastion.train.card MANIFEST [ACCURACY_JSON [OUT]]")
+    m = _read_json(argv[0], "manifest")
+    if "version" not in m:
+        raise SystemExit(f"error: {argv[0]} is not a bastion model manifest (no version)")
+    b = _read_json(argv[1], "accuracy report") if len(argv) > 1 else None
+    Path(argv[2] if len(argv) > 2 else "docs/MODEL_CARD.md").write_text(render(m, b))
+
+
 if __name__ == "__main__":
-    m = json.loads(Path(sys.argv[1]).read_text())
-    b = json.loads(Path(sys.argv[2]).read_text()) if len(sys.argv) > 2 else None
-    Path(sys.argv[3] if len(sys.argv) > 3 else "docs/MODEL_CARD.md").write_text(render(m, b))
+    main(sys.argv[1:])

@@ -51,7 +51,7 @@ class TrainConfig:
     seed: int = 13
     n_benign: int = 13000
     minutes: float = 35.0
-    steps: int = 1250  # fine-tuning steps of batch 32 (about 2.1 s each on 2 cores)
+    steps: int = 1250  # fine-tuning steps of batch 32 (1.1-2.1 s each on 2 cores, by CPU)
     epochs: float | None = None  # full passes over the fine-tuning data instead of `steps` (the GPU recipe)
     device: str = "cpu"  # torch device for the fine-tuning only ("cuda" on a GPU); the rest runs on the CPU
     extra: list[Path] | None = None
