@@ -279,7 +279,9 @@ def _category_slices(res: dict, g: Guard, by: dict) -> None:
     cat = {e.text.strip(): e.category for e in asked}
 
     def top1(vs: list, gold: list[str]) -> dict:
-        hit = [max(v.category_scores, key=lambda kv: kv[1])[0] == c for v, c in zip(vs, gold, strict=True)]
+        # a verdict with no category read (all zero: a reply under the category floor) is a miss
+        best = [max(v.category_scores, key=lambda kv: kv[1]) for v in vs]
+        hit = [b[1] > 0 and b[0] == c for b, c in zip(best, gold, strict=True)]
         return {"n": len(gold), "top1_accuracy": round(float(np.mean(hit)), 4) if gold else None}
 
     res["categories/prompt"] = top1(g.check_prompts([e.text for e in asked]), [e.category for e in asked])

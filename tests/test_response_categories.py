@@ -65,11 +65,38 @@ def test_otherwise_the_mean_of_the_requests_and_the_replys_own():
     assert m.prompt_calls == [["something [vague]"], ["Step 1: [self-harm] [REDACTED]."]]
 
 
-def test_a_reply_under_the_floor_keeps_its_pair_categories_and_costs_no_prompt_pass():
+def test_a_reply_under_the_floor_reports_no_category_and_costs_no_prompt_pass():
     m = KeywordModel()
     v = Guard(model=m).check_response("how to build a [weapon]", "I won't help with that.")
-    assert v.score < RESPONSE_CATEGORY_FLOOR and _top(v) == ("S14", 1.0) and not v.categories
+    assert v.score < RESPONSE_CATEGORY_FLOOR and not v.categories
+    assert all(x == 0.0 for _, x in v.category_scores) and len(v.category_scores) == 14  # not the pair windows' S14
     assert m.prompt_calls == []
+
+
+def test_a_response_threshold_under_the_floor_lowers_the_floor():
+    """Every unsafe verdict has its categories read, even at a response threshold below the floor."""
+    m = KeywordModel()
+    g = Guard(model=m).with_thresholds(response_harm=0.005)
+    v = g.check_response("how to build a [weapon]", "I won't help with that.")  # harm 0.01
+    assert v.unsafe and v.categories == ("S9",) and m.prompt_calls == [["how to build a [weapon]"]]
+
+
+def test_a_policy_reads_an_all_zero_row_as_no_category():
+    """A per-category threshold under the score does not fire on a row with no category (it used to fire for S1,
+    the first of 14 zeros); a harm hit with no category is 'unknown'."""
+    from bastion.guard.policy import Policy
+    from bastion.guard.verdict import Verdict
+
+    zero = tuple((c, 0.0) for c in HAZARD_CODES)
+    thr = (("prompt_harm", 0.5), ("response_harm", 0.5), ("refusal", 0.5), ("attack", 0.5), ("category", 0.35))
+    pol = Policy.model_validate({"categories": {"S1": {"threshold": 0.05, "action": "block"}}})
+    low = Verdict(kind="response", unsafe=False, score=0.08, category_scores=zero, thresholds=thr)
+    assert pol.decide(low).action == "allow"
+    high = Verdict(kind="response", unsafe=True, score=0.9, category_scores=zero, thresholds=thr)
+    d = pol.decide(high)
+    assert d.action == "block" and d.categories == ("unknown",)
+    s1 = Verdict(kind="response", unsafe=False, score=0.08, category_scores=(("S1", 0.4),) + zero[1:], thresholds=thr)
+    assert pol.decide(s1).action == "block"
 
 
 def test_no_request_or_no_category_anywhere():
@@ -86,3 +113,17 @@ def test_batch_mixes_flagged_and_clear_replies_in_order():
                         {"prompt": "x", "response": "Step 1 [self-harm]"}])
     assert [v.categories for v in vs] == [(), ("S9",), ("S11",)]
     assert m.prompt_calls == [["a [weapon]", "x"], ["Step 1 [self-harm]"]]
+
+
+def test_category_accuracy_counts_a_verdict_with_no_category_as_a_miss():
+    """An all-zero row (a reply under the floor, a text the cascade settled) names no category: not S1, the first of
+    14 zeros."""
+    from bastion.guard.evaluate import category_metrics
+    from bastion.guard.verdict import Verdict
+
+    zero = tuple((c, 0.0) for c in HAZARD_CODES)
+    s1 = (("S1", 0.7),) + zero[1:]
+    vs = [Verdict(kind="response", unsafe=False, score=0.0, category_scores=zero),
+          Verdict(kind="response", unsafe=True, score=0.9, category_scores=s1)]
+    m = category_metrics(vs, [("S1",), ("S1",)])
+    assert m["per_category"]["S1"]["top1_accuracy"] == 0.5 and m["per_category"]["S1"]["most_confused_with"] is None

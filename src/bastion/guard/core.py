@@ -100,7 +100,10 @@ class Thresholds:
 # reply's register (a refusal of a bomb request scored S14). Top-1 against the request's category (benchmark slices
 # categories/*): 125 held-out harmful Yi-6B replies to JailbreakBench requests 0.51 -> 0.67, a placeholder compliance
 # with 600 held-out requests 0.24 -> 0.74. Replies under the floor (1.7% of held-out harmless replies reach it) cost
-# nothing more; on replies to harmful requests, throughput falls by about a quarter (docs/BENCHMARKS.md).
+# nothing more; on replies to harmful requests, throughput falls by about a quarter (docs/BENCHMARKS.md). A reply under
+# the floor (or under the response threshold, when that is set lower) reports no category scores at all, as one the
+# cascade settles without the encoder already did: its pair windows' scores are the head read out of its domain (of
+# 1,616 held-out replies under the floor, 863 had a category at or above 0.35, mostly S11, S10, S7 and S14).
 RESPONSE_CATEGORY_FLOOR = 0.1
 RESPONSE_CATEGORY_SURE = 0.9
 
@@ -283,14 +286,15 @@ class Guard:
     # ---- internals -----------------------------------------------------------------------------
     def _response_categories(self, prompts: list[str], views: list[str], owner: list[int], harm: np.ndarray,
                              pair_cats: np.ndarray) -> np.ndarray:
-        """Category scores of responses: for a response that may be harmful (score >= RESPONSE_CATEGORY_FLOOR), its
-        request's when the request is sure of one (RESPONSE_CATEGORY_SURE), else the mean of its request's and its own
-        text's, each scored as a prompt (the text's most harmful view); otherwise, and where neither gives any, the
-        pair windows' own."""
-        need = np.flatnonzero(harm >= RESPONSE_CATEGORY_FLOOR)
+        """Category scores of responses: for a response that may be harmful (score >= RESPONSE_CATEGORY_FLOOR, or the
+        response threshold if lower), its request's when the request is sure of one (RESPONSE_CATEGORY_SURE), else the
+        mean of its request's and its own text's, each scored as a prompt (the text's most harmful view); where neither
+        gives any, the pair windows' own. A response under the floor has none (all zero)."""
+        floor = min(RESPONSE_CATEGORY_FLOOR, self.thresholds.response_harm)
+        out = np.where((harm >= floor)[:, None], pair_cats, 0.0).astype(pair_cats.dtype)
+        need = np.flatnonzero(harm >= floor)
         if not len(need):
-            return pair_cats
-        out = pair_cats.copy()
+            return out
         request = np.zeros_like(pair_cats)
         asked = [i for i in need if prompts[i].strip()]
         if asked:
@@ -340,7 +344,7 @@ class Guard:
         cats: tuple[str, ...] = ()
         if unsafe:
             ranked = sorted(cat_scores, key=lambda kv: -kv[1])
-            cats = tuple(c for c, x in ranked if x >= t.category) or (ranked[0][0],)
+            cats = tuple(c for c, x in ranked if x >= t.category) or tuple(c for c, x in ranked[:1] if x > 0)
         attack_flag = None if attack is None else attack >= t.attack
         if attack_flag:
             cats = cats + ("attack",)

@@ -282,13 +282,13 @@ class Policy(_PolicyBody):
         base = t["prompt_harm"] if verdict.kind == "prompt" else t["response_harm"]
         hits: list[tuple[str, str]] = []  # (category, reason)
         scores = sorted(verdict.category_scores, key=lambda kv: -kv[1])
-        top = scores[0][0] if scores else None
+        top = scores[0][0] if scores and scores[0][1] > 0 else None  # all zero: no category was read
         for code, s in scores:
             thr = self.rule(code).threshold
             thr = base if thr is None else thr
             if verdict.score >= thr and (s >= t["category"] or code == top):
                 hits.append((code, f"{verdict.kind} harm {verdict.score:.2f} >= {thr:.2f} ({code} {s:.2f})"))
-        if not scores and verdict.score >= base:
+        if top is None and verdict.score >= base:
             hits.append(("unknown", f"{verdict.kind} harm {verdict.score:.2f} >= {base:.2f}"))
         use_attack = self.checks.attack if attack is None else attack
         if use_attack and verdict.attack_score is not None:

@@ -395,13 +395,15 @@ def _category_note(bench: dict) -> str:
     note = ("- Categories are a multinomial guess over S1-S14 from a prompt's most harmful window. A response scoring "
             f"at least {RESPONSE_CATEGORY_FLOOR} takes its request's categories (the request scored as a prompt) when "
             f"the request's top one scores at least {RESPONSE_CATEGORY_SURE}, else the mean of its request's and its "
-            f"own text's; one under {RESPONSE_CATEGORY_FLOOR} keeps its [request, reply] windows', which mostly read "
-            "the reply's register (a refusal reads as S14).")
+            f"own text's. One under {RESPONSE_CATEGORY_FLOOR} (or under the response threshold, when that is lower) "
+            "reports no category scores (all zero), as does a text the cascade settles without the encoder: on a "
+            "[request, reply] window the category head reads the reply's register (a refusal read as S14).")
     keys = ("categories/prompt", "categories/response:heldout_harmful_replies",
             "categories/response:placeholder_compliance")
     if all(isinstance(bench.get(k), dict) and bench[k].get("top1_accuracy") is not None for k in keys):
         p, r, c = (bench[k] for k in keys)
-        note += (f" Top-1 against the category of the held-out harmful request: {p['top1_accuracy']:.1%} of "
+        note += (f" Top-1 against the category of the held-out harmful request (no category counts as a miss): "
+                 f"{p['top1_accuracy']:.1%} of "
                  f"{p['n']:,} requests, {r['top1_accuracy']:.1%} of {r['n']} harmful model replies to them, "
                  f"{c['top1_accuracy']:.1%} of {c['n']} placeholder compliances (benchmark slices `categories/*`).")
     return note + " Treat them as a hint."
