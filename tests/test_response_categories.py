@@ -126,4 +126,4 @@ def test_category_accuracy_counts_a_verdict_with_no_category_as_a_miss():
     vs = [Verdict(kind="response", unsafe=False, score=0.0, category_scores=zero),
           Verdict(kind="response", unsafe=True, score=0.9, category_scores=s1)]
     m = category_metrics(vs, [("S1",), ("S1",)])
-    assert m["per_category"]["S1"]["top1_accuracy"] == 0.5 and m["per_category"]["S1"]["most_confused_with"] is None
+    assert m["per_category"]["S1"]["top1_accuracy"] == 0.5 and m["per_category"]["S1"]["most_confused_with"] == "none"

@@ -72,7 +72,7 @@ def scores_for(guard: Guard, task: str, prompts: list[str], responses: list[str 
 
 def category_metrics(verdicts: list[Verdict], gold: list[tuple[str, ...]]) -> dict[str, Any]:
     """Top-1 hazard category (the highest category score) against each item's category labels (any of them counts),
-    overall and per labelled category, with the most frequent wrong top-1 of each."""
+    overall and per labelled category, with the most frequent wrong top-1 of each ("none" when no category was read)."""
     best = [max(v.category_scores, key=lambda kv: kv[1]) if v.category_scores else None for v in verdicts]
     top = [b[0] if b is not None and b[1] > 0 else None for b in best]  # all zero: no category read (a miss)
     hit = [t in g for t, g in zip(top, gold, strict=True)]
@@ -81,7 +81,7 @@ def category_metrics(verdicts: list[Verdict], gold: list[tuple[str, ...]]) -> di
         idx = [i for i, g in enumerate(gold) if code in g]
         if not idx:
             continue
-        wrong = Counter(top[i] for i in idx if not hit[i])
+        wrong = Counter(top[i] or "none" for i in idx if not hit[i])  # "none": no category read
         per[code] = {"n": len(idx), "top1_accuracy": float(np.mean([hit[i] for i in idx])),
                      "most_confused_with": wrong.most_common(1)[0][0] if wrong else None}
     return {"n": len(gold), "top1_accuracy": float(np.mean(hit)) if gold else 0.0, "per_category": per}
