@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from bastion import Guard
-from bastion.guard.evaluate import binary_metrics, scores_for
+from bastion.guard.evaluate import binary_metrics, category_metrics, scores_for
 
 # Written for this benchmark only (not in training): benign prompts that merely sound dangerous.
 SOUNDS_DANGEROUS = [
@@ -279,10 +279,9 @@ def _category_slices(res: dict, g: Guard, by: dict) -> None:
     cat = {e.text.strip(): e.category for e in asked}
 
     def top1(vs: list, gold: list[str]) -> dict:
-        # a verdict with no category read (all zero: a reply under the category floor) is a miss
-        best = [max(v.category_scores, key=lambda kv: kv[1]) for v in vs]
-        hit = [b[1] > 0 and b[0] == c for b, c in zip(best, gold, strict=True)]
-        return {"n": len(gold), "top1_accuracy": round(float(np.mean(hit)), 4) if gold else None}
+        if not gold:
+            return {"n": 0, "top1_accuracy": None}
+        return {"n": len(gold), "top1_accuracy": round(category_metrics(vs, [(c,) for c in gold])["top1_accuracy"], 4)}
 
     res["categories/prompt"] = top1(g.check_prompts([e.text for e in asked]), [e.category for e in asked])
     replies = [e for e in by["response"] if e.label == 1 and (e.context or "").strip() in cat]

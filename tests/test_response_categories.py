@@ -127,3 +127,13 @@ def test_category_accuracy_counts_a_verdict_with_no_category_as_a_miss():
           Verdict(kind="response", unsafe=True, score=0.9, category_scores=s1)]
     m = category_metrics(vs, [("S1",), ("S1",)])
     assert m["per_category"]["S1"]["top1_accuracy"] == 0.5 and m["per_category"]["S1"]["most_confused_with"] == "none"
+
+
+def test_a_verdicts_top_category_is_none_when_no_category_was_read():
+    from bastion.guard.verdict import Verdict
+
+    zero = tuple((c, 0.0) for c in HAZARD_CODES)
+    assert Verdict(kind="prompt", unsafe=False, score=0.0, category_scores=zero).top_category is None
+    assert Verdict(kind="prompt", unsafe=False, score=0.0).top_category is None
+    s9 = tuple((c, 0.8 if c == "S9" else 0.1) for c in HAZARD_CODES)
+    assert Verdict(kind="prompt", unsafe=True, score=0.9, category_scores=s9).top_category == "S9"

@@ -290,9 +290,9 @@ class Guard:
         response threshold if lower), its request's when the request is sure of one (RESPONSE_CATEGORY_SURE), else the
         mean of its request's and its own text's, each scored as a prompt (the text's most harmful view); where neither
         gives any, the pair windows' own. A response under the floor has none (all zero)."""
-        floor = min(RESPONSE_CATEGORY_FLOOR, self.thresholds.response_harm)
-        out = np.where((harm >= floor)[:, None], pair_cats, 0.0).astype(pair_cats.dtype)
-        need = np.flatnonzero(harm >= floor)
+        read = harm >= min(RESPONSE_CATEGORY_FLOOR, self.thresholds.response_harm)
+        out = np.where(read[:, None], pair_cats, 0.0).astype(pair_cats.dtype)
+        need = np.flatnonzero(read)
         if not len(need):
             return out
         request = np.zeros_like(pair_cats)

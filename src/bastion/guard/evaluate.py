@@ -73,8 +73,7 @@ def scores_for(guard: Guard, task: str, prompts: list[str], responses: list[str 
 def category_metrics(verdicts: list[Verdict], gold: list[tuple[str, ...]]) -> dict[str, Any]:
     """Top-1 hazard category (the highest category score) against each item's category labels (any of them counts),
     overall and per labelled category, with the most frequent wrong top-1 of each ("none" when no category was read)."""
-    best = [max(v.category_scores, key=lambda kv: kv[1]) if v.category_scores else None for v in verdicts]
-    top = [b[0] if b is not None and b[1] > 0 else None for b in best]  # all zero: no category read (a miss)
+    top = [v.top_category for v in verdicts]  # None: no category read (a miss)
     hit = [t in g for t, g in zip(top, gold, strict=True)]
     per: dict[str, dict[str, Any]] = {}
     for code in HAZARD_CODES:

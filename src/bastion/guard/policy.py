@@ -282,7 +282,7 @@ class Policy(_PolicyBody):
         base = t["prompt_harm"] if verdict.kind == "prompt" else t["response_harm"]
         hits: list[tuple[str, str]] = []  # (category, reason)
         scores = sorted(verdict.category_scores, key=lambda kv: -kv[1])
-        top = scores[0][0] if scores and scores[0][1] > 0 else None  # all zero: no category was read
+        top = verdict.top_category
         for code, s in scores:
             thr = self.rule(code).threshold
             thr = base if thr is None else thr

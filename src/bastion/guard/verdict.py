@@ -34,6 +34,13 @@ class Verdict:
         """True when any check fired (harm or attack)."""
         return bool(self.unsafe or self.attack)
 
+    @property
+    def top_category(self) -> str | None:
+        """The highest-scoring hazard category; None when no category was read (no scores, or all zero: a reply
+        under the category floor, a text the cascade settled without the encoder)."""
+        best = max(self.category_scores, key=lambda kv: kv[1], default=None)
+        return best[0] if best is not None and best[1] > 0 else None
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["categories"] = list(self.categories)
