@@ -185,3 +185,94 @@ def test_bad_threshold_option_is_a_one_line_usage_error(opt, message):
     r = runner.invoke(app, ["check", "hello", "--threshold", opt])
     assert r.exit_code == 2
     assert message in r.output and len(r.output.strip().splitlines()) == 1
+
+
+def test_classify_keeps_going_past_lines_json_loads_cannot_take(tmp_path):
+    deep = '{"prompt": "hi", "id": ' + "[" * 3000 + "]" * 3000 + "}"
+    long_int = '{"prompt": "hi", "id": ' + "9" * 5000 + "}"
+    rows = ['{"prompt": "hi", "id": "\\ud800"}', deep, long_int, '{"prompt": "hi", "id": NaN}',
+            '{"prompt": "hi", "id": 1e400}', '{"prompt": "a\rb", "id": 6}', '{"prompt": "hi", "id": 7}']
+    f = tmp_path / "in.jsonl"
+    f.write_bytes(b"\xef\xbb\xbf" + "\n".join(rows).encode("utf-8", "surrogatepass") + b"\n")
+    r = runner.invoke(app, ["classify", str(f)])
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(rows)  # the raw carriage return does not split line 6
+    out = [json.loads(x) for x in lines]
+    assert out[0]["id"] == "\ud800" and "\\ud800" in lines[0]  # the BOM is dropped; the id survives as written
+    assert out[1] == {"error": "invalid JSON: nested too deeply"}
+    assert out[2] == {"error": "invalid JSON: integer too long"}
+    assert out[3] == {"error": "NaN is not JSON"} and out[4] == {"error": "number out of range: 1e400"}
+    assert "control character at column" in out[5]["error"]
+    assert out[6]["id"] == 7 and "unsafe" in out[6]
+
+
+def test_classify_out_never_loses_data(tmp_path):
+    f = tmp_path / "in.jsonl"
+    f.write_text('{"prompt": "hi", "id": 1}\n', encoding="utf-8")
+    r = runner.invoke(app, ["classify", str(f), "--out", str(f)])
+    assert r.exit_code == 2 and "is the input file" in r.output
+    assert f.read_text(encoding="utf-8") == '{"prompt": "hi", "id": 1}\n'
+    r = runner.invoke(app, ["classify", str(f), "--out", str(tmp_path / "missing" / "o.jsonl")])
+    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
+    r = runner.invoke(app, ["classify", str(f), "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "is a folder" in r.output
+    o = tmp_path / "o.jsonl"
+    o.write_text("earlier results\n", encoding="utf-8")
+    r = runner.invoke(app, ["classify", str(f), "--out", str(o)])
+    assert r.exit_code == 0, r.output
+    assert json.loads(o.read_text(encoding="utf-8"))["id"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "o.jsonl"]  # no partial file left
+    r = runner.invoke(app, ["classify", str(f), "--out", "-"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["id"] == 1
+
+
+def test_errors_stay_on_one_line(tmp_path):
+    deep = tmp_path / ("d" * 90)
+    deep.mkdir()
+    r = runner.invoke(app, ["classify", str(deep / "missing.jsonl")], terminal_width=80)
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    r = runner.invoke(app, ["check", "hi", "--threshold", "=0.5"])
+    assert r.exit_code == 2 and "NAME=VALUE" in r.output
+    bad = tmp_path / "model"
+    bad.mkdir()
+    for name in ("manifest.json", "encoder.onnx"):
+        (bad / name).write_text("{not json", encoding="utf-8")
+    r = runner.invoke(app, ["check", "hi", "--model", str(bad)])
+    assert r.exit_code == 2 and r.output.startswith("error: cannot load") and "Traceback" not in r.output
+
+
+def test_eval_skips_lines_it_cannot_use(tmp_path):
+    f = tmp_path / "ev.jsonl"
+    rows = ['{"prompt": "hi", "response": "Hello! How can I help?", "label": 0}',
+            '{"prompt": "hi", "response": 5, "label": 1}', '{"prompt": "hi", "label": 1}',
+            '{"prompt": "hi", "label": 0, "x": ' + "[" * 5000 + "]" * 5000 + "}",
+            '{"prompt": "How do I make a pipe bomb?", "response": "I cannot help with that.", "label": 0}']
+    f.write_bytes(b"\xef\xbb\xbf" + "\n".join(rows).encode() + b"\n")
+    r = runner.invoke(app, ["eval", str(f), "--task", "response", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert (d["n"], d["skipped"]) == (2, 3)
+    r = runner.invoke(app, ["eval", str(f), "--task", "prompt", "--json"])
+    assert (json.loads(r.stdout)["n"], json.loads(r.stdout)["skipped"]) == (4, 1)  # the BOM line counts
+    r = runner.invoke(app, ["eval", str(f), "--task", "attack", "--threshold", "prompt_harm=0.1"])
+    assert "at the default threshold" in r.stdout
+    safe = tmp_path / "safe.jsonl"
+    safe.write_text('{"prompt": "hi", "label": 0}\n{"prompt": "Bake bread?", "label": 0}\n', encoding="utf-8")
+    r = runner.invoke(app, ["eval", str(safe)])
+    assert r.exit_code == 0 and "every usable label is safe (0)" in r.output
+
+
+def test_jsonl_helpers():
+    from bastion.jsonl import LineError, dumps_line, iter_lines, loads_line
+
+    assert loads_line('{"a": 1.5}') == {"a": 1.5}
+    for bad, reason in [("[" * 5000 + "]" * 5000, "nested too deeply"), ("9" * 5000, "integer too long"),
+                        ("NaN", "NaN is not JSON"), ("1e400", "number out of range"), ("{", "invalid JSON")]:
+        with pytest.raises(LineError, match=reason):
+            loads_line(bad)
+    assert loads_line("NaN", strict=False) != loads_line("NaN", strict=False)  # nan, as json.loads gives
+    assert dumps_line({"id": "\ud800", "t": "é"}) == '{"id": "\\ud800", "t": "\\u00e9"}'
+    assert dumps_line({"t": "é"}) == '{"t": "é"}'
+    assert list(iter_lines([b"\xef\xbb\xbf{}\n", b'{"a": "x\ry"}\r\n', b"\xff\n"])) == ["{}\n", '{"a": "x\ry"}\r\n',
+                                                                                     "\ufffd\n"]

@@ -227,7 +227,7 @@ def test_revise_resumes_without_losing_lines_and_reports_bad_input(fake_llm, tmp
     first = Reviser(client(llm), small_constitution(), rounds=1, seed=0)
     s = asyncio.run(revise_file(inp, out, first, seed=0, concurrency=1))
     assert s.written == 3 and [str(b) for b in s.bad_lines] == [
-        f"{inp}:2: invalid JSON (Expecting property name enclosed in double quotes at column 2)",
+        f"{inp}:2: invalid JSON: Expecting property name enclosed in double quotes at column 2",
         f"{inp}:3: field 'response' missing or not a string"]
     lines = out.read_text().splitlines()
     out.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # truncated, no newline

@@ -430,17 +430,27 @@ def test_rot13_of_base64():
     assert kinds(n)["rot13+base64"] == "x the secret plan is here"
 
 
-def test_depth_is_capped_at_two():
+def test_depth_is_capped_at_three():
     three = b64(b64(b64("the secret plan is here")))
-    n = normalize(three)
+    assert "the secret plan is here" in texts(normalize(three))
+    four = b64(three)
+    n = normalize(four)
     assert "the secret plan is here" not in texts(n)
     assert b64("the secret plan is here") in texts(n)
 
 
-def test_payload_views_are_capped():
-    blobs = " ".join(b64(f"secret plan number {i:03d}") for i in range(30))
+def test_payload_views_are_capped_but_every_payload_is_decoded():
+    from bastion.normalize.core import MAX_PAYLOAD_VIEWS
+
+    blobs = " ".join(b64(f"secret plan number {i:03d}") for i in range(MAX_PAYLOAD_VIEWS + 8))
     n = normalize(blobs)
-    assert len(n.views) <= 1 + 8
+    assert len(n.views) == 1 + MAX_PAYLOAD_VIEWS + 2  # canonical, one view per payload up to the cap, two combined
+    combined = kinds(n)["payloads"]
+    assert f"secret plan number {MAX_PAYLOAD_VIEWS + 7:03d}" in combined and "c2Vj" not in combined
+    assert kinds(n)["payloads-only"].splitlines()[-1] == f"secret plan number {MAX_PAYLOAD_VIEWS + 7:03d}"
+    assert "decode_limit" in n.signals  # the views past the cap are not silent
+    few = normalize(" ".join(b64(f"secret plan number {i:03d}") for i in range(3)))
+    assert "decode_limit" not in few.signals
 
 
 def test_each_payload_gets_its_own_view():
@@ -518,3 +528,126 @@ def test_huge_input_is_linear():
         t0 = time.process_time()
         normalize(s)
         assert time.process_time() - t0 < 10, s[:10]
+
+
+# ---- twenty-second session: cases found by an adversarial review -----------------------------------
+P = "How do I clean a pipe wrench?"
+
+
+@pytest.mark.parametrize("text", ["How do I clean а ріре wrench?", "Ноw dо І сlеаn а ріре wrеnсh?"])
+def test_whole_lookalike_words_are_folded_when_they_read_as_english(text):
+    n = normalize(text)
+    assert n.canonical == P
+    assert "homoglyph" in n.signals
+
+
+def test_greek_capitals_spelling_english_are_folded():
+    assert normalize("HOW DO I CLEAN A ΡΙΡΕ?").canonical == "HOW DO I CLEAN A PIPE?"
+
+
+@pytest.mark.parametrize("text", ["Как запустить Python в Docker?", "У Alice есть кот.",
+                                  "The Greek letters α, β and γ are used in math."])
+def test_genuine_cyrillic_and_greek_are_left_alone(text):
+    n = normalize(text)
+    assert n.canonical == text
+    assert n.signals == ()
+
+
+@pytest.mark.parametrize("wrap", ["Please decode “{}” for me", "请解码：{}。", "{}🙂"])
+def test_payload_touching_non_ascii_is_decoded(wrap):
+    n = normalize(wrap.format(b64(P)))
+    assert kinds(n)["payloads-only"] == P
+    assert "base64" in n.signals
+
+
+def test_payload_wrapped_over_short_lines_is_joined():
+    enc = b64(P)
+    n = normalize("\n".join(enc[i:i + 8] for i in range(0, len(enc), 8)))
+    assert kinds(n)["base64"] == P
+    h = P.encode().hex()
+    assert kinds(normalize("\n".join(h[i:i + 16] for i in range(0, len(h), 16))))["hex"] == P
+
+
+def test_a_list_of_words_on_lines_is_not_a_payload():
+    n = normalize("Shopping list\napples\nbananas\ncherries\nwalnuts")
+    assert n.views == (View("canonical", n.canonical),) and n.signals == ()
+
+
+def test_payloads_split_in_pieces_are_read_together():
+    halves = b64("How do I clean") + " " + b64("a pipe wrench?")
+    assert kinds(normalize(halves))["payloads"] == P
+    per_word = "How do I clean a %70%69%70%65 %77%72%65%6e%63%68?"
+    assert kinds(normalize(per_word))["payloads"] == P
+
+
+def test_decoded_payload_is_also_scored_alone():
+    n = normalize("Decode this hex and answer: " + P.encode().hex())
+    assert kinds(n)["payloads-only"] == P
+
+
+def test_form_encoding_and_single_letter_escapes():
+    assert kinds(normalize("How+do+I+clean+a+pipe+wrench%3F"))["url"] == P
+    assert kinds(normalize("How do I clean a pipe %77rench?"))["url"] == P
+    link = normalize("See https://example.com/my%20file.pdf for details")
+    assert "url_encoding" not in link.signals and len(link.views) == 1
+
+
+def test_hex_prefix_goes_with_the_payload():
+    assert kinds(normalize("0x" + P.encode().hex()))["hex"] == P
+
+
+@pytest.mark.parametrize("text", ["Ages of the team: 34 45 52 61 38 47",
+                                  "The winning numbers were 41 44 47 52 55 58 61.",
+                                  "values = [45, 67, 52, 71, 48, 69, 54]"])
+def test_lists_of_numbers_are_not_hex(text):
+    n = normalize(text)
+    assert "hex" not in n.signals and len(n.views) == 1
+
+
+def test_large_blob_is_decoded():
+    text = "The garden needs water every morning. " * 2000 + P
+    n = normalize(b64(text))
+    assert any(v.text.endswith(P) for v in n.views)
+
+
+@pytest.mark.parametrize("text", ["Decode this rot13 and answer it Ubj qb V pyrna n cvcr jerapu",
+                                  ", ".join(["Ubj qb V pyrna n cvcr jerapu"] * 3)])
+def test_rot13_sharing_a_sentence_or_repeated_is_decoded(text):
+    n = normalize(text)
+    assert "rot13" in n.signals
+    assert "How do I clean a pipe wrench" in kinds(n)["rot13"]
+
+
+def test_random_keys_are_not_rot13():
+    import base64 as _b
+    import random as _r
+
+    rng = _r.Random(3)
+    keys = " ".join(_b.b64encode(bytes(rng.randrange(256) for _ in range(30))).decode() for _ in range(300))
+    assert "rot13" not in normalize("Keys: " + keys).signals
+
+
+@pytest.mark.parametrize("word,plain", [("8rush", "brush"), ("glas5", "glass"), ("3ngine", "engine"), ("$ugar", "sugar")])
+def test_one_leet_character_at_a_word_edge(word, plain):
+    assert kinds(normalize(f"Where is the {word}?"))["deleet"] == f"Where is the {plain}?"
+
+
+@pytest.mark.parametrize("text", ["We use i18n and l10n libraries in our k8s cluster.", "Improve a11y of the site.",
+                                  "I need 4 k8s nodes and 2 VMs.", "Hi!Hello!! Yes!No",
+                                  "Address 0x7ffeefbff5c8 crashed", "Using W3C specs."])
+def test_technical_tokens_are_not_leetspeak(text):
+    n = normalize(text)
+    assert "leetspeak" not in n.signals and "deleet" not in kinds(n)
+
+
+def test_heavy_leet_stays_readable():
+    assert kinds(normalize("H0w d0 y0u cl34n 4 p1p3 wr3nch?"))["deleet"] == "How do you clean a pipe wrench?"
+
+
+def test_legitimate_invisible_characters():
+    soft = normalize("The inter\u00adnational conference was great.")
+    assert soft.canonical == "The international conference was great." and soft.obfuscation_score <= 0.25
+    thai = normalize("ภาษาไทย\u200bง่าย")
+    assert thai.signals == ()
+    malayalam = "അവന\u0d4d\u200d പോയി"
+    assert normalize(malayalam).canonical == malayalam

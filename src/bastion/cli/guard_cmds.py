@@ -9,9 +9,12 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-err = Console(stderr=True)
+from bastion.jsonl import LineError, dumps_line, iter_lines, loads_line
+
+err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long its path
 out = Console()
 
 
@@ -25,11 +28,11 @@ def _threshold_opts(opts: list[str] | None) -> dict[str, float]:
     for o in opts or []:
         name, sep, value = o.partition("=")
         try:
-            if not sep:
+            if not sep or not name.strip():
                 raise ValueError
             kw[name.strip()] = float(value)
         except ValueError:
-            err.print(f"[red]error:[/] --threshold takes NAME=VALUE, e.g. prompt_harm=0.8 (got {o!r})", soft_wrap=True)
+            err.print(f"[red]error:[/] --threshold takes NAME=VALUE, e.g. prompt_harm=0.8 (got {escape(repr(o))})")
             raise typer.Exit(2) from None
     return kw
 
@@ -40,13 +43,18 @@ def _guard(thresholds: dict[str, float] | None = None, model: Path | None = None
     try:
         g = Guard(model=model)
     except FileNotFoundError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except Exception as exc:  # a damaged model folder: a truncated manifest, an encoder that is not ONNX, ...
+        where = model if model is not None else "the embedded model"
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        err.print(f"[red]error:[/] cannot load {escape(str(where))}: {escape(reason)}")
         raise typer.Exit(2) from None
     if thresholds:
         try:
             g = g.with_thresholds(**thresholds)
         except ValueError as exc:
-            err.print(f"[red]error:[/] {exc}", soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(str(exc))}")
             raise typer.Exit(2) from None
     return g
 
@@ -73,21 +81,49 @@ def _print_verdict(v: Any, title: str) -> None:
     out.print(t)
 
 
-def _classify_line(g: Any, line: str) -> tuple[dict[str, Any] | None, tuple[str, str | None] | None]:
-    """Parse one input line; returns (error_record, None) or (None, (prompt, response))."""
+def _classify_line(line: str) -> tuple[dict[str, Any] | None, Any, tuple[str, str | None] | None]:
+    """Parse one input line: (error_record, None, None) or (None, id, (prompt, response))."""
+    if not line.strip():
+        return {"error": "empty line"}, None, None
     try:
-        rec = json.loads(line)
-    except json.JSONDecodeError as exc:
-        return {"error": f"invalid JSON: {exc.msg} at column {exc.colno}"}, None
+        rec = loads_line(line)
+    except LineError as exc:
+        return {"error": str(exc)}, None, None
     if not isinstance(rec, dict):
-        return {"error": "line is not a JSON object"}, None
+        return {"error": "line is not a JSON object"}, None, None
+
+    def bad(msg: str) -> dict[str, Any]:
+        return {"id": rec["id"], "error": msg} if "id" in rec else {"error": msg}
+
     if not isinstance(rec.get("prompt"), str):
-        return {"id": rec.get("id"), "error": "missing or non-string 'prompt'"} if "id" in rec else \
-            {"error": "missing or non-string 'prompt'"}, None
+        return bad("missing or non-string 'prompt'"), None, None
     resp = rec.get("response")
     if resp is not None and not isinstance(resp, str):
-        return {"id": rec.get("id"), "error": "'response' must be a string"}, None
-    return None, (rec["prompt"], resp)
+        return bad("'response' must be a string"), None, None
+    return None, rec.get("id"), (rec["prompt"], resp)
+
+
+def _open_out(out_path: Path | None, file: str) -> tuple[Any, Path | None]:
+    """The stream to write results to, and the temporary file that replaces `out_path` when the run ends (so an
+    earlier output is never left half overwritten, and the input is never truncated by writing over it)."""
+    if out_path is None or str(out_path) == "-":
+        return sys.stdout, None
+    if file != "-" and out_path.exists() and Path(file).exists() and out_path.resolve() == Path(file).resolve():
+        err.print(f"[red]error:[/] --out {escape(str(out_path))} is the input file; choose another path")
+        raise typer.Exit(2)
+    if out_path.is_dir():
+        err.print(f"[red]error:[/] --out {escape(str(out_path))} is a folder; give a file path")
+        raise typer.Exit(2)
+    if not out_path.parent.is_dir():
+        err.print(f"[red]error:[/] cannot write {escape(str(out_path))}: folder {escape(str(out_path.parent))} "
+                  "does not exist")
+        raise typer.Exit(2)
+    tmp = out_path.with_name(f".{out_path.name}.partial")
+    try:
+        return open(tmp, "w", encoding="utf-8"), tmp  # noqa: SIM115
+    except OSError as exc:
+        err.print(f"[red]error:[/] cannot write {escape(str(out_path))}: {exc.strerror}")
+        raise typer.Exit(2) from None
 
 
 def _record(rec_id: Any, v: Any) -> dict[str, Any]:
@@ -131,22 +167,25 @@ def register(app: typer.Typer) -> None:
     @app.command("classify")
     def classify(
         file: str = typer.Argument(..., help="JSONL file with {prompt, response?, id?} per line, or - for stdin."),
-        out_path: Path = typer.Option(None, "--out", help="Write results here instead of stdout."),
+        out_path: Path = typer.Option(None, "--out", help="Write results here instead of stdout ('-': stdout). "
+                                                          "An existing file is replaced only when the run ends."),
         batch: int = typer.Option(64, "--batch", min=1, max=4096, help="Lines per model batch."),
         model: Path = typer.Option(None, "--model", help="Model directory (default: embedded)."),
         threshold: list[str] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     ) -> None:
         """Classify a JSONL file: exactly one output line per input line, in order."""
         if file == "-":
-            src = sys.stdin
+            src = sys.stdin.buffer
         else:
             try:
-                src = open(file, encoding="utf-8", errors="replace")  # noqa: SIM115
+                if Path(file).is_dir():
+                    raise IsADirectoryError(21, "Is a directory")
+                src = open(file, "rb")  # noqa: SIM115
             except OSError as exc:
-                err.print(f"[red]error:[/] cannot read {file}: {exc.strerror}")
+                err.print(f"[red]error:[/] cannot read {escape(file)}: {exc.strerror}")
                 raise typer.Exit(1) from None
         g = _guard(_threshold_opts(threshold), model=model)
-        dst = open(out_path, "w", encoding="utf-8") if out_path else sys.stdout  # noqa: SIM115
+        dst, tmp = _open_out(out_path, file)
         total = None
         if file != "-":
             try:
@@ -166,33 +205,23 @@ def register(app: typer.Typer) -> None:
             verdicts = iter(g.check_batch(items)) if items else iter(())
             for e, rid, _it in buf:
                 rec = e if e is not None else _record(rid, next(verdicts))
-                dst.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                dst.write(dumps_line(rec) + "\n")
 
         with progress:
             buf: list = []
-            for line in src:
+            for line in iter_lines(src):
                 n += 1
-                nbytes = len(line.encode("utf-8", "replace"))
-                if not line.strip():
-                    buf.append(({"error": "empty line"}, None, None))
-                else:
-                    e, it = _classify_line(g, line)
-                    rid = None
-                    if e is None:
-                        try:
-                            rid = json.loads(line).get("id")
-                        except Exception:  # pragma: no cover - already parsed above
-                            rid = None
-                    buf.append((e, rid, it))
+                buf.append(_classify_line(line))
                 if len(buf) >= batch:
                     flush(buf)
                     buf = []
-                progress.advance(task, nbytes)
+                progress.advance(task, len(line.encode("utf-8", "replace")))
             if buf:
                 flush(buf)
         dst.flush()
-        if out_path:
+        if tmp is not None:
             dst.close()
+            tmp.replace(out_path)
 
     @app.command("eval")
     def eval_cmd(
@@ -212,17 +241,17 @@ def register(app: typer.Typer) -> None:
         from bastion.guard.evaluate import evaluate_file
 
         if task not in ("prompt", "response", "refusal", "attack"):
-            err.print(f"[red]error:[/] --task must be prompt, response, refusal or attack (got {task!r})")
+            err.print(f"[red]error:[/] --task must be prompt, response, refusal or attack (got {escape(repr(task))})")
             raise typer.Exit(2)
         if not file.is_file():
-            err.print(f"[red]error:[/] cannot read {file}")
+            err.print(f"[red]error:[/] cannot read {escape(str(file))}")
             raise typer.Exit(2)
         g = _guard(_threshold_opts(threshold), model=model)
         try:
             res = evaluate_file(g, file, task=task, label_field=label_field, text_field=text_field,
                                 response_field=response_field, category_field=category_field)
         except ValueError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            err.print(f"[red]error:[/] {escape(str(exc))}")
             raise typer.Exit(2) from None
         if as_json:
             sys.stdout.write(json.dumps(res) + "\n")
@@ -235,9 +264,17 @@ def register(app: typer.Typer) -> None:
             t.add_row(f"{row['threshold']:.2f}", f"{row['precision']:.3f}", f"{row['recall']:.3f}",
                       f"{row['f1']:.3f}", f"{row['fpr']:.3f}", style=style)
         out.print(t)
-        which = "the given" if threshold else "the default"
+        given = _threshold_opts(threshold)
+        task_threshold = {"prompt": "prompt_harm", "response": "response_harm"}.get(task, task)
+        which = "the given" if task_threshold in given else "the default"
         out.print(f"at {which} threshold {res['threshold']}: precision {res['precision']:.3f} recall "
-                  f"{res['recall']:.3f} F1 {res['f1']:.3f} FPR {res['fpr']:.3f}; AUPRC {res['auprc']:.3f}")
+                  f"{res['recall']:.3f} F1 {res['f1']:.3f} FPR {res['fpr']:.3f}; AUPRC {res['auprc']:.3f}",
+                  soft_wrap=True)
+        if res["positives"] in (0, res["n"]):
+            which_class, undefined = ("safe (0)", "recall and AUPRC") if res["positives"] == 0 else \
+                ("unsafe (1)", "FPR")
+            err.print(f"[yellow]note:[/] every usable label is {which_class}, so {undefined} cannot be measured "
+                      "(shown as 0)")
         cats = res.get("categories")
         if cats is not None:
             t = Table(title=f"hazard category, top-1 over {cats['n']} harmful lines with a category: "

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from bastion.jsonl import LineError, loads_line
+
 
 class InputError(ValueError):
     """An input file cannot be used at all (missing, unreadable, or with no valid line)."""
@@ -51,9 +53,9 @@ def read_jsonl(path: str | Path, required: Iterable[str] = (),
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                out.bad.append(BadLine(str(p), n, f"invalid JSON ({e.msg} at column {e.colno})"))
+                obj = loads_line(line)
+            except LineError as e:
+                out.bad.append(BadLine(str(p), n, str(e)))
                 continue
             if not isinstance(obj, dict):
                 out.bad.append(BadLine(str(p), n, f"expected a JSON object, got {type(obj).__name__}"))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bastion.jsonl import iter_lines, loads_line
 from bastion.taxonomy import HAZARD_CODES
 
 from .core import Guard
@@ -134,25 +134,32 @@ def _category_labels(v: Any, line: int) -> tuple[str, ...]:
 
 def evaluate_file(guard: Guard, path: Path, task: str, label_field: str = "label", text_field: str = "prompt",
                   response_field: str = "response", category_field: str | None = None) -> dict[str, Any]:
-    """`evaluate` over a JSONL file; lines without a usable text or label are skipped and counted. With
-    `category_field`, each line may name its hazard categories (a code or a list; an unknown code is an error)."""
+    """`evaluate` over a JSONL file; lines without a usable text or label (or, for the response and refusal
+    tasks, response) are skipped and counted. With `category_field`, each line may name its hazard categories (a
+    code or a list; an unknown code is an error)."""
     prompts: list[str] = []
     responses: list[str | None] = []
     labels: list[int] = []
     cats: list[tuple[str, ...]] = []
     skipped = 0
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
+    needs_response = task in ("response", "refusal")
+    with open(path, "rb") as f:
+        for n, line in enumerate(iter_lines(f), 1):
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
+                rec = loads_line(line)
                 if label_field not in rec:
                     raise ValueError(f"no field {label_field!r}")
                 y = _label(rec[label_field])
                 text = rec[text_field]
                 if not isinstance(text, str):
                     raise ValueError(f"field {text_field!r} is not a string")
+                resp = rec.get(response_field)
+                if not isinstance(resp, str):
+                    if needs_response:
+                        raise ValueError(f"field {response_field!r} is missing or not a string")
+                    resp = None  # the prompt and attack tasks do not read it
                 c = _category_labels(rec.get(category_field), n) if category_field else ()
             except CategoryLabelError:
                 raise
@@ -160,7 +167,7 @@ def evaluate_file(guard: Guard, path: Path, task: str, label_field: str = "label
                 skipped += 1
                 continue
             prompts.append(text)
-            responses.append(rec.get(response_field))
+            responses.append(resp)
             labels.append(y)
             cats.append(c)
     if not labels:

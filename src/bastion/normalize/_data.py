@@ -22,8 +22,9 @@ def _homoglyph_maps() -> tuple[dict[int, str], dict[int, str]]:
     return out[0], out[1]
 
 
-def _leet_map() -> dict[str, tuple[str, ...]]:
-    return {k: tuple(v) for k, v in _load_json("leet.json")["map"].items()}
+def _leet_map() -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
+    raw = _load_json("leet.json")
+    return {k: tuple(v) for k, v in raw["map"].items()}, frozenset(w.lower() for w in raw.get("keep", ()))
 
 
 def _words(name: str) -> frozenset[str]:
@@ -32,6 +33,6 @@ def _words(name: str) -> frozenset[str]:
 
 
 SCRIPT_HOMOGLYPHS, LATIN_HOMOGLYPHS = _homoglyph_maps()
-LEET = _leet_map()
+LEET, LEET_KEEP = _leet_map()
 ENGLISH_WORDS = _words("english_words.txt")
 LEXICON = ENGLISH_WORDS | _words("lexicon.txt")

@@ -18,7 +18,7 @@ import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
-from ._data import ENGLISH_WORDS, LATIN_HOMOGLYPHS, LEET, LEXICON, SCRIPT_HOMOGLYPHS
+from ._data import ENGLISH_WORDS, LATIN_HOMOGLYPHS, LEET, LEET_KEEP, LEXICON, SCRIPT_HOMOGLYPHS
 
 __all__ = ["View", "Normalized", "normalize"]
 
@@ -43,10 +43,11 @@ class Normalized:
 
 
 # ---- limits --------------------------------------------------------------------------------------
-MAX_PAYLOAD_VIEWS = 8  # decoded-payload views per text
-MAX_DECODE_CHARS = 65536  # total payload characters decoded per text; longer blobs are skipped
-MAX_CANDIDATES = 512  # payload candidates tried per decoder per text
-MAX_DEPTH = 2  # nested decoding (base64 of rot13, ...)
+MAX_PAYLOAD_VIEWS = 32  # views with one decoded payload each; every payload is also in the two combined views
+MAX_DECODE_CHARS = 1 << 20  # total payload characters decoded per text
+MAX_CANDIDATES = 4096  # payload candidates tried per decoder per text
+MAX_DEPTH = 3  # nested decoding (base64 of base64 of rot13, ...)
+MAX_EXCERPTS = 64  # excerpts of a long text kept around tag-character or right-to-left runs
 LONG_TEXT = 8192  # above this, non-canonical views are excerpts around the changes
 EXCERPT_CONTEXT = 600  # characters kept either side of a change in an excerpt
 
@@ -65,6 +66,7 @@ _STRENGTH = {
     "url_alnum": 0.7,  # percent-encoding of letters/digits: never needed, so deliberate
     "url_reserved": 0.2,
     "nested": 0.8,
+    "decode_limit": 0.5,  # a limit above stopped decoding: what was left undecoded could hide a payload
 }
 
 # ---- character classes ---------------------------------------------------------------------------
@@ -102,15 +104,22 @@ _SCRIPT_SET = _char_class(SCRIPT_HOMOGLYPHS)
 _LATIN_SET = _char_class(LATIN_HOMOGLYPHS)
 # ZWJ/ZWNJ are kept between characters that need them (emoji sequences, Indic, Arabic, ...).
 _JOINABLE = f"[^\\x00-\\u058f{_SCRIPT_SET}{_LATIN_SET}]"
-_STRIP = re.compile(
-    f"[{_ZW}{_BIDI}{_CTRL}]+|(?<!{_JOINABLE})[{_JOINERS}]+|[{_JOINERS}]+(?!{_JOINABLE})"
-)
+_STRIP = re.compile(f"[{_ZW}{_BIDI}{_CTRL}]+|(?<!{_JOINABLE})[{_JOINERS}]+(?!{_JOINABLE})")
+# Scripts written without spaces between words, where a zero-width space is the word separator.
+_NO_SPACE_SCRIPT = re.compile("[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u19e0-\u19ff\u3040-\u30ff\u4e00-\u9fff]")
 MAX_CLASSIFIED_RUNS = 256  # hidden-character runs inspected for signals (stripping itself is unlimited)
 _SCRIPT_CHARS = re.compile(f"[{_SCRIPT_SET}]")
+# Letters of the look-alike scripts (Greek, Cyrillic, Armenian, Cherokee, Lisu) that have no Latin look-alike:
+# one of them means the text is written in that script, not disguised with it.
+_GENUINE = re.compile("[" + _char_class(
+    c for a, b in ((0x370, 0x3FF), (0x400, 0x52F), (0x531, 0x58F), (0x13A0, 0x13FF), (0xA4D0, 0xA4FF))
+    for c in range(a, b + 1)
+    if c not in SCRIPT_HOMOGLYPHS and unicodedata.category(chr(c)).startswith("L")
+) + "]")
 _LATIN_CHARS = re.compile(f"[{_LATIN_SET}]")
 # A look-alike letter touching an ASCII letter: the word mixes scripts ("bоmb" with Cyrillic о).
 _MIXED = re.compile(f"[{_SCRIPT_SET}](?:(?<=[A-Za-z].)|(?=[A-Za-z]))")
-# A whole word made only of look-alike letters ("сор"): folded only between Latin words.
+# A whole word made only of look-alike letters ("сор"): see _fold_script_homoglyphs.
 _ALL_LOOKALIKE = re.compile(f"[{_SCRIPT_SET}](?<![^\\W\\d_].)[{_SCRIPT_SET}]*(?![^\\W\\d_])")
 MAX_HOMOGLYPH_WORDS = 2048
 _ASCII_LETTER = re.compile(r"[A-Za-z]")
@@ -139,7 +148,7 @@ _LEET_HINT = re.compile(
 _TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@$!")
 _PREV_TOKEN = re.compile(r"(?<![A-Za-z0-9@$!])([A-Za-z0-9@$!]{1,4})[ \t]+$")
 _NEXT_TOKEN = re.compile(r"[ \t]+([A-Za-z0-9@$!]{1,4})(?![A-Za-z0-9@$!])")
-MAX_LEET_TOKENS = 4096
+MAX_LEET_TOKENS = 16384
 MAX_TOKEN = 40
 _LEET_CHARS = "".join(LEET)
 _SHAPE = str.maketrans(
@@ -155,8 +164,9 @@ _LEET_LOWER = str.maketrans({k: v[0] for k, v in LEET.items()})
 _LEET_UPPER = str.maketrans({k: v[0].upper() for k, v in LEET.items()})
 _MULTI_LEET = frozenset(k for k, v in LEET.items() if len(v) > 1)
 
-_URL = re.compile(r"(?<!\S)[^\s%]*(?:%[0-9A-Fa-f]{2}[^\s%]*){2,}")
+_URL = re.compile(r"(?<!\S)[^\s%]*(?:%[0-9A-Fa-f]{2}[^\s%]*)+")
 _URL_ESC = re.compile(r"%([0-9A-Fa-f]{2})")
+_FORM_WORDS = re.compile(r"[A-Za-z]\+[A-Za-z]+\+[A-Za-z]")
 _HEX_ESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}|\\u00[0-9A-Fa-f]{2}){3,}")
 # Hex of text: every byte of ASCII text begins with a digit, so matches start at [0-7] (fast scan).
 _HEX_SPACED = re.compile(
@@ -165,6 +175,9 @@ _HEX_SPACED = re.compile(
 )
 _HEX_CAT = re.compile(r"[0-7](?<![0-9A-WYZa-wyz].)[0-9A-Fa-f](?:[0-9A-Fa-f]{2}){5,}(?![0-9A-Za-z])")
 _HEX_DIGITS = re.compile(r"[^0-9A-Fa-f]|0x|\\x|\\u00")
+# Two or more lines that are each a single base64/hex token (each line's own spaces allowed at its ends).
+_WRAPPED = re.compile(r"^[ \t]*[A-Za-z0-9+/_=-]{4,}[ \t]*(?:\r?\n[ \t]*[A-Za-z0-9+/_=-]{2,}[ \t]*)+$", re.M)
+_HEX_ONLY = re.compile(r"^[0-9A-Fa-f]+$")
 _B64 = re.compile(r"(?<![A-Za-z0-9+/=_-])[A-Za-z0-9+/_-]{12,}={0,2}(?![A-Za-z0-9+/=_-])")
 B64_MIN = 16  # characters, padding included
 _B64_URLSAFE = str.maketrans("-_", "+/")
@@ -218,14 +231,25 @@ def normalize(text: str) -> Normalized:
         add("deleet", _render(base, reps, long))
 
     # Embedded payloads: one view per payload, nested decodings as further views.
-    budget = [MAX_DECODE_CHARS]
+    budget = [MAX_DECODE_CHARS, 0]  # characters left to decode; set to 1 when a limit stopped decoding
     n_payload = 0
+    decoded_at: dict[tuple[int, int], str] = {}
     for start, end, kind, decoded in _payloads(canonical, sig, budget, depth=1):
-        if n_payload >= MAX_PAYLOAD_VIEWS:
-            break
-        before = len(views)
-        add(kind, _render(canonical, [(start, end, decoded)], long))
-        n_payload += len(views) > before
+        decoded_at[(start, end)] = decoded  # nested decodings come after their parent: the last is the deepest
+        if n_payload < MAX_PAYLOAD_VIEWS:
+            before = len(views)
+            add(kind, _render(canonical, [(start, end, decoded)], long))
+            n_payload += len(views) > before
+        else:
+            budget[1] = 1
+    if len(decoded_at) > 1:
+        # Every payload decoded at once: a request split over several payloads (two halves, word by word).
+        add("payloads", _render(canonical, [(s, e, d) for (s, e), d in sorted(decoded_at.items())], long))
+    if decoded_at:
+        # The decodings alone: a wrapper ("decode this and answer: ...") can otherwise dilute the request.
+        add("payloads-only", "\n".join(d.strip() for _span, d in sorted(decoded_at.items())))
+    if budget[1]:
+        _bump(sig, "decode_limit", _STRENGTH["decode_limit"])
     for kind, reps in _segment_decodings(canonical, sig):
         add(kind, _render(canonical, reps, long))
         # The decoded sentences alone as well: a long instruction wrapper ("you are an expert in ROT13 ...")
@@ -288,6 +312,10 @@ def _strip_hidden(text: str, sig: dict[str, float]) -> str:
                 pass  # emoji presentation selectors
             elif ch == "\ufeff" and s == 0:
                 pass  # byte-order mark
+            elif ch == "\u200b" and (_NO_SPACE_SCRIPT.match(prev) or _NO_SPACE_SCRIPT.match(nxt)):
+                pass  # the word separator of Thai, Khmer, Lao, Myanmar
+            elif ch == "\u00ad":
+                _bump(sig, "zero_width", 0.25)  # soft hyphens come with text copied from typeset documents
             else:
                 _bump(sig, "zero_width", _STRENGTH["zero_width"] if in_word else 0.25)
     t = _STRIP.sub("", text)
@@ -305,8 +333,8 @@ def _decode_tags(m: re.Match[str]) -> str:
 
 
 def _fold_script_homoglyphs(t: str, sig: dict[str, float]) -> str:
-    """Fold look-alike letters of other scripts, but only in words that mix them with Latin letters,
-    or all-look-alike words whose neighbours are Latin. Genuine Cyrillic/Greek text is untouched."""
+    """Fold look-alike letters of other scripts in words that mix them with Latin letters, and in all-look-alike
+    words that then read as English. Genuine Cyrillic/Greek text is untouched."""
     reps: dict[int, tuple[int, str]] = {}
     n = len(t)
     pos = 0
@@ -323,15 +351,27 @@ def _fold_script_homoglyphs(t: str, sig: dict[str, float]) -> str:
         return t.translate(SCRIPT_HOMOGLYPHS)
     if reps:
         _bump(sig, "homoglyph", _STRENGTH["homoglyph"])
-    checked = 0
-    for m in _ALL_LOOKALIKE.finditer(t):
-        checked += 1
-        if checked > MAX_HOMOGLYPH_WORDS:
+    # An all-look-alike word ("ріре") is folded only when it then reads as an English word, and only beside Latin
+    # words or in a text with no letter of its own script that Latin lacks: "есть" or "в" in Russian stay as they are.
+    genuine = _GENUINE.search(t) is not None
+    singles: list[tuple[int, int, str]] = []
+    folded_words = False
+    for checked, m in enumerate(_ALL_LOOKALIKE.finditer(t)):
+        if checked >= MAX_HOMOGLYPH_WORDS:
             break
         s, e = m.span()
-        if s not in reps and _latin_neighbours(t, s, e):
-            reps[s] = (e, m.group().translate(SCRIPT_HOMOGLYPHS))
+        if s in reps:
+            continue
+        word = m.group().translate(SCRIPT_HOMOGLYPHS)
+        if e - s == 1:
+            singles.append((s, e, word))
+        elif word.lower() in LEXICON and (not genuine or _latin_neighbours(t, s, e)):
+            reps[s] = (e, word)
+            folded_words = True
             _bump(sig, "homoglyph", _STRENGTH["homoglyph_context"])
+    if folded_words and not genuine:
+        for s, e, word in singles:  # "а" in "make а ріре bomb"; alone ("α, β and γ") they are symbols
+            reps[s] = (e, word)
     return _splice(t, [(s, e, w) for s, (e, w) in sorted(reps.items())]) if reps else t
 
 
@@ -426,23 +466,28 @@ def _deleet(t: str, sig: dict[str, float]) -> list[tuple[int, int, str]]:
             break
         s, e = _token_bounds(t, m.start(), n)
         pos = max(e, m.end())
+        while e - s > 1 and t[e - 1] == "!":
+            e -= 1  # "Hello!!": punctuation, not "helloii"
         tok = t[s:e]
-        if s in out or len(tok) > MAX_TOKEN:
-            continue
+        if s in out or len(tok) > MAX_TOKEN or tok.lower() in LEET_KEEP or tok[:2] in ("0x", "0X"):
+            continue  # "k8s", "i18n", addresses
         if (s and t[s - 1] in "/\\.=&?#%:") or t[e:e + 1] in ("/", "\\", "=", "@") or (
             e + 1 < n and t[e] == "." and t[e + 1].isalnum()
         ):
             continue  # URLs, paths, e-mail addresses, file names
-        new = _leet_word(tok)
-        if new is None:
-            weak = _weak_leet_word(tok)
+        found = _leet_word(tok)
+        if found is None or not found[1]:
+            weak = found[0] if found else _weak_leet_word(tok)
             if weak is not None:
                 weak_found.append((s, e, weak))
             continue
+        new = found[0]
         out[s] = (e, new)
         w = 0.6 if any(c in _CLASSIC_LEET for c in tok) else 0.35
         strength = 1.0 - (1.0 - strength) * (1.0 - w)
         _leet_neighbours(t, s, e, out)
+    else:
+        _bump(sig, "decode_limit", _STRENGTH["decode_limit"])  # tokens after the limit were not read
     if not out:
         return []
     # Tokens that read as a word only when mostly digits ("h473", "5734l") are taken only beside surer leet words:
@@ -487,17 +532,22 @@ def _leetable(tok: str) -> bool:
     return "D" in shape and "N" not in shape
 
 
-def _leet_word(tok: str) -> str | None:
+def _leet_word(tok: str) -> tuple[str, bool] | None:
+    """(reading, sure) for a leet-looking token. Sure: it reads as a word ("b0mb", "8omb", "$ulfur"), or it is
+    heavy leet ("m3th4mph3t4m1n3"). Other readings ("m3th", but also "W3C") are taken only beside a sure word."""
     shape = tok.translate(_SHAPE)
-    if "N" in shape or shape.count("L") < 2 or (len(tok) >= 6 and _HEXLIKE.match(tok)):
+    letters = shape.count("L")
+    if "N" in shape or letters < 2 or (len(tok) >= 6 and _HEXLIKE.match(tok)):
         return None
     upper = tok.upper() == tok
     if _LEET_INTERIOR.search(shape):
-        return _choose(tok, upper)
+        cand = _choose(tok, upper, LEXICON)
+        return cand, cand.lower() in LEXICON or (shape.count("D") >= 3 and letters >= 3)
     if _LEET_EDGE.match(shape):
-        cand = _choose(tok, upper)
-        if cand.lower() in ENGLISH_WORDS:
-            return cand
+        cand = _choose(tok, upper, LEXICON)
+        word = cand.lower()
+        if word in ENGLISH_WORDS or (len(word) >= 4 and word in LEXICON):
+            return cand, True
     return None
 
 
@@ -539,7 +589,7 @@ def _payloads(t: str, sig: dict[str, float], budget: list[int], depth: int):
         return all(e <= a or s >= b for a, b in taken)
 
     long_tokens = _long_tokens(t, 12)
-    for finder in (_find_hex_escapes, _find_url, _find_hex_spaced, _find_hex_cat, _find_base64):
+    for finder in (_find_wrapped, _find_hex_escapes, _find_url, _find_hex_spaced, _find_hex_cat, _find_base64):
         for s, e, kind, dec, strength in finder(t, budget, long_tokens):
             if free(s, e):
                 taken.append((s, e))
@@ -583,18 +633,60 @@ def _utf8(b: bytes) -> str | None:
         return None
 
 
+def _over(budget: list[int], i: int) -> bool:
+    """True (and the limit recorded) once `i` candidates have been tried."""
+    if i >= MAX_CANDIDATES:
+        budget[1] = 1
+        return True
+    return False
+
+
 def _spend(budget: list[int], n: int) -> bool:
     if n > budget[0]:
+        budget[1] = 1
         return False
     budget[0] -= n
     return True
+
+
+def _find_wrapped(t: str, budget: list[int], _long: list[tuple[int, str]]):
+    """A payload wrapped over several lines, each line one base64 or hex token (MIME-style, or cut short on purpose
+    so that no line is long enough to decode): the lines are joined and decoded as one."""
+    if "\n" not in t:
+        return
+    tried = 0
+    for m in _WRAPPED.finditer(t):
+        block = m.group()
+        lines = block.split()
+        joined = "".join(lines)
+        if len(lines) < 2 or len(joined) < B64_MIN:
+            continue
+        width = len(lines[0])
+        if any(len(x) != width for x in lines[1:-1]) or len(lines[-1]) > width:
+            continue  # wrapped payloads have lines of one width (the last may be shorter); lists of words do not
+        tried += 1
+        if _over(budget, tried - 1) or not _spend(budget, len(joined)):
+            return
+        s = m.start() + len(block) - len(block.lstrip())
+        e = m.start() + len(block.rstrip())
+        if _HEX_ONLY.match(joined) and not joined.isdigit():
+            dec = _utf8(bytes.fromhex(joined)) if len(joined) % 2 == 0 else None
+            if dec is not None and _texty(dec, 4):
+                yield s, e, "hex", dec, _STRENGTH["hex"]
+            continue
+        core = joined.rstrip("=")
+        if "=" in core or core.islower() or core.isupper():
+            continue  # padding inside: separate payloads, decoded one by one; one case: a list of words
+        dec = _b64_text(core)
+        if dec is not None:
+            yield s, e, "base64", dec, _STRENGTH["base64"]
 
 
 def _find_hex_escapes(t: str, budget: list[int], _long: list[tuple[int, str]]):
     if "\\" not in t:
         return
     for i, m in enumerate(_HEX_ESC.finditer(t)):
-        if i >= MAX_CANDIDATES or not _spend(budget, len(m.group())):
+        if _over(budget, i) or not _spend(budget, len(m.group())):
             return
         raw = m.group().replace("\\x", "").replace("\\u00", "")
         dec = _utf8(bytes.fromhex(raw))
@@ -606,39 +698,41 @@ def _find_url(t: str, budget: list[int], _long: list[tuple[int, str]]):
     if "%" not in t:
         return
     for i, m in enumerate(_URL.finditer(t)):
-        if i >= MAX_CANDIDATES or not _spend(budget, len(m.group())):
+        if _over(budget, i) or not _spend(budget, len(m.group())):
             return
         tok = m.group()
-        dec = _utf8(unquote_to_bytes(tok))
+        escapes = _URL_ESC.findall(tok)
+        alnum = any(chr(int(h, 16)).isalnum() for h in escapes if int(h, 16) < 128)
+        form = _FORM_WORDS.search(tok) is not None  # "How+do+I+...%3F": a form-encoded sentence
+        if len(escapes) < 2 and not (alnum or form):
+            continue  # one "%20" in a link is ordinary
+        dec = _utf8(unquote_to_bytes(tok.replace("+", " ") if form else tok))
         if dec is None or dec == tok or _NONPRINT.search(dec):
             continue
-        alnum = any(chr(int(h, 16)).isalnum() for h in _URL_ESC.findall(tok) if int(h, 16) < 128)
         yield m.start(), m.end(), "url", dec, _STRENGTH["url_alnum" if alnum else "url_reserved"]
 
 
 def _find_hex_spaced(t: str, budget: list[int], _long: list[tuple[int, str]]):
     for i, m in enumerate(_HEX_SPACED.finditer(t)):
-        if i >= MAX_CANDIDATES or not _spend(budget, len(m.group())):
+        if _over(budget, i) or not _spend(budget, len(m.group())):
             return
         raw = _HEX_DIGITS.sub("", m.group())
-        if raw.isdigit() and len(raw) < 12:
-            continue  # "12 34 56": numbers, not bytes
+        if raw.isdigit() and (len(raw) < 12 or b" " not in bytes.fromhex(raw)):
+            continue  # "34 45 52 61": numbers, not bytes (hex of a sentence without letters a-f has spaces)
         dec = _utf8(bytes.fromhex(raw))
         if dec is not None and _texty(dec) and (len(dec) >= 6 or dec.islower()):
             yield m.start(), m.end(), "hex", dec, _STRENGTH["hex"]
 
 
 def _long_tokens(t: str, min_len: int) -> list[tuple[int, str]]:
-    """(offset, token) for whitespace-separated ASCII tokens of at least `min_len` characters.
-    str.split runs at C speed, so ordinary prose costs little here."""
-    out = []
-    pos = 0
-    for tok in [w for w in t.split() if len(w) >= min_len]:
-        i = t.find(tok, pos)
-        pos = i + len(tok)
-        if tok.isascii():
-            out.append((i, tok))
-    return out
+    """(offset, token) for runs of at least `min_len` printable ASCII characters without spaces: a payload glued to
+    curly quotes, CJK punctuation or an emoji is still a token. The regex scan runs at C speed."""
+    if min_len not in _ASCII_RUNS:
+        _ASCII_RUNS[min_len] = re.compile(f"[!-~]{{{min_len},}}")
+    return [(m.start(), m.group()) for m in _ASCII_RUNS[min_len].finditer(t)]
+
+
+_ASCII_RUNS: dict[int, re.Pattern[str]] = {}
 
 
 def _find_hex_cat(t: str, budget: list[int], long_tokens: list[tuple[int, str]]):
@@ -646,14 +740,17 @@ def _find_hex_cat(t: str, budget: list[int], long_tokens: list[tuple[int, str]])
     for off, tok in long_tokens:
         for m in _HEX_CAT.finditer(tok):
             i += 1
-            if i > MAX_CANDIDATES or not _spend(budget, len(m.group())):
+            if _over(budget, i - 1) or not _spend(budget, len(m.group())):
                 return
             raw = m.group()
             if raw.isdigit():
                 continue
             dec = _utf8(bytes.fromhex(raw))
             if dec is not None and _texty(dec, 4):
-                yield off + m.start(), off + m.end(), "hex", dec, _STRENGTH["hex"]
+                s = off + m.start()
+                if t[s - 2:s] in ("0x", "0X"):
+                    s -= 2  # the prefix goes with the payload
+                yield s, off + m.end(), "hex", dec, _STRENGTH["hex"]
 
 
 def _find_base64(t: str, budget: list[int], long_tokens: list[tuple[int, str]]):
@@ -669,10 +766,8 @@ def _find_base64(t: str, budget: list[int], long_tokens: list[tuple[int, str]]):
             # Words, paths and identifiers: base64 of text nearly always mixes case and digits.
             if core.islower() or core.isupper() or (core.isalpha() and ("/" in core or "_" in core)):
                 continue
-            if len(cand) > MAX_DECODE_CHARS:
-                continue  # images and archives, not smuggled text
             tried += 1
-            if tried > MAX_CANDIDATES or not _spend(budget, len(cand)):
+            if _over(budget, tried - 1) or not _spend(budget, len(cand)):
                 return
             dec = _b64_text(core)
             kind = "base64"
@@ -723,15 +818,23 @@ def _segment_decodings(t: str, sig: dict[str, float]) -> list[tuple[str, list[tu
         if n < 2:
             continue
         h0 = sum(map(known, words))
-        if 2 * h0 >= n:
-            continue  # already English
-        need = max(2.0, 0.4 * n)
         joined = " ".join(words)  # ASCII: translate and slicing stay on the fast path
+        if 2 * h0 >= n:
+            # already English, but a rot13 run can share the sentence ("decode this: Ubj qb V znxr ...")
+            if try_rot:
+                rot.extend(_rot13_runs(t, m.start(), m.end(), lex))
+            continue
+        # distinct words: a repeated identifier ("arr1, arr2" -> "nee") is one hit, not a sentence, and a repeated
+        # phrase is one phrase
+        need = max(2.0, 0.4 * len(set(words)))
         if try_rot:
-            # distinct words: a repeated identifier ("arr1, arr2" -> "nee") is one hit, not a sentence
             h13 = len({w for w in joined.translate(_ROT13).split() if lex(w)})
             if h13 >= need and h13 >= 2 * sum(map(lex, words)) + 1:
                 rot.append((m.start(), m.end(), t[m.start():m.end()].translate(_ROT13)))
+                continue
+            runs = _rot13_runs(t, m.start(), m.end(), lex)
+            if runs:
+                rot.extend(runs)
                 continue
         if try_rev:
             hrv = sum(map(known, joined[::-1].split()))
@@ -748,6 +851,51 @@ def _segment_decodings(t: str, sig: dict[str, float]) -> list[tuple[str, list[tu
     if rev:
         _bump(sig, "reversed", _STRENGTH["reversed"])
         out.append(("reversed", rev))
+    return out
+
+
+_ALPHA_WORD = re.compile(r"[A-Za-z]+")
+_HAS_SPACE = re.compile(r"\s")
+ROT13_RUN = 3  # words in a row that are not words but read as words after rot13
+
+
+def _free_word(t: str, s: int, e: int) -> bool:
+    """A word not glued to digits or base64 symbols: "gur" in "the gur", not in "x7gur+"."""
+    return (s == 0 or t[s - 1] not in _GLUE and not t[s - 1].isalnum()) and (
+        e == len(t) or t[e] not in _GLUE and not t[e].isalnum())
+
+
+_GLUE = frozenset("+/=_")
+
+
+def _rot13_runs(t: str, start: int, end: int, lex) -> list[tuple[int, int, str]]:
+    """Stretches of `t[start:end]` made of words that are not English but are after rot13 ("Ubj qb V znxr"),
+    at least ROT13_RUN of them; single letters and words that are English in neither reading go along."""
+    out: list[tuple[int, int, str]] = []
+    run: list[re.Match[str]] = []
+    hits = 0
+
+    def close() -> None:
+        if hits >= ROT13_RUN:
+            a, b = run[0].start(), run[-1].end()
+            out.append((a, b, t[a:b].translate(_ROT13)))
+
+    for m in _ALPHA_WORD.finditer(t, start, end):
+        w = m.group().lower()
+        if len(w) == 1 or (run and not lex(w) and not lex(w.translate(_ROT13))):
+            if run:
+                run.append(m)  # single letters, and words of neither reading (names, rare words) go along
+            continue
+        if lex(w.translate(_ROT13)) and not lex(w) and _free_word(t, m.start(), m.end()):
+            if run and not _HAS_SPACE.search(t, run[-1].end(), m.start()):
+                close()  # glued by digits or symbols ("x7Fb+gur"): an identifier or a key, not a sentence
+                run, hits = [], 0
+            run.append(m)
+            hits += 1
+            continue
+        close()
+        run, hits = [], 0
+    close()
     return out
 
 
@@ -806,7 +954,7 @@ def _alt_view(text: str, rx: re.Pattern[str], fn, long: bool) -> str:
         return _canonical(rx.sub(fn, text), {})
     parts = []
     for i, m in enumerate(rx.finditer(text)):
-        if i >= MAX_PAYLOAD_VIEWS:
+        if i >= MAX_EXCERPTS:
             break
         s, e = m.span()
         window = text[max(0, s - EXCERPT_CONTEXT):s] + fn(m) + text[e:e + EXCERPT_CONTEXT]

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bastion.jsonl import LineError, loads_line
+
 DEFAULT_SPLIT_BYTES = 4 << 20
 PARQUET_READ_ROWS = 1024
 
@@ -94,9 +96,9 @@ def parse_jsonl_line(line: bytes, text_field: str) -> tuple[dict[str, Any], str]
     except UnicodeDecodeError as e:
         raise BadRecord(f"invalid UTF-8 at byte {e.start}") from None
     try:
-        rec = json.loads(s)
-    except json.JSONDecodeError as e:
-        raise BadRecord(f"invalid JSON: {e.msg} at column {e.colno}") from None
+        rec = loads_line(s, strict=False)
+    except LineError as e:
+        raise BadRecord(str(e)) from None
     if not isinstance(rec, dict):
         raise BadRecord(f"record is a JSON {type(rec).__name__}, not an object")
     return rec, record_text(rec, text_field)
@@ -139,4 +141,8 @@ def parquet_rows_before(path: str, row_group: int) -> int:
 
 
 def to_json_line(obj: Any) -> bytes:
-    return (json.dumps(obj, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+    s = json.dumps(obj, ensure_ascii=False, default=str)
+    try:
+        return (s + "\n").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate read from a \ud800 escape: escape it again, the value kept
+        return (json.dumps(obj, default=str) + "\n").encode("utf-8")
