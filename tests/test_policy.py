@@ -146,3 +146,12 @@ def test_poll_waits_for_a_stable_file_so_a_half_written_policy_is_never_loaded(t
     assert store.poll() is None  # changed since the last poll: wait for it to settle
     assert store.poll() is True and store.policy.refusal == "Second refusal."
     assert store.poll() is None  # unchanged since the reload
+
+
+def test_a_policy_file_that_is_not_utf8_is_a_policy_error(tmp_path):
+    from bastion.guard.policy import Policy, PolicyError
+
+    p = tmp_path / "p.yaml"
+    p.write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(PolicyError, match="not a UTF-8 text file"):
+        Policy.load(p)

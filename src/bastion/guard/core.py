@@ -73,25 +73,41 @@ def adjust_refusal_score(response: str, model_score: float) -> float:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Decision thresholds per check, in [0, 1]. A score >= threshold fires."""
+    """Decision thresholds per check, in [0, 1]. A score >= threshold fires (both as the verdict reports them,
+    rounded to 4 decimals). A field left None takes the model's calibrated default when given to a Guard."""
 
-    prompt_harm: float = 0.5
-    response_harm: float = 0.5
-    refusal: float = 0.5
-    attack: float = 0.5
-    category: float = 0.35
+    prompt_harm: float | None = None
+    response_harm: float | None = None
+    refusal: float | None = None
+    attack: float | None = None
+    category: float | None = None
+
+    def __post_init__(self) -> None:
+        for k, v in self.__dict__.items():
+            if v is None:
+                continue
+            try:
+                if isinstance(v, bool):
+                    raise TypeError
+                x = float(v)
+            except (TypeError, ValueError):
+                raise TypeError(f"threshold {k} must be a number, got {v!r}") from None
+            if not 0.0 <= x <= 1.0:
+                raise ValueError(f"threshold {k}={v} is outside [0, 1]")
+            object.__setattr__(self, k, x)
 
     def as_tuple(self) -> tuple[tuple[str, float], ...]:
-        return tuple(self.__dict__.items())
+        return tuple((k, FALLBACK_THRESHOLDS[k] if v is None else v) for k, v in self.__dict__.items())
 
-    def replace(self, **kw: float) -> Thresholds:
+    def replace(self, **kw: float | None) -> Thresholds:
         unknown = set(kw) - set(self.__dict__)
         if unknown:
             raise ValueError(f"unknown threshold(s): {', '.join(sorted(unknown))}")
-        for k, v in kw.items():
-            if not 0.0 <= float(v) <= 1.0:
-                raise ValueError(f"threshold {k}={v} is outside [0, 1]")
-        return Thresholds(**{**self.__dict__, **{k: float(v) for k, v in kw.items()}})
+        return Thresholds(**{**self.__dict__, **kw})
+
+
+# What a threshold the model does not calibrate falls back to.
+FALLBACK_THRESHOLDS = {"prompt_harm": 0.5, "response_harm": 0.5, "refusal": 0.5, "attack": 0.5, "category": 0.35}
 
 
 # Responses scoring at least RESPONSE_CATEGORY_FLOOR have their categories read from their request scored as a prompt,
@@ -108,6 +124,7 @@ RESPONSE_CATEGORY_FLOOR = 0.1
 RESPONSE_CATEGORY_SURE = 0.9
 
 ON_VIOLATION = ("refuse", "revise", "flag")
+MAX_THREADS = 256
 DEFAULT_REFUSAL = "I can't help with that request."
 
 
@@ -146,16 +163,25 @@ class Guard:
         if on_violation == "revise" and reviser is None:
             raise ValueError('on_violation="revise" needs a reviser, e.g. bastion.constitution.Reviser(client, '
                              "load_constitution())")
+        if reviser is not None and not (hasattr(reviser, "revise") or callable(reviser)):
+            raise TypeError(f"reviser must have a revise() method or be callable, got {type(reviser).__name__}")
         self.on_violation = on_violation
         self.reviser = reviser
         self.refusal = refusal
+        if thresholds is not None and not isinstance(thresholds, (Thresholds, dict)):
+            raise TypeError(f"thresholds must be a Thresholds, a dict of name -> value, or None, "
+                            f"got {type(thresholds).__name__}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or not 0 <= threads <= MAX_THREADS):
+            raise ValueError(f"threads must be a whole number from 0 (the runtime's default) to {MAX_THREADS}, "
+                             f"got {threads!r}")
         self.model: GuardModel = model if isinstance(model, GuardModel) else load_model(model, threads=threads)
-        base = Thresholds().replace(**self.model.default_thresholds)
-        if thresholds is None:
-            thresholds = base
-        elif isinstance(thresholds, dict):
-            thresholds = base.replace(**thresholds)
-        self.thresholds: Thresholds = thresholds
+        base = Thresholds(**FALLBACK_THRESHOLDS).replace(**self.model.default_thresholds)
+        if isinstance(thresholds, Thresholds):
+            thresholds = {k: v for k, v in thresholds.__dict__.items() if v is not None}
+        if isinstance(thresholds, dict) and any(v is None for v in thresholds.values()):
+            thresholds = {k: v for k, v in thresholds.items() if v is not None}  # None: the model's default
+        self.thresholds: Thresholds = base if thresholds is None else base.replace(**thresholds)
 
     @property
     def model_version(self) -> str:
@@ -163,6 +189,9 @@ class Guard:
 
     def with_thresholds(self, **kw: float) -> Guard:
         """A guard sharing this model with some thresholds changed."""
+        missing = [k for k, v in kw.items() if v is None]
+        if missing:
+            raise ValueError(f"threshold(s) {', '.join(missing)} need a value")
         g = Guard.__new__(Guard)
         g.__dict__.update(self.__dict__)
         g.thresholds = self.thresholds.replace(**kw)
@@ -203,6 +232,9 @@ class Guard:
     def check_batch(self, items: Iterable[Any]) -> list[Verdict]:
         """Vectorised checks. Items are prompt strings, (prompt, response) tuples or
         dicts with `prompt` and optional `response`. Order is preserved."""
+        if isinstance(items, (str, bytes, dict)):
+            raise TypeError(f"check_batch takes a list of items, got one {type(items).__name__}; "
+                            "use [item] or check_prompt / check_response")
         items = list(items)
         prompts_idx: list[int] = []
         prompts: list[str] = []
@@ -219,7 +251,8 @@ class Guard:
             else:
                 raise TypeError(f"item {i}: expected str, (prompt, response) or dict, got {type(it).__name__}")
             if not isinstance(p, str):
-                raise TypeError(f"item {i}: prompt must be a string")
+                raise TypeError(f"item {i}: " + ("no 'prompt' key" if isinstance(it, dict) and "prompt" not in it
+                                                 else "prompt must be a string"))
             if r is None:
                 prompts_idx.append(i)
                 prompts.append(p)
@@ -237,6 +270,7 @@ class Guard:
         return out  # type: ignore[return-value]
 
     def check_prompts(self, prompts: Sequence[str]) -> list[Verdict]:
+        _not_one_text(prompts, "check_prompts")
         if not prompts:
             return []
         views, owner, signals, obf = self._expand(prompts)
@@ -260,6 +294,8 @@ class Guard:
         return out
 
     def check_responses(self, prompts: Sequence[str], responses: Sequence[str]) -> list[Verdict]:
+        _not_one_text(prompts, "check_responses")
+        _not_one_text(responses, "check_responses")
         if len(prompts) != len(responses):
             raise ValueError("prompts and responses must have the same length")
         if not responses:
@@ -339,6 +375,10 @@ class Guard:
     def _verdict(self, kind: str, score: float, cat_row: np.ndarray, thr: float, signals: tuple[str, ...],
                  windows: int, attack: float | None = None, refusal: float | None = None) -> Verdict:
         t = self.thresholds
+        # Decided on the scores as reported, so that a verdict, and a policy reading it, never disagree.
+        score = round(float(score), 4)
+        attack = None if attack is None else round(float(attack), 4)
+        refusal = None if refusal is None else round(float(refusal), 4)
         unsafe = score >= thr
         cat_scores = tuple((c, round(float(x), 4)) for c, x in zip(HAZARD_CODES, cat_row, strict=False))
         cats: tuple[str, ...] = ()
@@ -351,18 +391,23 @@ class Guard:
         return Verdict(
             kind=kind,
             unsafe=bool(unsafe),
-            score=round(score, 4),
+            score=score,
             categories=cats,
             category_scores=cat_scores,
             attack=attack_flag,
-            attack_score=None if attack is None else round(attack, 4),
+            attack_score=attack,
             refusal=None if refusal is None else bool(refusal >= t.refusal),
-            refusal_score=None if refusal is None else round(refusal, 4),
+            refusal_score=refusal,
             obfuscation=signals,
             windows=windows,
             model_version=self.model.version,
             thresholds=t.as_tuple(),
         )
+
+
+def _not_one_text(x: Any, name: str) -> None:
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} takes a list of texts, got one {type(x).__name__}")
 
 
 def _max_by_owner(x: np.ndarray, owner: list[int], n: int) -> np.ndarray:

@@ -243,6 +243,8 @@ class Policy(_PolicyBody):
             text = p.read_text("utf-8")
         except OSError as e:
             raise PolicyError(f"{p}: cannot read policy: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise PolicyError(f"{p}: not a UTF-8 text file (byte {e.start})") from None
         return cls.from_yaml(text, source=str(p))
 
     @classmethod

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from types import MappingProxyType
 
 import yaml
 
@@ -29,7 +31,10 @@ class Taxonomy:
 
     version: int
     categories: tuple[Category, ...]
-    preparedness_names: dict
+    preparedness_names: Mapping[str, Mapping[str, str]]  # read-only: the taxonomy is shared by every caller in the process
+
+    def __hash__(self) -> int:
+        return hash((self.version, self.categories))
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -68,7 +73,10 @@ def load_taxonomy() -> Taxonomy:
         )
         for c in raw["categories"]
     )
-    return Taxonomy(version=int(raw["version"]), categories=cats, preparedness_names=raw["preparedness_categories"])
+    return Taxonomy(version=int(raw["version"]), categories=cats,
+                    preparedness_names=MappingProxyType(
+                        {k: MappingProxyType(dict(v)) if isinstance(v, dict) else v
+                         for k, v in raw["preparedness_categories"].items()}))
 
 
 HAZARD_CODES = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14")
