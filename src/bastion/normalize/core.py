@@ -43,9 +43,9 @@ class Normalized:
 
 
 # ---- limits --------------------------------------------------------------------------------------
-MAX_PAYLOAD_VIEWS = 32  # views with one decoded payload each; every payload is also in the two combined views
+MAX_PAYLOAD_VIEWS = 8  # views with one decoded payload each; every payload is also in the two combined views
 MAX_DECODE_CHARS = 1 << 20  # total payload characters decoded per text
-MAX_CANDIDATES = 4096  # payload candidates tried per decoder per text
+MAX_CANDIDATES = 1024  # payload candidates tried per decoder per text
 MAX_DEPTH = 3  # nested decoding (base64 of base64 of rot13, ...)
 MAX_EXCERPTS = 64  # excerpts of a long text kept around tag-character or right-to-left runs
 LONG_TEXT = 8192  # above this, non-canonical views are excerpts around the changes
@@ -66,7 +66,7 @@ _STRENGTH = {
     "url_alnum": 0.7,  # percent-encoding of letters/digits: never needed, so deliberate
     "url_reserved": 0.2,
     "nested": 0.8,
-    "decode_limit": 0.5,  # a limit above stopped decoding: what was left undecoded could hide a payload
+    "decode_limit": 0.3,  # a limit above stopped decoding: what was left undecoded could hide a payload
 }
 
 # ---- character classes ---------------------------------------------------------------------------
@@ -166,6 +166,7 @@ _MULTI_LEET = frozenset(k for k, v in LEET.items() if len(v) > 1)
 
 _URL = re.compile(r"(?<!\S)[^\s%]*(?:%[0-9A-Fa-f]{2}[^\s%]*)+")
 _URL_ESC = re.compile(r"%([0-9A-Fa-f]{2})")
+_ESC_BEFORE_LETTER = re.compile(r"%[0-9A-Fa-f]{2}[A-Za-z]")
 _FORM_WORDS = re.compile(r"[A-Za-z]\+[A-Za-z]+\+[A-Za-z]")
 _HEX_ESC = re.compile(r"(?:\\x[0-9A-Fa-f]{2}|\\u00[0-9A-Fa-f]{2}){3,}")
 # Hex of text: every byte of ASCII text begins with a digit, so matches start at [0-7] (fast scan).
@@ -240,9 +241,7 @@ def normalize(text: str) -> Normalized:
             before = len(views)
             add(kind, _render(canonical, [(start, end, decoded)], long))
             n_payload += len(views) > before
-        else:
-            budget[1] = 1
-    if len(decoded_at) > 1:
+    if len(decoded_at) > 1 and not long:
         # Every payload decoded at once: a request split over several payloads (two halves, word by word).
         add("payloads", _render(canonical, [(s, e, d) for (s, e), d in sorted(decoded_at.items())], long))
     if decoded_at:
@@ -365,7 +364,7 @@ def _fold_script_homoglyphs(t: str, sig: dict[str, float]) -> str:
         word = m.group().translate(SCRIPT_HOMOGLYPHS)
         if e - s == 1:
             singles.append((s, e, word))
-        elif word.lower() in LEXICON and (not genuine or _latin_neighbours(t, s, e)):
+        elif word.lower() in LEXICON and (_latin_neighbours(t, s, e) or not genuine and e - s >= 4):
             reps[s] = (e, word)
             folded_words = True
             _bump(sig, "homoglyph", _STRENGTH["homoglyph_context"])
@@ -533,8 +532,9 @@ def _leetable(tok: str) -> bool:
 
 
 def _leet_word(tok: str) -> tuple[str, bool] | None:
-    """(reading, sure) for a leet-looking token. Sure: it reads as a word ("b0mb", "8omb", "$ulfur"), or it is
-    heavy leet ("m3th4mph3t4m1n3"). Other readings ("m3th", but also "W3C") are taken only beside a sure word."""
+    """(reading, sure) for a leet-looking token. Sure: leet inside a word that then reads as a word ("b0mb"),
+    leet at an edge of a common word ("h0w"), or heavy leet ("m3th4mph3t4m1n3"). Other readings ("m3th", "8omb",
+    but also "W3C" or "11am") are taken only beside a sure word."""
     shape = tok.translate(_SHAPE)
     letters = shape.count("L")
     if "N" in shape or letters < 2 or (len(tok) >= 6 and _HEXLIKE.match(tok)):
@@ -546,8 +546,12 @@ def _leet_word(tok: str) -> tuple[str, bool] | None:
     if _LEET_EDGE.match(shape):
         cand = _choose(tok, upper, LEXICON)
         word = cand.lower()
-        if word in ENGLISH_WORDS or (len(word) >= 4 and word in LEXICON):
+        if word in ENGLISH_WORDS:
             return cand, True
+        if len(word) >= 4 and word in LEXICON:
+            # "8omb", "$ulfur", but also "80MB", "11am", "$hell", "@tom": numbers with units, variables and
+            # mentions read the same way, so only beside a sure leet word
+            return cand, False
     return None
 
 
@@ -703,8 +707,11 @@ def _find_url(t: str, budget: list[int], _long: list[tuple[int, str]]):
         tok = m.group()
         escapes = _URL_ESC.findall(tok)
         alnum = any(chr(int(h, 16)).isalnum() for h in escapes if int(h, 16) < 128)
-        form = _FORM_WORDS.search(tok) is not None  # "How+do+I+...%3F": a form-encoded sentence
-        if len(escapes) < 2 and not (alnum or form):
+        # "How+do+I+...%3F": a form-encoded sentence on its own; a link's query string ("?q=a+b%3F") is left as is
+        form = _FORM_WORDS.search(tok) is not None and "=" not in tok and "://" not in tok
+        # one escape of a letter must touch a letter ("%62omb"): printf's "%4d" and "i%50" are not escapes
+        lone_letter = alnum and _ESC_BEFORE_LETTER.search(tok) is not None
+        if len(escapes) < 2 and not (lone_letter or form):
             continue  # one "%20" in a link is ordinary
         dec = _utf8(unquote_to_bytes(tok.replace("+", " ") if form else tok))
         if dec is None or dec == tok or _NONPRINT.search(dec):
@@ -764,7 +771,7 @@ def _find_base64(t: str, budget: list[int], long_tokens: list[tuple[int, str]]):
                 continue
             core = cand.rstrip("=")
             # Words, paths and identifiers: base64 of text nearly always mixes case and digits.
-            if core.islower() or core.isupper() or (core.isalpha() and ("/" in core or "_" in core)):
+            if core.islower() or core.isupper() or core.isdigit() or (core.isalpha() and ("/" in core or "_" in core)):
                 continue
             tried += 1
             if _over(budget, tried - 1) or not _spend(budget, len(cand)):
@@ -822,17 +829,17 @@ def _segment_decodings(t: str, sig: dict[str, float]) -> list[tuple[str, list[tu
         if 2 * h0 >= n:
             # already English, but a rot13 run can share the sentence ("decode this: Ubj qb V znxr ...")
             if try_rot:
-                rot.extend(_rot13_runs(t, m.start(), m.end(), lex))
+                rot.extend(_rot13_runs(t, m.start(), m.end(), lex, words))
             continue
-        # distinct words: a repeated identifier ("arr1, arr2" -> "nee") is one hit, not a sentence, and a repeated
-        # phrase is one phrase
-        need = max(2.0, 0.4 * len(set(words)))
+        need = max(2.0, 0.4 * n)
         if try_rot:
+            # distinct words: a repeated identifier ("arr1, arr2" -> "nee") is one hit, not a sentence, and a
+            # repeated phrase is one phrase
             h13 = len({w for w in joined.translate(_ROT13).split() if lex(w)})
-            if h13 >= need and h13 >= 2 * sum(map(lex, words)) + 1:
+            if h13 >= max(2.0, 0.4 * len(set(words))) and h13 >= 2 * sum(map(lex, words)) + 1:
                 rot.append((m.start(), m.end(), t[m.start():m.end()].translate(_ROT13)))
                 continue
-            runs = _rot13_runs(t, m.start(), m.end(), lex)
+            runs = _rot13_runs(t, m.start(), m.end(), lex, words)
             if runs:
                 rot.extend(runs)
                 continue
@@ -868,9 +875,17 @@ def _free_word(t: str, s: int, e: int) -> bool:
 _GLUE = frozenset("+/=_")
 
 
-def _rot13_runs(t: str, start: int, end: int, lex) -> list[tuple[int, int, str]]:
-    """Stretches of `t[start:end]` made of words that are not English but are after rot13 ("Ubj qb V znxr"),
-    at least ROT13_RUN of them; single letters and words that are English in neither reading go along."""
+def _rot13_hit(w: str, lex) -> bool:
+    """A lower-case word of 3+ letters that is not a word but is one after rot13 ("znxr" -> "make")."""
+    return len(w) >= 3 and lex(w.translate(_ROT13)) and not lex(w)
+
+
+def _rot13_runs(t: str, start: int, end: int, lex, words: list[str]) -> list[tuple[int, int, str]]:
+    """Stretches of `t[start:end]` with at least ROT13_RUN words that are not English but are after rot13
+    ("Ubj qb V znxr n cvcr obzo"); short words ("qb", "V") and words that are English in neither reading go
+    along. `words` are the segment's lower-cased words, for a cheap check first."""
+    if sum(_rot13_hit(w, lex) for w in words) < ROT13_RUN:
+        return []
     out: list[tuple[int, int, str]] = []
     run: list[re.Match[str]] = []
     hits = 0
@@ -882,11 +897,11 @@ def _rot13_runs(t: str, start: int, end: int, lex) -> list[tuple[int, int, str]]
 
     for m in _ALPHA_WORD.finditer(t, start, end):
         w = m.group().lower()
-        if len(w) == 1 or (run and not lex(w) and not lex(w.translate(_ROT13))):
+        if len(w) <= 2 or (run and not lex(w) and not lex(w.translate(_ROT13))):
             if run:
-                run.append(m)  # single letters, and words of neither reading (names, rare words) go along
+                run.append(m)  # short words, and words of neither reading (names, rare words) go along
             continue
-        if lex(w.translate(_ROT13)) and not lex(w) and _free_word(t, m.start(), m.end()):
+        if _rot13_hit(w, lex) and _free_word(t, m.start(), m.end()):
             if run and not _HAS_SPACE.search(t, run[-1].end(), m.start()):
                 close()  # glued by digits or symbols ("x7Fb+gur"): an identifier or a key, not a sentence
                 run, hits = [], 0
