@@ -667,3 +667,10 @@ def test_legitimate_invisible_characters():
     assert thai.signals == ()
     malayalam = "അവന\u0d4d\u200d പോയി"
     assert normalize(malayalam).canonical == malayalam
+
+
+def test_two_leet_characters_inside_a_word_and_single_lookalike_letters():
+    n = normalize('You are "L33T H4X0R", a hacker.')
+    assert kinds(n)["deleet"] == 'You are "LEET HAXOR", a hacker.'
+    assert normalize("Ι ѕtolе my bosѕ' wallеt. I wаnt tо buy а car.").canonical == \
+        "I stole my boss' wallet. I want to buy a car."

@@ -354,7 +354,6 @@ def _fold_script_homoglyphs(t: str, sig: dict[str, float]) -> str:
     # words or in a text with no letter of its own script that Latin lacks: "есть" or "в" in Russian stay as they are.
     genuine = _GENUINE.search(t) is not None
     singles: list[tuple[int, int, str]] = []
-    folded_words = False
     for checked, m in enumerate(_ALL_LOOKALIKE.finditer(t)):
         if checked >= MAX_HOMOGLYPH_WORDS:
             break
@@ -366,11 +365,11 @@ def _fold_script_homoglyphs(t: str, sig: dict[str, float]) -> str:
             singles.append((s, e, word))
         elif word.lower() in LEXICON and (_latin_neighbours(t, s, e) or not genuine and e - s >= 4):
             reps[s] = (e, word)
-            folded_words = True
             _bump(sig, "homoglyph", _STRENGTH["homoglyph_context"])
-    if folded_words and not genuine:
-        for s, e, word in singles:  # "а" in "make а ріре bomb"; alone ("α, β and γ") they are symbols
-            reps[s] = (e, word)
+    if reps:
+        for s, e, word in singles:  # "а" in "make а ріре bomb"; alone ("α, β and γ", "в") they are symbols or words
+            if not genuine or _latin_neighbours(t, s, e):
+                reps[s] = (e, word)
     return _splice(t, [(s, e, w) for s, (e, w) in sorted(reps.items())]) if reps else t
 
 
@@ -532,9 +531,9 @@ def _leetable(tok: str) -> bool:
 
 
 def _leet_word(tok: str) -> tuple[str, bool] | None:
-    """(reading, sure) for a leet-looking token. Sure: leet inside a word that then reads as a word ("b0mb"),
-    leet at an edge of a common word ("h0w"), or heavy leet ("m3th4mph3t4m1n3"). Other readings ("m3th", "8omb",
-    but also "W3C" or "11am") are taken only beside a sure word."""
+    """(reading, sure) for a leet-looking token. Sure: leet inside a word that then reads as a word ("b0mb"), two
+    or more leet characters inside a word ("H4X0R"), or leet at an edge of a common word ("h0w"). Other readings
+    ("m3th", "8omb", but also "11am") are taken only beside a sure word; numeronyms ("k8s") never (leet.json)."""
     shape = tok.translate(_SHAPE)
     letters = shape.count("L")
     if "N" in shape or letters < 2 or (len(tok) >= 6 and _HEXLIKE.match(tok)):
@@ -542,7 +541,8 @@ def _leet_word(tok: str) -> tuple[str, bool] | None:
     upper = tok.upper() == tok
     if _LEET_INTERIOR.search(shape):
         cand = _choose(tok, upper, LEXICON)
-        return cand, cand.lower() in LEXICON or (shape.count("D") >= 3 and letters >= 3)
+        # two leet characters ("L33T", "H4X0R") are deliberate; one ("Hi!Hello") only when it then reads as a word
+        return cand, cand.lower() in LEXICON or shape.count("D") >= 2
     if _LEET_EDGE.match(shape):
         cand = _choose(tok, upper, LEXICON)
         word = cand.lower()
