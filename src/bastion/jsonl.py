@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 
@@ -48,14 +48,15 @@ def loads_line(text: str, strict: bool = True) -> Any:
         raise LineError(f"invalid JSON: {reason}") from None
 
 
-def dumps_line(obj: Any) -> str:
+def dumps_line(obj: Any, allow_nan: bool = False, default: Callable[[Any], Any] | None = None) -> str:
     """One JSON line (no newline). Non-ASCII is written as is, except where that would not be valid UTF-8 (lone
-    surrogates, copied from an input's \\ud800 escape), which is escaped again so the value is kept exactly."""
-    s = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    surrogates, copied from an input's \\ud800 escape), which is escaped again so the value is kept exactly.
+    `allow_nan` and `default` are json.dumps's (the corpus filter passes records through as they came)."""
+    s = json.dumps(obj, ensure_ascii=False, allow_nan=allow_nan, default=default)
     try:
         s.encode("utf-8")
     except UnicodeEncodeError:
-        s = json.dumps(obj, ensure_ascii=True, allow_nan=False)
+        s = json.dumps(obj, ensure_ascii=True, allow_nan=allow_nan, default=default)
     return s
 
 

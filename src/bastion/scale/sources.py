@@ -10,14 +10,13 @@ see exactly the same documents in the same order:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bastion.jsonl import LineError, loads_line
+from bastion.jsonl import LineError, dumps_line, loads_line
 
 DEFAULT_SPLIT_BYTES = 4 << 20
 PARQUET_READ_ROWS = 1024
@@ -141,8 +140,4 @@ def parquet_rows_before(path: str, row_group: int) -> int:
 
 
 def to_json_line(obj: Any) -> bytes:
-    s = json.dumps(obj, ensure_ascii=False, default=str)
-    try:
-        return (s + "\n").encode("utf-8")
-    except UnicodeEncodeError:  # a lone surrogate read from a \ud800 escape: escape it again, the value kept
-        return (json.dumps(obj, default=str) + "\n").encode("utf-8")
+    return (dumps_line(obj, allow_nan=True, default=str) + "\n").encode("utf-8")
