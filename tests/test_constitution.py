@@ -243,12 +243,32 @@ def test_revise_resumes_without_losing_lines_and_reports_bad_input(fake_llm, tmp
     assert s3.written == 0 and s3.skipped == 3 and llm.calls == 0
 
 
+def test_revise_keeps_lone_surrogates_and_survives_a_deeply_nested_output_line(fake_llm, tmp_path):
+    llm = fake_llm(revise_script)
+    # "\ud800" is a valid JSON escape but not valid UTF-8 once decoded; the output must keep it, escaped
+    inp = tmp_path / "in.jsonl"
+    inp.write_text('{"prompt": "q\\ud800", "response": "r1", "id": "a"}\n{"prompt": "q2", "response": "r2"}\n')
+    out = tmp_path / "out.jsonl"
+    out.write_text("[" * 3000 + "\n")  # a line json.loads cannot take (RecursionError), from some other tool
+    rev = Reviser(client(llm), small_constitution(), rounds=1, seed=0)
+    s = asyncio.run(revise_file(inp, out, rev, seed=0, concurrency=1))
+    assert s.written == 2 and s.failed == 0 and s.damaged_out_lines == [1]
+    raw = out.read_bytes()
+    raw.decode("utf-8")  # strict: the file is valid UTF-8
+    assert b'"q\\ud800"' in raw
+    rows = read_lines_lenient(out)
+    assert {r["prompt"] for r in rows} == {"q\ud800", "q2"}
+    llm.reset()
+    s2 = asyncio.run(revise_file(inp, out, rev, seed=0, concurrency=1))
+    assert s2.written == 0 and s2.skipped == 2 and llm.calls == 0
+
+
 def read_lines_lenient(path: Path) -> list[dict]:
     out = []
     for x in path.read_text().splitlines():
         try:
             out.append(json.loads(x))
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             pass
     return out
 

@@ -32,6 +32,27 @@ def test_chat_sync_and_usage(fake_llm):
     assert c.models() == ["fake-model"]
 
 
+def test_lone_surrogates_are_sent_as_replacement_characters(fake_llm):
+    # a "\ud800" escape in an input file decodes to a lone surrogate; UTF-8 request bodies cannot carry it
+    llm = fake_llm(echo)
+    c = LLMClient(llm.base_url, "fake-model", api_key="k")
+    assert c.chat("bad \ud800 char").text == "bad \ufffd char"
+    parts = [{"role": "user", "content": [{"type": "text", "text": "x\udc00"}]}]
+    c.chat(parts)
+    assert llm.requests[-1]["messages"][0]["content"][0]["text"] == "x\ufffd"
+    assert parts[0]["content"][0]["text"] == "x\udc00"  # the caller's messages are not changed
+    r = asyncio.run(_achat(c, [{"role": "system", "content": "s\ud83d"}, {"role": "user", "content": "ok \U0001f600"}]))
+    assert r.text == "ok \U0001f600"
+    assert llm.requests[-1]["messages"][0]["content"] == "s\ufffd"
+
+
+async def _achat(c: LLMClient, messages):
+    try:
+        return await c.achat(messages)
+    finally:
+        await c.aclose()
+
+
 def test_logprobs_generated_and_scripted(fake_llm):
     llm = fake_llm([FakeReply("yes it is"),
                     FakeReply("Yes", logprobs=[("Yes", -0.05, {"Yes": -0.05, "No": -3.0})])])

@@ -21,6 +21,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from bastion.jsonl import dumps_line
+
 out = Console()
 err = Console(stderr=True)
 
@@ -343,7 +345,7 @@ def register(app: typer.Typer) -> None:
         buf = io.StringIO()
         if fmt == "jsonl":
             for row in store.iter_attempt_rows(run.id):
-                buf.write(json.dumps(row, ensure_ascii=False) + "\n")
+                buf.write(dumps_line(row, default=str) + "\n")
         else:
             cols = ["run_id", "key", "seed_id", "category", "technique", "benign", "success", "refused", "score",
                     "blocked_by", "latency_ms", "error", "seed_text", "prompt", "reply"]
@@ -355,7 +357,7 @@ def register(app: typer.Typer) -> None:
         if out_path is None:
             sys.stdout.write(buf.getvalue())
         else:
-            out_path.write_text(buf.getvalue(), encoding="utf-8")
+            out_path.write_text(buf.getvalue(), encoding="utf-8", errors="backslashreplace")
             err.print(f"wrote {run.n_attempts} attempts to {out_path}")
 
     app.add_typer(runs_app, name="runs")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from bastion.jsonl import LineError, loads_line
+from bastion.jsonl import LineError, dumps_line, loads_line
 
 
 class InputError(ValueError):
@@ -74,7 +74,10 @@ def read_jsonl(path: str | Path, required: Iterable[str] = (),
 
 def content_key(*parts: Any) -> str:
     """A stable key for an input record (so resumed runs skip work already done)."""
-    return hashlib.sha256(json.dumps(parts, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:16]
+    # surrogatepass: a lone surrogate copied from an input's \ud800 escape still gets a key (and the same key as before
+    # for every other value)
+    text = json.dumps(parts, ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 def keyed(records: Iterable[tuple[int, dict[str, Any]]], key_of: Callable[[dict[str, Any]], str]
@@ -116,8 +119,8 @@ class ResumableWriter:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
+                obj = loads_line(line, strict=False)
+            except LineError:
                 self.damaged.append(n)
                 continue
             if isinstance(obj, dict):
@@ -140,7 +143,7 @@ class ResumableWriter:
         if self._fh is None:
             self.open()
         assert self._fh is not None
-        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        data = "".join(dumps_line(r) + "\n" for r in records)
         if not data:
             return
         self._fh.write(data)
