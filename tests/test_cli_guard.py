@@ -139,6 +139,67 @@ def test_eval_measures_hazard_categories_of_harmful_lines(tmp_path):
     assert r.exit_code == 2 and "line 1: unknown hazard category 'violent crimes'" in r.output
 
 
+def test_auprc_is_average_precision_with_ties_as_one_step():
+    import numpy as np
+
+    from bastion.guard.evaluate import auprc
+
+    # hand-worked: scores .9 (pos), .5 (pos, neg tied), .1 (neg): steps at recall .5 (precision 1) and 1 (2/3)
+    y, p = np.array([1, 1, 0, 0]), np.array([0.9, 0.5, 0.5, 0.1])
+    assert auprc(y, p) == pytest.approx(0.5 * 1 + 0.5 * 2 / 3)
+    assert auprc(y[[0, 2, 1, 3]], p[[0, 2, 1, 3]]) == auprc(y, p)  # order of tied items does not matter
+    assert auprc(np.array([1, 0]), np.array([0.3, 0.3])) == 0.5
+    rng = np.random.default_rng(0)
+    for _ in range(50):  # against the textbook sum over distinct thresholds
+        y = rng.integers(0, 2, 40)
+        y[0] = 1
+        p = rng.integers(0, 6, 40) / 5
+        ref = 0.0
+        prev_r = 0.0
+        for t in sorted(set(p), reverse=True):
+            tp = ((p >= t) & (y == 1)).sum()
+            r, prec = tp / y.sum(), tp / (p >= t).sum()
+            ref += (r - prev_r) * prec
+            prev_r = r
+        perm = rng.permutation(40)
+        assert auprc(y, p) == pytest.approx(ref) == auprc(y[perm], p[perm])
+
+
+def test_evaluate_refuses_labels_that_are_not_0_or_1():
+    from bastion import Guard
+    from bastion.guard.evaluate import evaluate
+
+    guard = Guard(threads=1)
+    for bad in ([1, 0, 2], [1, -1, 1], [0.9, 0.2, 1.0]):
+        with pytest.raises(ValueError, match="labels must be 0 or 1"):
+            evaluate(guard, "prompt", ["a", "b", "c"], [None] * 3, bad)
+
+
+def test_eval_says_what_it_cannot_measure_and_why_lines_were_skipped(tmp_path):
+    neg = tmp_path / "neg.jsonl"
+    neg.write_text('{"prompt": "How do I bake bread?", "label": 0}\n{"prompt": "Capital of France?", "label": 0}\n'
+                   '{"prompt": "x", "label": "maybe"}\n{"prompt": 5, "label": 1}\n{"prompt": "y", "label": 7}\n')
+    r = runner.invoke(app, ["eval", str(neg), "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.stdout)
+    assert d["recall"] is None and d["auprc"] is None and d["undefined"] == ["recall", "auprc"]
+    assert all(row["recall"] is None for row in d["table"]) and d["fpr"] == 0.0
+    assert d["skipped"] == 3 and {x["reason"] for x in d["skipped_reasons"]} == {
+        "label 'maybe' is not 0/1, true/false, safe/unsafe or harmful/unharmful",
+        "label 7 is not 0/1, true/false, safe/unsafe or harmful/unharmful", "field 'prompt' is missing or not a string"}
+    assert "so recall and AUPRC cannot be measured" in r.output and "3 line(s) skipped" in r.output
+    r = runner.invoke(app, ["eval", str(neg), "--task", "response"])
+    assert r.exit_code == 2 and "need 'prompt', 'label', 'response' on each line" in r.output
+    assert "because field 'response' is missing or not a string (first at line 1)" in r.output
+    r = runner.invoke(app, ["eval", "-", "--json"], input=neg.read_text())  # stdin, as classify
+    assert r.exit_code == 0 and json.loads(r.stdout)["n"] == 2
+    r = runner.invoke(app, ["eval", str(tmp_path / "missing.jsonl")])
+    assert r.exit_code == 1 and "cannot read" in r.output and "no such file" in r.output
+    r = runner.invoke(app, ["eval", str(neg), "--threshold", "prompt_harm=0.104"])
+    rows = [ln.split("│")[1].strip() for ln in r.stdout.splitlines() if ln.startswith("│")]
+    assert rows[:2] == ["0.1", "0.104"] and len(rows) == len(set(rows))
+
+
 def test_binary_metrics_sample_weight_counts_an_item_as_that_many_copies():
     import numpy as np
 

@@ -134,3 +134,16 @@ def test_continued_training_tokenises_with_the_starting_model_and_exports_no_bas
         fit.train(fit.TrainConfig(data_root=tmp_path, out_dir=out, continue_from=DEFAULT_MODEL_DIR))
     assert seen["init"] == DEFAULT_MODEL_DIR and seen["lr"] == fit.CONTINUE_LR
     assert len(seen["windows"]) == 1 and not out.exists()  # tokenised by the starting model; nothing written yet
+
+
+def test_train_without_the_train_extra_says_so_before_any_work(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
+    data = tmp_path / "data"
+    data.mkdir()
+    r = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "m")])
+    assert r.exit_code == 2, r.output
+    assert r.output.count("\n") == 1 and "bastion-guard[train]" in r.output and "transformers" in r.output
+    assert not (tmp_path / "m").exists()  # nothing written, no minutes spent

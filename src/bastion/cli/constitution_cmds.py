@@ -11,6 +11,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,7 +28,7 @@ CONSTITUTION_OPT = typer.Option("default", "--constitution", "-c",
 
 
 def _usage(msg: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {msg}", highlight=False, markup=True)
+    err.print(f"[red]error:[/red] {escape(msg)}", highlight=False, markup=True)
     return typer.Exit(2)
 
 

@@ -225,7 +225,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("eval")
     def eval_cmd(
-        file: Path = typer.Argument(..., help="JSONL with a text field and a 0/1 label."),
+        file: str = typer.Argument(..., help="JSONL with a text field and a 0/1 label, or - for stdin."),
         label_field: str = typer.Option("label", "--label-field"),
         task: str = typer.Option("prompt", "--task", help="prompt | response | refusal | attack"),
         text_field: str = typer.Option("prompt", "--text-field"),
@@ -243,38 +243,57 @@ def register(app: typer.Typer) -> None:
         if task not in ("prompt", "response", "refusal", "attack"):
             err.print(f"[red]error:[/] --task must be prompt, response, refusal or attack (got {escape(repr(task))})")
             raise typer.Exit(2)
-        if not file.is_file():
-            err.print(f"[red]error:[/] cannot read {escape(str(file))}")
-            raise typer.Exit(2)
+        if file != "-" and not Path(file).is_file():
+            err.print(f"[red]error:[/] cannot read {escape(file)}: " + ("it is a folder" if Path(file).is_dir()
+                                                                        else "no such file"))
+            raise typer.Exit(1)
         g = _guard(_threshold_opts(threshold), model=model)
         try:
-            res = evaluate_file(g, file, task=task, label_field=label_field, text_field=text_field,
-                                response_field=response_field, category_field=category_field)
+            res = evaluate_file(g, sys.stdin.buffer if file == "-" else Path(file), task=task,
+                                label_field=label_field, text_field=text_field, response_field=response_field,
+                                category_field=category_field)
+        except OSError as exc:
+            err.print(f"[red]error:[/] cannot read {escape(file)}: {escape(exc.strerror or str(exc))}")
+            raise typer.Exit(1) from None
         except ValueError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}")
             raise typer.Exit(2) from None
+        if res["skipped"]:
+            first = res["skipped_reasons"][0]
+            err.print(f"[yellow]note:[/] {res['skipped']} line(s) skipped, most often ({first['lines']}) because "
+                      f"{escape(first['reason'])} (first at line {first['first_line']})")
+        if res["undefined"]:
+            neg, pos = {"refusal": ("complies", "refuses"), "attack": ("no attack", "attack")}.get(task,
+                                                                                            ("safe", "unsafe"))
+            which_class = f"{neg} (0)" if res["positives"] == 0 else f"{pos} (1)"
+            names = " and ".join({"auprc": "AUPRC", "fpr": "FPR"}.get(k, k) for k in res["undefined"])
+            err.print(f"[yellow]note:[/] every usable label is {which_class}, so {names} cannot be measured "
+                      "(shown as -, null in --json)")
         if as_json:
             sys.stdout.write(json.dumps(res) + "\n")
             return
         t = Table(title=f"{task}: n={res['n']} positives={res['positives']} skipped={res['skipped']}")
         for c in ("threshold", "precision", "recall", "F1", "FPR"):
             t.add_column(c)
+
+        def num(x: float | None) -> str:
+            return "-" if x is None else f"{x:.3f}"
+
+        def thr(x: float) -> str:  # every row its own label: 0.1 and 0.104 are two rows
+            s = f"{x:.4f}".rstrip("0")
+            return s + "0" if s.endswith(".") else s
+
         for row in res["table"]:
             style = "bold" if row["threshold"] == res["threshold"] else None
-            t.add_row(f"{row['threshold']:.2f}", f"{row['precision']:.3f}", f"{row['recall']:.3f}",
-                      f"{row['f1']:.3f}", f"{row['fpr']:.3f}", style=style)
+            t.add_row(thr(row["threshold"]), num(row["precision"]), num(row["recall"]),
+                      num(row["f1"]), num(row["fpr"]), style=style)
         out.print(t)
         given = _threshold_opts(threshold)
         task_threshold = {"prompt": "prompt_harm", "response": "response_harm"}.get(task, task)
         which = "the given" if task_threshold in given else "the default"
-        out.print(f"at {which} threshold {res['threshold']}: precision {res['precision']:.3f} recall "
-                  f"{res['recall']:.3f} F1 {res['f1']:.3f} FPR {res['fpr']:.3f}; AUPRC {res['auprc']:.3f}",
+        out.print(f"at {which} threshold {res['threshold']}: precision {num(res['precision'])} recall "
+                  f"{num(res['recall'])} F1 {num(res['f1'])} FPR {num(res['fpr'])}; AUPRC {num(res['auprc'])}",
                   soft_wrap=True)
-        if res["positives"] in (0, res["n"]):
-            which_class, undefined = ("safe (0)", "recall and AUPRC") if res["positives"] == 0 else \
-                ("unsafe (1)", "FPR")
-            err.print(f"[yellow]note:[/] every usable label is {which_class}, so {undefined} cannot be measured "
-                      "(shown as 0)")
         cats = res.get("categories")
         if cats is not None:
             t = Table(title=f"hazard category, top-1 over {cats['n']} harmful lines with a category: "

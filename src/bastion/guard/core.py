@@ -68,7 +68,9 @@ def adjust_refusal_score(response: str, model_score: float) -> float:
 # How much a detected obfuscation adds to the attack score: hiding a request is itself a signal, but benign
 # text can contain base64 blobs or URL-encoding, so it is never enough on its own. The boost is relative to the
 # thresholds: a fully obfuscated text (obfuscation score 1) whose decoded content reaches the harm threshold
-# reaches the attack threshold; weaker obfuscation or less harmful content adds proportionally less.
+# reaches the attack threshold; weaker obfuscation or less harmful content adds proportionally less. It uses the
+# model's calibrated thresholds, not the ones a caller sets, so an attack score depends on the text alone and a
+# threshold sweep over scores (bastion eval's table) says what the guard does at each threshold.
 
 
 @dataclass(frozen=True)
@@ -182,6 +184,7 @@ class Guard:
         if isinstance(thresholds, dict) and any(v is None for v in thresholds.values()):
             thresholds = {k: v for k, v in thresholds.items() if v is not None}  # None: the model's default
         self.thresholds: Thresholds = base if thresholds is None else base.replace(**thresholds)
+        self._calibrated = base
 
     @property
     def model_version(self) -> str:
@@ -279,13 +282,13 @@ class Guard:
         attack = _max_by_owner(s.attack, owner, len(prompts))
         cats = _max_by_owner(s.categories, owner, len(prompts))
         windows = _sum_by_owner(s.windows, owner, len(prompts))
-        t = self.thresholds
+        t, c = self.thresholds, self._calibrated
         out = []
         for i in range(len(prompts)):
             a = float(attack[i])
             if obf[i] > 0:
                 # A decoded payload that is itself harmful is strong evidence of an evasion attempt.
-                k = obf[i] * min(1.0, float(harm[i]) / max(t.prompt_harm, 1e-6)) * t.attack
+                k = obf[i] * min(1.0, float(harm[i]) / max(c.prompt_harm, 1e-6)) * c.attack
                 a = 1.0 - (1.0 - a) * (1.0 - k)
             out.append(
                 self._verdict("prompt", float(harm[i]), cats[i], t.prompt_harm, signals[i], int(windows[i]),

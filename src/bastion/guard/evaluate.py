@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -33,14 +34,17 @@ def binary_metrics(y: np.ndarray, p: np.ndarray, thr: float, sample_weight: np.n
 
 
 def auprc(y: np.ndarray, p: np.ndarray) -> float:
-    """Average precision (area under the precision-recall curve, step interpolation)."""
-    if y.sum() == 0:
+    """Average precision (area under the precision-recall curve, step interpolation), as scikit-learn computes it:
+    tied scores form one step, so the result does not depend on the order of the items. 0.0 with no positives."""
+    y = np.asarray(y)
+    if len(y) == 0 or y.sum() == 0:
         return 0.0
-    order = np.argsort(-p, kind="stable")
-    ys = y[order]
-    tp = np.cumsum(ys)
-    prec = tp / np.arange(1, len(ys) + 1)
-    return float((prec * ys).sum() / ys.sum())
+    order = np.argsort(-np.asarray(p), kind="stable")
+    ys, ps = y[order], np.asarray(p)[order]
+    last = np.r_[np.flatnonzero(np.diff(ps)), len(ps) - 1]  # the last item of each group of tied scores
+    tp = np.cumsum(ys)[last]
+    precision, recall = tp / (last + 1), tp / ys.sum()
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def verdicts_for(guard: Guard, task: str, prompts: list[str], responses: list[str | None],
@@ -73,8 +77,11 @@ def scores_for(guard: Guard, task: str, prompts: list[str], responses: list[str 
 def category_metrics(verdicts: list[Verdict], gold: list[tuple[str, ...]]) -> dict[str, Any]:
     """Top-1 hazard category (the highest category score) against each item's category labels (any of them counts),
     overall and per labelled category, with the most frequent wrong top-1 of each ("none" when no category was read)."""
-    top = [v.top_category for v in verdicts]  # None: no category read (a miss)
-    hit = [t in g for t, g in zip(top, gold, strict=True)]
+    return _top1_metrics([v.top_category for v in verdicts], gold)
+
+
+def _top1_metrics(top: list[str | None], gold: list[tuple[str, ...]]) -> dict[str, Any]:
+    hit = [t in g for t, g in zip(top, gold, strict=True)]  # top None: no category read (a miss)
     per: dict[str, dict[str, Any]] = {}
     for code in HAZARD_CODES:
         idx = [i for i, g in enumerate(gold) if code in g]
@@ -86,20 +93,50 @@ def category_metrics(verdicts: list[Verdict], gold: list[tuple[str, ...]]) -> di
     return {"n": len(gold), "top1_accuracy": float(np.mean(hit)) if gold else 0.0, "per_category": per}
 
 
-def evaluate(guard: Guard, task: str, prompts: list[str], responses: list[str | None], labels: list[int],
-             batch: int = 256, categories: list[tuple[str, ...]] | None = None) -> dict[str, Any]:
-    """Binary metrics of one check; with `categories` (each item's category labels, empty for none), top-1 category
-    accuracy over the positive items that have labels."""
-    if categories is not None and task not in ("prompt", "response"):
-        raise ValueError(f"category labels can be measured with --task prompt or response, not {task!r}")
-    y = np.asarray(labels, dtype=np.int64)
-    vs = verdicts_for(guard, task, prompts, responses, batch)
-    p = task_scores(task, vs)
-    thr = getattr(guard.thresholds, _THRESHOLD_NAME[task])
+def _check_labels(labels: Any) -> np.ndarray:
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be a flat list of 0 and 1 (got shape {y.shape})")
+    bad = next((v for v in y.tolist() if not (isinstance(v, (bool, int)) and v in (0, 1))), None)
+    if bad is not None:
+        raise ValueError(f"labels must be 0 or 1 (got {bad!r})")
+    return y.astype(np.int64)
+
+
+def metrics(task: str, y: np.ndarray, p: np.ndarray, thr: float) -> dict[str, Any]:
+    """Precision, recall, F1, FPR at `thr`, AUPRC and a threshold table of one check's scores `p` against labels `y`.
+    A metric the labels cannot define (recall and AUPRC with no positive, FPR with no negative) is None and named
+    in "undefined"."""
+    y = _check_labels(y)
+    p = np.asarray(p, dtype=np.float64)
     res: dict[str, Any] = {"task": task, "n": int(len(y)), "positives": int(y.sum())}
     res.update(binary_metrics(y, p, thr))
     res["auprc"] = auprc(y, p)
-    res["table"] = [binary_metrics(y, p, t) for t in sorted({*np.round(np.arange(0.1, 0.95, 0.1), 2), thr})]
+    res["table"] = [binary_metrics(y, p, t) for t in sorted({*np.round(np.arange(0.1, 0.95, 0.1), 2).tolist(), thr})]
+    undefined = (["recall", "auprc"] if res["positives"] == 0 else []) + (["fpr"] if res["positives"] == res["n"]
+                                                                        else [])
+    for k in undefined:
+        res[k] = None
+        for row in res["table"]:
+            if k in row:
+                row[k] = None
+    res["undefined"] = undefined
+    return res
+
+
+def _categories_allowed(task: str, with_categories: bool) -> None:
+    if with_categories and task not in ("prompt", "response"):
+        raise ValueError(f"category labels can be measured with --task prompt or response, not {task!r}")
+
+
+def evaluate(guard: Guard, task: str, prompts: list[str], responses: list[str | None], labels: list[int],
+             batch: int = 256, categories: list[tuple[str, ...]] | None = None) -> dict[str, Any]:
+    """Binary metrics of one check (see `metrics`); with `categories` (each item's category labels, empty for none),
+    top-1 category accuracy over the positive items that have labels."""
+    _categories_allowed(task, categories is not None)
+    y = _check_labels(labels)
+    vs = verdicts_for(guard, task, prompts, responses, batch)
+    res = metrics(task, y, task_scores(task, vs), getattr(guard.thresholds, _THRESHOLD_NAME[task]))
     if categories is not None:
         keep = [i for i, (c, lab) in enumerate(zip(categories, labels, strict=True)) if c and lab == 1]
         res["categories"] = category_metrics([vs[i] for i in keep], [categories[i] for i in keep])
@@ -132,29 +169,49 @@ def _category_labels(v: Any, line: int) -> tuple[str, ...]:
     return tuple(c.strip().upper() for c in codes)
 
 
-def evaluate_file(guard: Guard, path: Path, task: str, label_field: str = "label", text_field: str = "prompt",
-                  response_field: str = "response", category_field: str | None = None) -> dict[str, Any]:
-    """`evaluate` over a JSONL file; lines without a usable text or label (or, for the response and refusal
-    tasks, response) are skipped and counted. With `category_field`, each line may name its hazard categories (a
-    code or a list; an unknown code is an error)."""
-    prompts: list[str] = []
-    responses: list[str | None] = []
+def evaluate_file(guard: Guard, path: Path | BinaryIO, task: str, label_field: str = "label",
+                  text_field: str = "prompt", response_field: str = "response", category_field: str | None = None,
+                  batch: int = 256) -> dict[str, Any]:
+    """`evaluate` over a JSONL file (a path, or a binary stream such as stdin), read and scored `batch` lines at a
+    time so memory stays flat (a score and a label per line are kept). Lines without a usable text or label (or,
+    for the response and refusal tasks, response) are skipped and counted by reason. With `category_field`, each
+    line may name its hazard categories (a code or a list; an unknown code is an error)."""
+    _categories_allowed(task, bool(category_field))
+    scores: list[np.ndarray] = []
     labels: list[int] = []
-    cats: list[tuple[str, ...]] = []
-    skipped = 0
+    tops: list[str | None] = []
+    gold: list[tuple[str, ...]] = []
+    pending: list[tuple[str, str | None, int, tuple[str, ...]]] = []
+    skips: Counter[str] = Counter()
+    first_skip: dict[str, int] = {}
     needs_response = task in ("response", "refusal")
-    with open(path, "rb") as f:
+
+    def flush() -> None:
+        if not pending:
+            return
+        vs = verdicts_for(guard, task, [x[0] for x in pending], [x[1] for x in pending], batch)
+        scores.append(task_scores(task, vs))
+        for v, (_, _, y, c) in zip(vs, pending, strict=True):
+            labels.append(y)
+            if c and y == 1:
+                tops.append(v.top_category)
+                gold.append(c)
+        pending.clear()
+
+    with (open(path, "rb") if isinstance(path, (str, Path)) else nullcontext(path)) as f:
         for n, line in enumerate(iter_lines(f), 1):
             if not line.strip():
                 continue
             try:
                 rec = loads_line(line)
+                if not isinstance(rec, dict):
+                    raise ValueError(f"a line is a JSON {type(rec).__name__}, not an object")
                 if label_field not in rec:
                     raise ValueError(f"no field {label_field!r}")
                 y = _label(rec[label_field])
-                text = rec[text_field]
+                text = rec.get(text_field)
                 if not isinstance(text, str):
-                    raise ValueError(f"field {text_field!r} is not a string")
+                    raise ValueError(f"field {text_field!r} is missing or not a string")
                 resp = rec.get(response_field)
                 if not isinstance(resp, str):
                     if needs_response:
@@ -163,15 +220,27 @@ def evaluate_file(guard: Guard, path: Path, task: str, label_field: str = "label
                 c = _category_labels(rec.get(category_field), n) if category_field else ()
             except CategoryLabelError:
                 raise
-            except (ValueError, KeyError, TypeError, AttributeError):
-                skipped += 1
+            except ValueError as exc:  # LineError is one
+                reason = str(exc).split(" at column")[0]
+                skips[reason] += 1
+                first_skip.setdefault(reason, n)
                 continue
-            prompts.append(text)
-            responses.append(resp)
-            labels.append(y)
-            cats.append(c)
+            pending.append((text, resp, y, c))
+            if len(pending) >= batch:
+                flush()
+    flush()
     if not labels:
-        raise ValueError(f"{path}: no usable lines (need {text_field!r} and {label_field!r} on each line)")
-    res = evaluate(guard, task, prompts, responses, labels, categories=cats if category_field else None)
-    res["skipped"] = skipped
+        need = ", ".join(repr(f) for f in (text_field, label_field, *((response_field,) if needs_response else ())))
+        why = f"; {_skip_summary(skips, first_skip)}" if skips else ""
+        raise ValueError(f"{getattr(path, 'name', path)}: no usable lines (need {need} on each line{why})")
+    res = metrics(task, np.asarray(labels), np.concatenate(scores), getattr(guard.thresholds, _THRESHOLD_NAME[task]))
+    if category_field:
+        res["categories"] = _top1_metrics(tops, gold)
+    res["skipped"] = sum(skips.values())
+    res["skipped_reasons"] = [{"reason": r, "lines": k, "first_line": first_skip[r]} for r, k in skips.most_common()]
     return res
+
+
+def _skip_summary(skips: Counter[str], first_skip: dict[str, int]) -> str:
+    reason, k = skips.most_common(1)[0]
+    return f"{sum(skips.values())} skipped, most often ({k}) because {reason} (first at line {first_skip[reason]})"

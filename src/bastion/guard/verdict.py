@@ -29,6 +29,18 @@ class Verdict:
     model_version: str = ""
     thresholds: tuple[tuple[str, float], ...] = field(default_factory=tuple)
 
+    def __post_init__(self) -> None:
+        # A verdict built by hand with lists or dicts is made immutable (and hashable) like the guard's own.
+        for name in ("categories", "obfuscation"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple):
+                object.__setattr__(self, name, tuple(v))
+        for name in ("category_scores", "thresholds"):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or any(not isinstance(kv, tuple) for kv in v):
+                pairs = v.items() if isinstance(v, dict) else v
+                object.__setattr__(self, name, tuple((str(k), float(x)) for k, x in pairs))
+
     @property
     def flagged(self) -> bool:
         """True when any check fired (harm or attack)."""
