@@ -126,7 +126,7 @@ def _open_out(out_path: Path | None, file: str) -> tuple[Any, Path | None]:
         raise typer.Exit(2) from None
 
 
-def _record(rec_id: Any, v: Any) -> dict[str, Any]:
+def _record(rec_id: Any, v: Any, full: bool = False) -> dict[str, Any]:
     d: dict[str, Any] = {"id": rec_id, "unsafe": v.unsafe, "score": v.score, "categories": list(v.categories)}
     if v.kind == "prompt":
         d["attack"] = v.attack
@@ -134,6 +134,8 @@ def _record(rec_id: Any, v: Any) -> dict[str, Any]:
     else:
         d["refusal"] = v.refusal
         d["refusal_score"] = v.refusal_score
+    if full:  # the rest of the verdict, after the contract's fields
+        d["verdict"] = {k: x for k, x in v.to_dict().items() if k not in d}
     return d
 
 
@@ -172,6 +174,8 @@ def register(app: typer.Typer) -> None:
         batch: int = typer.Option(64, "--batch", min=1, max=4096, help="Lines per model batch."),
         model: Path = typer.Option(None, "--model", help="Model directory (default: embedded)."),
         threshold: list[str] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
+        full: bool = typer.Option(False, "--full", help="Add each line's whole verdict under \"verdict\": category "
+                                  "scores, obfuscation signals, windows read, model version and thresholds."),
     ) -> None:
         """Classify a JSONL file: exactly one output line per input line, in order."""
         if file == "-":
@@ -204,7 +208,7 @@ def register(app: typer.Typer) -> None:
             items = [it for (e, _i, it) in buf if e is None]
             verdicts = iter(g.check_batch(items)) if items else iter(())
             for e, rid, _it in buf:
-                rec = e if e is not None else _record(rid, next(verdicts))
+                rec = e if e is not None else _record(rid, next(verdicts), full)
                 dst.write(dumps_line(rec) + "\n")
 
         with progress:

@@ -280,7 +280,7 @@ class Guard:
         s = self.model.score_prompts(views)
         harm = _max_by_owner(s.harm, owner, len(prompts))
         attack = _max_by_owner(s.attack, owner, len(prompts))
-        cats = _max_by_owner(s.categories, owner, len(prompts))
+        cats = _rows_of_most_harmful(s.categories, s.harm, owner, len(prompts))
         windows = _sum_by_owner(s.windows, owner, len(prompts))
         t, c = self.thresholds, self._calibrated
         out = []
@@ -310,7 +310,8 @@ class Guard:
         s = self.model.score_responses(ctx, views)
         n = len(responses)
         harm = _max_by_owner(s.harm, owner, n)
-        cats = self._response_categories(canon, views, owner, harm, _max_by_owner(s.categories, owner, n))
+        cats = self._response_categories(canon, views, owner, harm,
+                                         _rows_of_most_harmful(s.categories, s.harm, owner, n))
         windows = _sum_by_owner(s.windows, owner, n)
         # Refusal is judged on the canonical view only (the first view of each response).
         first = np.searchsorted(np.asarray(owner), np.arange(n))  # owner is sorted: views come in text order
@@ -417,6 +418,20 @@ def _max_by_owner(x: np.ndarray, owner: list[int], n: int) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     out = np.zeros((n,) + x.shape[1:], dtype=np.float32)
     np.maximum.at(out, np.asarray(owner), x)
+    return out
+
+
+def _rows_of_most_harmful(rows: np.ndarray, harm: np.ndarray, owner: list[int], n: int) -> np.ndarray:
+    """Each text's category scores from its most harmful view that has any (a view the cascade settled without the
+    encoder has none): a benign decoded payload beside a harmful request adds none of its own categories."""
+    rows = np.asarray(rows, dtype=np.float32)
+    out = np.zeros((n,) + rows.shape[1:], dtype=np.float32)
+    best = np.full(n, -np.inf)
+    has = rows.reshape(len(rows), -1).any(axis=1) if len(rows) else np.zeros(0, dtype=bool)
+    for j, o in enumerate(owner):
+        if has[j] and harm[j] > best[o]:
+            best[o] = harm[j]
+            out[o] = rows[j]
     return out
 
 

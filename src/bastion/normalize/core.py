@@ -47,7 +47,7 @@ MAX_PAYLOAD_VIEWS = 8  # views with one decoded payload each; every payload is a
 MAX_DECODE_CHARS = 1 << 20  # total payload characters decoded per text
 MAX_CANDIDATES = 1024  # payload candidates tried per decoder per text
 MAX_DEPTH = 3  # nested decoding (base64 of base64 of rot13, ...)
-MAX_EXCERPTS = 64  # excerpts of a long text kept around tag-character or right-to-left runs
+MAX_ALT_RUNS = 1024  # tag-character or right-to-left runs read per text (more: decode_limit)
 LONG_TEXT = 8192  # above this, non-canonical views are excerpts around the changes
 EXCERPT_CONTEXT = 600  # characters kept either side of a change in an excerpt
 
@@ -67,6 +67,7 @@ _STRENGTH = {
     "url_reserved": 0.2,
     "nested": 0.8,
     "decode_limit": 0.3,  # a limit above stopped decoding: what was left undecoded could hide a payload
+    "symbol_glue": 0.5,  # words joined by emoji or symbols instead of spaces ("How😀do😀I..."), 3 joins or more
 }
 
 # ---- character classes ---------------------------------------------------------------------------
@@ -86,6 +87,18 @@ _TAG_RUN = re.compile("[\U000e0000-\U000e007f]+")
 _RLO_SPAN = re.compile("\u202e([^\u202c\u2069\n]*)")
 _STYLED = re.compile("[\uff21-\uff3a\uff41-\uff5a\U0001d400-\U0001d7ff\u24b6-\u24e9\U0001f130-\U0001f149]")
 _CJK = re.compile("[\u3000-\u30ff\u3400-\u9fff\uac00-\ud7af]")
+# Emoji and pictographic symbols (with their presentation selectors, skin tones and joiners) standing where a space
+# should be between two letters: a whole word glued this way is one unknown token to the encoder ("How😀do😀I make"
+# read as nothing). Replaced by a space.
+_SYMBOLS = ("\u2190-\u21ff\u2300-\u23ff\u25a0-\u27bf\u2900-\u297f\u2b00-\u2bff\U0001f000-\U0001faff"
+            "\ufe0e\ufe0f\u200d\u20e3")
+_SYMBOL_GLUE = re.compile(f"(?<=[^\\W\\d_])[{_SYMBOLS}]+(?=[^\\W\\d_])")
+# A run of one punctuation character ("....................", "==========", "!!!!!!!!") kept at three: dot leaders
+# and separator lines read as violent crime and as an attack to the encoder ("." * 20: 0.74), and nothing in them
+# needs more than three to be read.
+_PUNCT_RUN = re.compile(r"([^\w\s])\1{3,}")
+
+
 def _char_class(codes) -> str:
     """Contents of a regex character class for these code points, as ranges (sre scans ranges fast)."""
     out, run = [], []
@@ -214,9 +227,9 @@ def normalize(text: str) -> Normalized:
     # Alternative readings of the original that canonicalisation cannot express in place.
     if not text.isascii():
         if "\u202e" in text:
-            add("reversed", _alt_view(text, _RLO_SPAN, lambda m: m.group(1)[::-1], long))
+            add("reversed", _alt_view(text, _RLO_SPAN, lambda m: m.group(1)[::-1], long, sig))
         if _TAG_RUN.search(text):
-            alt = _alt_view(text, _TAG_RUN, _decode_tags, long)
+            alt = _alt_view(text, _TAG_RUN, _decode_tags, long, sig)
             if alt != canonical:
                 _bump(sig, "tag_chars", _STRENGTH["tag_chars"])
                 add("tags", alt)
@@ -267,8 +280,15 @@ def normalize(text: str) -> Normalized:
 # ---- canonical form ------------------------------------------------------------------------------
 def _canonical(text: str, sig: dict[str, float]) -> str:
     if text.isascii():
-        return _strip_hidden(text, sig) if _ASCII_HIDDEN.search(text) else text
+        t = _strip_hidden(text, sig) if _ASCII_HIDDEN.search(text) else text
+        return _PUNCT_RUN.sub(r"\1\1\1", t) if _PUNCT_RUN.search(t) else t
     t = _strip_hidden(text, sig) if _HIDDEN_RUN.search(text) else text
+    if _PUNCT_RUN.search(t):
+        t = _PUNCT_RUN.sub(r"\1\1\1", t)
+    if _SYMBOL_GLUE.search(t):
+        t, k = _SYMBOL_GLUE.subn(" ", t)
+        if k >= 3:
+            _bump(sig, "symbol_glue", _STRENGTH["symbol_glue"])
     if not unicodedata.is_normalized("NFKC", t):
         m = _STYLED.search(t)
         if m:
@@ -962,16 +982,15 @@ def _render(t: str, reps: list[tuple[int, int, str]], long: bool) -> str:
     return "\n...\n".join(parts)
 
 
-def _alt_view(text: str, rx: re.Pattern[str], fn, long: bool) -> str:
-    """Canonical form of `text` with each match of `rx` replaced by `fn(match)`; for long texts,
-    excerpts around the first few matches only."""
+def _alt_view(text: str, rx: re.Pattern[str], fn, long: bool, sig: dict[str, float]) -> str:
+    """Canonical form of `text` with each match of `rx` replaced by `fn(match)`; for long texts, merged excerpts
+    around the matches (at most MAX_ALT_RUNS of them; past that, a decode_limit signal)."""
     if not long:
         return _canonical(rx.sub(fn, text), {})
-    parts = []
-    for i, m in enumerate(rx.finditer(text)):
-        if i >= MAX_EXCERPTS:
+    reps = []
+    for m in rx.finditer(text):
+        if len(reps) >= MAX_ALT_RUNS:
+            _bump(sig, "decode_limit", _STRENGTH["decode_limit"])
             break
-        s, e = m.span()
-        window = text[max(0, s - EXCERPT_CONTEXT):s] + fn(m) + text[e:e + EXCERPT_CONTEXT]
-        parts.append(_canonical(window, {}))
-    return "\n...\n".join(parts)
+        reps.append((m.start(), m.end(), fn(m)))
+    return _canonical(_render(text, reps, long), {})

@@ -28,13 +28,15 @@ def _encode(enc: Encoder, exs: list[Example], max_windows: int = 2) -> list[tupl
     """(ids, task index, label, category index or -1) per training window."""
     out = []
     single = [e for e in exs if e.task in ("prompt", "attack")]
-    wins, owner = enc.windows([e.text for e in single], max_windows=max_windows)
+    # runtime=False: the training layout (fit.TRAIN_RUNTIME_LAYOUT)
+    wins, owner = enc.windows([e.text for e in single], max_windows=max_windows, runtime=False)
     for w, o in zip(wins, owner, strict=False):
         e = single[o]
         cat = HAZARD_CODES.index(e.category) if (e.task == "prompt" and e.label == 1 and e.category) else -1
         out.append(([CLS, *w.tolist(), SEP], TASKS.index(_TASK_OF[e.task]), e.label, cat))
     pairs = [e for e in exs if e.task in ("response", "refusal")]
-    seqs, owner = pair_windows(enc, [e.context or "" for e in pairs], [e.text for e in pairs], max_windows)
+    seqs, owner = pair_windows(enc, [e.context or "" for e in pairs], [e.text for e in pairs], max_windows,
+                               runtime=False)
     for ids, o in zip(seqs, owner, strict=True):
         e = pairs[o]
         out.append((ids, TASKS.index(_TASK_OF[e.task]), e.label, -1))

@@ -69,9 +69,15 @@ class TrainConfig:
 CONTINUE_LR, CONTINUE_HEAD_LR_SCALE = 2e-5, 3.0
 
 
+# The window layout the shipped model was trained and calibrated with (the last window on the stride; the runtime
+# aligns it to the text's end, see Encoder.windows). Kept so that a build reproduces the recorded one.
+TRAIN_RUNTIME_LAYOUT = False
+
+
 def _pair_windows(enc: Encoder, exs: list[Example], max_windows: int | None = None) -> tuple[list[np.ndarray], list[int]]:
     """The pair sequences the runtime scores for (prompt, response) examples, and their owners."""
-    seqs, owner = pair_windows(enc, [e.context or "" for e in exs], [e.text for e in exs], max_windows)
+    seqs, owner = pair_windows(enc, [e.context or "" for e in exs], [e.text for e in exs], max_windows,
+                               runtime=TRAIN_RUNTIME_LAYOUT)
     return [np.asarray(q, dtype=np.int64) for q in seqs], owner
 
 
@@ -172,7 +178,7 @@ class PromptEmbeddings:
     @classmethod
     def compute(cls, enc: Encoder, train_ex: list[Example]) -> PromptEmbeddings:
         exs = [e for e in train_ex if e.task == "prompt"]
-        wins, owner = enc.windows([e.text for e in exs], max_windows=2)
+        wins, owner = enc.windows([e.text for e in exs], max_windows=2, runtime=TRAIN_RUNTIME_LAYOUT)
         return cls(exs, enc.embed(wins), np.asarray(owner, dtype=np.int64))
 
 
@@ -300,9 +306,9 @@ def attack_span_windows(enc: Encoder, train_ex: list[Example], docs: AttackDocum
     instruction (label 0). Such a window holds its piece whole, so its label is right."""
     rng = random.Random(seed)
     exs = [e for e in train_ex if e.task == "attack"]
-    wins, owner = enc.windows([e.text for e in exs], max_windows=2)
+    wins, owner = enc.windows([e.text for e in exs], max_windows=2, runtime=TRAIN_RUNTIME_LAYOUT)
     y = [exs[o].label for o in owner]
-    doc_wins, _ = enc.windows(docs.documents)
+    doc_wins, _ = enc.windows(docs.documents, runtime=TRAIN_RUNTIME_LAYOUT)
     wins += doc_wins
     y += [0] * len(doc_wins)
     paragraphs = [np.asarray(e.ids, dtype=np.int64)
@@ -476,7 +482,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     for task, name in (("prompt", "harm"), ("attack", "attack"), ("response", "response"), ("refusal", "refusal")):
         tr = by[(task, "train")]
         if task in ("prompt", "attack"):
-            wins, owner = enc.windows([e.text for e in tr], max_windows=2)
+            wins, owner = enc.windows([e.text for e in tr], max_windows=2, runtime=TRAIN_RUNTIME_LAYOUT)
         else:
             wins, owner = _pair_windows(enc, tr, max_windows=2)
         y = np.array([tr[o].label for o in owner])
@@ -518,7 +524,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
                               for m in [np.array([e.source == src for e in val])]}
         name = {"prompt": "harm"}.get(task, task)
         if task in ("prompt", "attack"):
-            wins, owner = enc.windows([e.text for e in cal])
+            wins, owner = enc.windows([e.text for e in cal], runtime=TRAIN_RUNTIME_LAYOUT)
             p1 = model.tier1(wins)[0 if task == "prompt" else 1]
         else:
             wins, owner = _pair_windows(enc, cal)
