@@ -237,8 +237,8 @@ def register(app: typer.Typer) -> None:
         category_field: str = typer.Option(None, "--category-field",
                                            help="a field naming each harmful line's hazard category (S1-S14, or a "
                                                 "list): top-1 category accuracy too (--task prompt or response)"),
-        model: Path = typer.Option(None, "--model"),
-        as_json: bool = typer.Option(False, "--json"),
+        model: Path = typer.Option(None, "--model", help="Model directory (default: embedded)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the metrics as one JSON object (undefined: null)."),
         threshold: list[str] = typer.Option(None, "--threshold", help=THRESHOLD_HELP),
     ) -> None:
         """Measure the guard on your own labelled data: precision, recall, F1, FPR, AUPRC, threshold table."""

@@ -2,7 +2,8 @@
 
 Built in memory, once per process, from the public licence-clean benchmarks in the dataset pool
 (`seeds/build.py`); no dataset rows are kept in the package. The pool is `$BASTION_DATASETS`, else
-`../shared/datasets` from the working directory (as for `bastion train --data`).
+`../shared/datasets` from the working directory (as for `bastion train --data`), else the pool beside the source
+checkout.
 """
 
 from __future__ import annotations
@@ -26,8 +27,16 @@ class SeedLibraryError(FileNotFoundError):
 
 
 def datasets_root() -> Path:
-    """Where the seed library is built from: $BASTION_DATASETS, else ../shared/datasets."""
-    return Path(os.environ.get("BASTION_DATASETS") or DEFAULT_DATASETS)
+    """Where the seed library is built from: $BASTION_DATASETS, else ../shared/datasets from the working directory,
+    else the pool beside this source checkout (an editable install run from another folder)."""
+    env = os.environ.get("BASTION_DATASETS")
+    if env:
+        return Path(env)
+    if DEFAULT_DATASETS.is_dir():
+        return DEFAULT_DATASETS
+    here = Path(__file__).resolve().parents
+    beside = here[5] / "shared" / "datasets" if len(here) > 5 else DEFAULT_DATASETS  # repo/src/bastion/redteam/seeds
+    return beside if (beside / "harmful_prompts_permissive").is_dir() else DEFAULT_DATASETS
 
 
 @lru_cache(maxsize=4)
