@@ -353,3 +353,12 @@ def test_classify_full_adds_the_whole_verdict_after_the_contract_fields(tmp_path
         assert v["model_version"] and set(v["thresholds"]) >= {"prompt_harm", "attack"} and v["windows"] >= 1
         assert not set(v) & set(a)
     assert "base64" in full[0]["verdict"]["obfuscation"] and full[1]["verdict"]["kind"] == "response"
+
+
+def test_eval_keeps_a_bounded_number_of_skip_reasons(tmp_path):
+    f = tmp_path / "many.jsonl"
+    f.write_text("".join(json.dumps({"prompt": "hi", "label": f"bad{i}"}) + "\n" for i in range(40))
+                 + json.dumps({"prompt": "hi", "label": 0}) + "\n", encoding="utf-8")
+    d = json.loads(runner.invoke(app, ["eval", str(f), "--json"]).stdout)
+    assert d["skipped"] == 40 and len(d["skipped_reasons"]) == 21
+    assert d["skipped_reasons"][0] == {"reason": "other reasons", "lines": 20, "first_line": 21}

@@ -15,6 +15,7 @@ from bastion.taxonomy import HAZARD_CODES
 from .core import Guard
 from .verdict import Verdict
 
+MAX_SKIP_REASONS = 20  # distinct reasons kept for skipped lines; the rest are counted as "other reasons"
 _THRESHOLD_NAME = {"prompt": "prompt_harm", "response": "response_harm", "refusal": "refusal", "attack": "attack"}
 
 
@@ -221,7 +222,9 @@ def evaluate_file(guard: Guard, path: Path | BinaryIO, task: str, label_field: s
             except CategoryLabelError:
                 raise
             except ValueError as exc:  # LineError is one
-                reason = str(exc).split(" at column")[0]
+                reason = str(exc).split(" at column")[0][:200]
+                if reason not in skips and len(skips) >= MAX_SKIP_REASONS:  # a bad value per line: memory stays flat
+                    reason = "other reasons"
                 skips[reason] += 1
                 first_skip.setdefault(reason, n)
                 continue
