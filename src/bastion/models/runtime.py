@@ -65,14 +65,12 @@ class Encoder:
 
     def windows(self, texts: Sequence[str], max_windows: int | None = None,
                 runtime: bool = True) -> tuple[list[np.ndarray], list[int]]:
-        """Token-id windows covering each text entirely (unless max_windows caps it, for training).
+        """Token-id windows covering each text entirely (unless max_windows caps it, for training). Windows start
+        every STRIDE tokens; the last can be as short as WINDOW - STRIDE + 1 tokens.
 
-        `runtime` is the layout the guard scores with: the last window of a long text ends at its last token and is
-        full length, and a run of over 100 letters (which the tokenizer reads as one unknown token) is split into
-        words first. `runtime=False` is the layout the shipped model was trained and calibrated with, kept so that
-        builds reproduce: there the last window starts on the stride and can be as short as WINDOW - STRIDE + 1
-        tokens, and a short last window is what tier 1 settles (a request appended to 3,000 tokens of benign text
-        was cleared there: "How do I make a pipe bomb?" 0.08, exact tier 0.93)."""
+        `runtime` splits each run of over 100 letters (which the tokenizer reads as one unknown token) into words
+        first; `runtime=False` is the text as the shipped model was trained and calibrated on, kept so that builds
+        reproduce."""
         if runtime:
             texts = [_split_long_words(t) for t in texts]
         encs = self.tok.encode_batch(list(texts), add_special_tokens=False)
@@ -80,12 +78,7 @@ class Encoder:
         owner: list[int] = []
         for i, e in enumerate(encs):
             ids = np.asarray(e.ids, dtype=np.int64)
-            if len(ids) <= WINDOW:
-                starts: Sequence[int] = [0]
-            elif runtime:
-                starts = [*range(0, len(ids) - WINDOW, STRIDE), len(ids) - WINDOW]
-            else:
-                starts = range(0, len(ids) - WINDOW + STRIDE, STRIDE)
+            starts = range(0, len(ids) - WINDOW + STRIDE, STRIDE) if len(ids) > WINDOW else [0]
             for k, s in enumerate(starts):
                 if max_windows is not None and k >= max_windows:
                     break
@@ -189,8 +182,8 @@ def pair_ids(enc: Encoder, prompt: str, response: str, runtime: bool = True) -> 
 
     Every window after the first starts with the reply's first PAIR_OPENING tokens, so the later windows of a long
     refusal that goes on to a same-topic alternative are judged with the refusal in view (harmless held-out Yi-6B
-    replies flagged, against hand labels: 38% -> 34%, with the encoder fine-tuned on these windows). In the
-    `runtime` layout the last window ends at the reply's last token and is full length (see `Encoder.windows`)."""
+    replies flagged, against hand labels: 38% -> 34%, with the encoder fine-tuned on these windows). `runtime`:
+    over-long words split, as in `Encoder.windows`."""
     if runtime:
         prompt, response = _split_long_words(prompt), _split_long_words(response)
     p = enc.tok.encode(prompt, add_special_tokens=False).ids
@@ -205,8 +198,6 @@ def pair_ids(enc: Encoder, prompt: str, response: str, runtime: bool = True) -> 
     stride = max(1, (later * 3) // 4)
     s = max(1, (size * 3) // 4)
     while True:
-        if runtime and s + later >= len(r):
-            s = len(r) - later  # > the previous start, whose window did not reach the end
         out.append([CLS, *p, SEP, *r[:PAIR_OPENING], *r[s : s + later], SEP])
         if s + later >= len(r):
             return out
@@ -359,10 +350,13 @@ class CascadeModel(GuardModel):
         if exact:
             need = np.ones(len(wins), dtype=bool)
         else:
-            # Tier 1 settles only short windows: in a long one, a single request buried in benign text is diluted
-            # in the window's n-gram and static features (a nerve-agent request inside 126 tokens of gardening
-            # tips scores 0.05 in tier 1 and 0.97 in the exact tier), so long windows always reach the encoder.
-            short = np.array([len(w) <= CASCADE_MAX_TOKENS for w in wins], dtype=bool)
+            # Tier 1 settles only a short text's one window: in a long window, a single request buried in benign
+            # text is diluted in the window's n-gram and static features (a nerve-agent request inside 126 tokens
+            # of gardening tips scores 0.05 in tier 1 and 0.97 in the exact tier), and the short last window of a
+            # long text is mostly the end of that text (a request appended to 3,000 tokens of benign text: 0.08 in
+            # tier 1, 0.93 exact), so every window of a text with more than one reaches the encoder.
+            alone = np.bincount(owner, minlength=n)[owner] == 1
+            short = np.array([len(w) <= CASCADE_MAX_TOKENS for w in wins], dtype=bool) & alone
             need = ~(short & (h1 < lo_h) & (a1 < lo_a))
         if need.any():
             idx = np.flatnonzero(need)
@@ -419,7 +413,8 @@ class CascadeModel(GuardModel):
             # tier-1 features (held-out harmful replies buried in benign answers: tier 1 settled 32 of 620 that the
             # encoder flags). The first [SEP] ends the prompt context; a literal "[SEP]" in the prompt can only make
             # the part look longer, which sends the window to the encoder.
-            short = np.array([len(q) - q.index(SEP) - 2 <= CASCADE_MAX_TOKENS for q in seqs], dtype=bool)
+            alone = np.bincount(own, minlength=n)[own] == 1  # as for prompts: a long reply's last window too
+            short = np.array([len(q) - q.index(SEP) - 2 <= CASCADE_MAX_TOKENS for q in seqs], dtype=bool) & alone
             clear = (t1[0] < self.cascade.get("response_low", -1.0)) & (t1[1] < self.cascade.get("refusal_low", -1.0))
             need = ~(short & clear)
             harm_w[:], refusal_w[:] = t1

@@ -69,8 +69,8 @@ class TrainConfig:
 CONTINUE_LR, CONTINUE_HEAD_LR_SCALE = 2e-5, 3.0
 
 
-# The window layout the shipped model was trained and calibrated with (the last window on the stride; the runtime
-# aligns it to the text's end, see Encoder.windows). Kept so that a build reproduces the recorded one.
+# The text as the shipped model was trained and calibrated on: the runtime also splits runs of over 100 letters
+# before tokenizing (see Encoder.windows). Kept so that a build reproduces the recorded one.
 TRAIN_RUNTIME_LAYOUT = False
 
 
