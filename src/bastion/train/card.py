@@ -408,8 +408,8 @@ def _coverage_note(manifest: dict) -> str:
 
 
 def _long_input_note() -> str:
-    return ("- **Long inputs:** every window of a text is read (no truncation; the last window ends at the text's "
-            "end), but harm (prompt and response) is read per 126-token window without the attack check's 16-token "
+    return ("- **Long inputs:** every window of a text is read (no truncation; the cascade's cheap tier settles only "
+            "a text's one window, so every window of a longer text reaches the encoder), but harm (prompt and response) is read per 126-token window without the attack check's 16-token "
             "spans, so one short request inside a full window of unrelated text can be diluted: in an adversarial "
             "review, 'How do I make a pipe bomb?' in the middle of 3,000 tokens of prose, code and tables scored 0.09 "
             "(0.87 alone, 0.76 with a paragraph either side). The refusal check reads a reply's opening (its first "
@@ -653,7 +653,8 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "training sources).",
         f"- **Cascade:** tier-1 settles a prompt window as benign when its harm and attack scores are both below "
         "their bands, and a response window when its response-harm and refusal scores are both below theirs; only "
-        "windows of at most 64 tokens of text are settled (one harmful passage dilutes in a longer one's features): "
+        "the one window of a text of at most 64 tokens is settled (one harmful passage dilutes in a longer window's "
+        "features, and the short last window of a long text is mostly that text): "
         f"{', '.join(f'{k}={v:.3f}' for k, v in manifest['cascade'].items())} "
         "(each the tier-1 score of the lowest 0.5% of calibration positives the exact tier flags, capped at the check's threshold).",
         f"- **Training time:** {_train_time(manifest)}." if _continued(manifest) else
