@@ -171,7 +171,7 @@ def test_refit_harm_head_learns_from_frozen_embeddings():
         def __init__(self):
             self.rng = np.random.default_rng(0)
 
-        def windows(self, texts, max_windows=None):
+        def windows(self, texts, max_windows=None, runtime=True):
             return [t for t in texts], list(range(len(texts)))
 
         def embed(self, wins):

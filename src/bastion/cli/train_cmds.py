@@ -49,15 +49,6 @@ def register(app: typer.Typer) -> None:
                                                 "cores; how the shipped model was built)."),
     ) -> None:
         """Fine-tune the embedded guard model (seeded; 40-55 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
-        missing_modules = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
-        try:
-            if missing_modules:  # fit.py imports these lazily, minutes into a run: say so before any work
-                raise ImportError(f"no module named {', '.join(missing_modules)}")
-            from bastion.train.fit import TrainConfig, train
-        except ImportError as exc:
-            err.print("[red]error:[/] " + escape(f"training needs the train extra: pip install 'bastion-guard[train]' "
-                                                 f"'torch==2.13.0' ({exc})"), soft_wrap=True)
-            raise typer.Exit(2) from None
         from bastion.models import DEFAULT_MODEL_DIR
 
         if not data.is_dir():
@@ -84,6 +75,15 @@ def register(app: typer.Typer) -> None:
             if missing:
                 err.print(f"[red]error:[/] --continue-from {continue_from} is not a bastion model ({missing[0]} missing)")
                 raise typer.Exit(2)
+        missing_modules = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
+        try:
+            if missing_modules:  # fit.py imports these lazily, minutes into a run: say so before any work
+                raise ImportError(f"no module named {', '.join(missing_modules)}")
+            from bastion.train.fit import TrainConfig, train
+        except ImportError as exc:
+            err.print("[red]error:[/] " + escape(f"training needs the train extra: pip install 'bastion-guard[train]' "
+                                                 f"'torch==2.13.0' ({exc})"), soft_wrap=True)
+            raise typer.Exit(2) from None
         out_dir.mkdir(parents=True, exist_ok=True)
         if heads_only and not (out_dir / "heads.npz").exists():
             err.print(f"[red]error:[/] --heads-only needs a fine-tuned model in {out_dir} (heads.npz missing)")
