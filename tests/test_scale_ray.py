@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import socket
 import subprocess
 import sys
@@ -49,7 +50,13 @@ def local_ray():
         yield ray
     finally:
         if ray.is_initialized():
+            # Collect cyclic garbage holding object refs or actor handles now, in this thread: collected later, their
+            # destructors ran in whatever thread triggered the GC and touched the shut-down core worker, which makes
+            # Ray end the whole process ("The core worker has already been shutdown ... The process will exit"):
+            # a CI run lost its last 80 tests and its summary that way.
+            gc.collect()
             ray.shutdown()
+            gc.collect()
         head.terminate()
         try:
             head.wait(60)
