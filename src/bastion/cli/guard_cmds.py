@@ -251,7 +251,8 @@ def register(app: typer.Typer) -> None:
             err.print(f"[red]error:[/] cannot read {escape(file)}: " + ("it is a folder" if Path(file).is_dir()
                                                                         else "no such file"))
             raise typer.Exit(1)
-        g = _guard(_threshold_opts(threshold), model=model)
+        given = _threshold_opts(threshold)
+        g = _guard(given, model=model)
         try:
             res = evaluate_file(g, sys.stdin.buffer if file == "-" else Path(file), task=task,
                                 label_field=label_field, text_field=text_field, response_field=response_field,
@@ -283,16 +284,11 @@ def register(app: typer.Typer) -> None:
         def num(x: float | None) -> str:
             return "-" if x is None else f"{x:.3f}"
 
-        def thr(x: float) -> str:  # every row its own label: 0.1 and 0.104 are two rows
-            s = f"{x:.4f}".rstrip("0")
-            return s + "0" if s.endswith(".") else s
-
         for row in res["table"]:
             style = "bold" if row["threshold"] == res["threshold"] else None
-            t.add_row(thr(row["threshold"]), num(row["precision"]), num(row["recall"]),
+            t.add_row(f"{row['threshold']:g}", num(row["precision"]), num(row["recall"]),
                       num(row["f1"]), num(row["fpr"]), style=style)
         out.print(t)
-        given = _threshold_opts(threshold)
         task_threshold = {"prompt": "prompt_harm", "response": "response_harm"}.get(task, task)
         which = "the given" if task_threshold in given else "the default"
         out.print(f"at {which} threshold {res['threshold']}: precision {num(res['precision'])} recall "

@@ -344,12 +344,7 @@ class Guard:
         reply = np.zeros_like(pair_cats)
         if rows:
             s = self.model.score_prompts([views[j] for j in rows])
-            best = np.full(len(pair_cats), -1.0)
-            for r, j in enumerate(rows):  # a view the cascade settled without the encoder has no categories
-                o = owner[j]
-                if s.categories[r].sum() > 0 and s.harm[r] > best[o]:
-                    best[o] = s.harm[r]
-                    reply[o] = s.categories[r]
+            reply = _rows_of_most_harmful(s.categories, s.harm, [owner[j] for j in rows], len(pair_cats))
         for i in need:
             parts = [c for c in (request[i], reply[i]) if c.sum() > 0]
             if parts:

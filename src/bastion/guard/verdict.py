@@ -37,7 +37,7 @@ class Verdict:
                 object.__setattr__(self, name, tuple(v))
         for name in ("category_scores", "thresholds"):
             v = getattr(self, name)
-            if not isinstance(v, tuple) or any(not isinstance(kv, tuple) for kv in v):
+            if type(v) is not tuple or (v and type(v[0]) is not tuple):  # the guard's own: a tuple of pairs
                 pairs = v.items() if isinstance(v, dict) else v
                 object.__setattr__(self, name, tuple((str(k), float(x)) for k, x in pairs))
 

@@ -281,14 +281,12 @@ def normalize(text: str) -> Normalized:
 def _canonical(text: str, sig: dict[str, float]) -> str:
     if text.isascii():
         t = _strip_hidden(text, sig) if _ASCII_HIDDEN.search(text) else text
-        return _PUNCT_RUN.sub(r"\1\1\1", t) if _PUNCT_RUN.search(t) else t
+        return _PUNCT_RUN.sub(r"\1\1\1", t)
     t = _strip_hidden(text, sig) if _HIDDEN_RUN.search(text) else text
-    if _PUNCT_RUN.search(t):
-        t = _PUNCT_RUN.sub(r"\1\1\1", t)
-    if _SYMBOL_GLUE.search(t):
-        t, k = _SYMBOL_GLUE.subn(" ", t)
-        if k >= 3:
-            _bump(sig, "symbol_glue", _STRENGTH["symbol_glue"])
+    t = _PUNCT_RUN.sub(r"\1\1\1", t)
+    t, glued = _SYMBOL_GLUE.subn(" ", t)
+    if glued >= 3:
+        _bump(sig, "symbol_glue", _STRENGTH["symbol_glue"])
     if not unicodedata.is_normalized("NFKC", t):
         m = _STYLED.search(t)
         if m:
