@@ -68,6 +68,7 @@ def serve(
         _fail(str(e))
     if keys and not store:
         _fail(f"{keys}: no keys in the file (add one with `bastion keys add ID --keys {keys}`)")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1] as in a URL
     try:
         check_bind(host, store, insecure)
     except ValueError as e:
@@ -94,7 +95,8 @@ def serve(
     except PolicyError as e:
         _fail(str(e))
     revising = f", revise with {revise_model}" if reviser is not None else ""
-    err.print(f"bastion gateway on http://{host}:{port}/v1 -> {upstream} "
+    shown = f"[{host}]" if ":" in host else host
+    err.print(f"bastion gateway on http://{escape(shown)}:{port}/v1 -> {upstream} "
               f"({len(store)} client key(s), policy {app.state.gateway.policies.policy.digest}{revising})",
               highlight=False)
     serve_forever(app, host, port, log_level=log_level)

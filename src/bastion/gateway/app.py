@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import ipaddress
 import json
 import logging
@@ -16,6 +15,7 @@ import os
 import signal
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +36,8 @@ from .errors import ApiError, error_body
 from .keys import KeyStore
 from .metrics import Metrics
 from .ratelimit import RateLimiter
-from .sessions import SessionTracker
-from .streaming import StreamScanner, chunk_text
+from .sessions import SessionState, SessionTracker
+from .streaming import StreamScanner, choice_texts, chunk_text, readable_text
 
 log = logging.getLogger("bastion.gateway")
 
@@ -47,6 +47,9 @@ Reviser = Callable[[str, str, Decision], Awaitable[str]]
 
 # The most upstream text read after a streamed violation to revise the whole reply.
 MAX_REVISE_CHARS = 100_000
+# Checks of more text than this go to their own lane (see Gateway.bulk).
+BULK_CHARS = 20_000
+_INSTRUCTION_ROLES = ("system", "developer", "tool", "function")
 APPEND_FIX_HEADER = "\n\nSafer version (verified patch):\n\n~~~diff\n"
 
 
@@ -180,6 +183,9 @@ class Gateway:
         # Checks a client is waiting on (the input rail, the end of a stream) get their own lane, so they never
         # queue behind a batch of mid-stream checks, whose latency the stream hides.
         self.urgent = GuardBatcher(guard, max_batch=config.guard_max_batch, workers=1)
+        # Long texts take minutes of windows: they get a lane of their own, so one client sending a long document
+        # does not hold every other client's check behind it.
+        self.bulk = GuardBatcher(guard, max_batch=config.guard_max_batch, workers=1)
         self.limiter = RateLimiter(config.rate_limit_per_minute)
         self.sessions = SessionTracker()
         self.audit = (AuditLog(config.audit_path, config.audit_content, config.audit_key)
@@ -211,6 +217,7 @@ class Gateway:
     async def stop(self) -> None:
         await self.batcher.close()
         await self.urgent.close()
+        await self.bulk.close()
         if self.client is not None:
             await self.client.aclose()
         rc = getattr(self.reviser, "client", None)  # a constitution Reviser's LLMClient
@@ -267,15 +274,19 @@ class Gateway:
             if len(buf) > limit:
                 raise ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
         try:
-            return json.loads(bytes(buf))
+            return json.loads(bytes(buf), parse_constant=_no_constant)
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "Request body is not valid JSON.", code="invalid_json") from None
+        except RecursionError:
+            raise ApiError(400, "Request body is nested too deeply.", code="invalid_json") from None
 
     # ---- guard ---------------------------------------------------------------------------------
     async def check(self, items: list[Any], rail: str, urgent: bool = True) -> list[Verdict]:
         t0 = time.perf_counter()
+        size = sum(len(it) if isinstance(it, str) else len(it[0]) + len(it[1]) for it in items)
+        lane = self.bulk if size > BULK_CHARS else self.urgent if urgent else self.batcher
         try:
-            return await (self.urgent if urgent else self.batcher).check(items)
+            return await lane.check(items)
         except Exception as e:  # noqa: BLE001 - fail closed with a clear error
             log.exception("guard check failed")
             raise ApiError(503, f"Guard check failed ({type(e).__name__}); request not forwarded.",
@@ -306,9 +317,17 @@ class Gateway:
         latest = users[-1] if users else (texts[-1][1] if texts else "")
         ctx.prompt = latest
         conversation = "\n".join(f"{r}: {t}" for r, t in texts if t)
+        # Instructions a client writes in other roles, scored on their own: joined to a short user turn with
+        # role prefixes, a harmful system message was diluted below the threshold.
+        instructions = "\n".join(t for r, t in texts if t and r in _INSTRUCTION_ROLES)
 
-        sid = session_id(request, ctx)
-        st = self.sessions.get(sid, pol.session.max_turns, pol.session.ttl_s) if pol.checks.session else None
+        st = None
+        if pol.checks.session:
+            sid = session_id(request, ctx)
+            # Without a session id from the client, risk is kept for this request only: a hash of the first
+            # message would join unrelated users who open with the same words into one session.
+            st = (SessionState(turns=deque(maxlen=pol.session.max_turns)) if sid is None
+                  else self.sessions.get(sid, pol.session.max_turns, pol.session.ttl_s))
         session_text = ""
         if st is not None:
             present = set(users)
@@ -318,6 +337,8 @@ class Gateway:
         scopes: list[tuple[str, str]] = []
         if pol.checks.input or pol.checks.attack:
             scopes.append(("latest", latest))
+        if pol.checks.input and instructions and instructions != latest:
+            scopes.append(("instructions", instructions))
         if pol.checks.conversation and len(texts) > 1 and conversation != latest:
             scopes.append(("conversation", conversation))
         if st is not None and session_text and session_text not in (latest, conversation):
@@ -328,16 +349,17 @@ class Gateway:
 
         decisions = []
         for (scope, _), v in zip(scopes, verdicts, strict=True):
-            d = pol.decide(v)
+            # System prompts are full of personas ("You are ..."), so that scope is read for harm alone.
+            d = pol.decide(v, attack=False) if scope == "instructions" else pol.decide(v)
             if scope == "latest" and not pol.checks.input:
                 d = pol.decide(_attack_only(v))
-            decisions.append(d)
+            decisions.append(d if scope == "latest" else _redact_as_block(pol, d, scope))
         if st is not None:
             harm = verdicts[0].score if verdicts and scopes[0][0] == "latest" else 0.0
             st.risk = st.risk * pol.session.decay + max(0.0, harm - pol.session.floor)
             if latest:
                 st.turns.append(latest)
-            decisions.append(pol.decide_session(st.risk))
+            decisions.append(_redact_as_block(pol, pol.decide_session(st.risk), "session"))
         decision = merge_decisions(decisions)
         ctx.input_decision = decision
         ctx.input_verdicts = [{"scope": s, **v.to_dict()} for (s, _), v in zip(scopes, verdicts, strict=True)]
@@ -454,17 +476,8 @@ def _code_dict(res: Any) -> dict[str, Any]:
 
 # ---- helpers ---------------------------------------------------------------------------------------
 def message_text(m: dict[str, Any]) -> str:
-    c = m.get("content")
-    parts: list[str] = []
-    if isinstance(c, str):
-        parts.append(c)
-    elif isinstance(c, list):
-        parts.extend(p.get("text", "") for p in c if isinstance(p, dict) and isinstance(p.get("text"), str))
-    for tc in m.get("tool_calls") or []:
-        fn = (tc or {}).get("function") or {} if isinstance(tc, dict) else {}
-        if isinstance(fn.get("arguments"), str):
-            parts.append(fn["arguments"])
-    return "\n".join(p for p in parts if p)
+    """The readable text of a chat message (content in any shape, tool and function calls, refusal, ...)."""
+    return readable_text({k: v for k, v in m.items() if k != "name"}, "\n")
 
 
 def choice_text(c: dict[str, Any]) -> str:
@@ -473,9 +486,9 @@ def choice_text(c: dict[str, Any]) -> str:
 
 
 def _set_choice_text(c: dict[str, Any], text: str) -> None:
-    m = c.setdefault("message", {"role": "assistant"})
-    m["content"] = text
-    m.pop("tool_calls", None)
+    """Replace a choice's whole message (tool calls, refusal and reasoning fields included) with `text`."""
+    m = c.get("message") if isinstance(c.get("message"), dict) else {}
+    c["message"] = {"role": m.get("role") or "assistant", "content": text}
     c["logprobs"] = None
 
 
@@ -485,14 +498,26 @@ def _attack_only(v: Verdict) -> Verdict:
     return replace(v, score=0.0, unsafe=False, category_scores=())
 
 
-def session_id(request: Request, ctx: _Ctx) -> str:
-    """Explicit X-Bastion-Session header, else the OpenAI `user` field, else the first user message.
-    Scoped by API key so that one client cannot touch another's session."""
+def session_id(request: Request, ctx: _Ctx) -> str | None:
+    """The client's session: the X-Bastion-Session header, else the OpenAI `user` field, else None (no state is
+    kept across requests). Scoped by API key so that one client cannot touch another's session."""
     sid = request.headers.get("x-bastion-session") or ctx.body.get("user")
     if not isinstance(sid, str) or not sid:
-        first = next((message_text(m) for m in ctx.body["messages"] if m.get("role") == "user"), "")
-        sid = "first:" + hashlib.sha256(first.encode("utf-8")).hexdigest()[:24]
+        return None
     return f"{ctx.key_id or '-'}|{sid}"
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _redact_as_block(pol: Policy, d: Decision, scope: str) -> Decision:
+    """`redact` replaces only the latest user turn, so when another scope fired (the flagged text may sit in an
+    earlier turn or a system message) it acts as `block`: the flagged text is never forwarded."""
+    if d.action != "redact":
+        return d
+    return Decision("block", d.categories, pol.refusal_for(d.categories),
+                    d.reasons + (f"redact acts as block: the {scope} scope fired, not the latest user turn",))
 
 
 def validate_chat(body: Any) -> dict[str, Any]:
@@ -628,12 +653,17 @@ def create_app(config: GatewayConfig, guard: Any = None, keys: KeyStore | None =
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         pol = gw.policies
-        return {"status": "ok", "policy": pol.policy.digest, "policy_error": pol.last_error,
+        audit_errors = gw.audit.errors if gw.audit is not None else 0
+        return {"status": "degraded" if audit_errors else "ok", "policy": pol.policy.digest,
+                "policy_error": pol.last_error,
                 "model_version": getattr(getattr(gw.guard, "model", None), "version", "unknown"),
-                "keys": len(gw.keys), "audit": str(config.audit_path) if config.audit_path else None}
+                "keys": len(gw.keys), "audit": str(config.audit_path) if config.audit_path else None,
+                "audit_errors": audit_errors}
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
+        if gw.audit is not None:
+            gw.metrics.set("bastion_audit_errors_total", gw.audit.errors)
         return PlainTextResponse(gw.metrics.render(), media_type="text/plain; version=0.0.4")
 
     @app.get("/v1/models")
@@ -761,10 +791,11 @@ async def _non_stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
     if not isinstance(r, httpx.Response):
         return r
     try:
-        data = r.json()
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        data = json.loads(r.content, parse_constant=_no_constant)
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list) \
+                or not all(isinstance(c, dict) for c in data["choices"]):
             raise ValueError("no choices")
-    except ValueError:
+    except (ValueError, RecursionError):
         raise upstream_error(ApiError(502, "The upstream model returned a malformed response.", "upstream_error",
                                       "upstream_malformed"), gw.metrics) from None
     out, _ = await gw.output_rail(ctx, data)
@@ -774,7 +805,14 @@ async def _non_stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
 
 
 async def _read_events(resp: httpx.Response, q: asyncio.Queue) -> None:
-    """Parse upstream SSE into ("chunk", dict) / ("done", None) / ("error", ApiError) items."""
+    """Parse upstream SSE into ("chunk", dict, line) / ("done", None) / ("error", ApiError) items.
+
+    A stream that ends with neither `[DONE]` nor a finish_reason was cut short: that is an error, not an end."""
+    def malformed() -> tuple[str, ApiError]:
+        return ("error", ApiError(502, "The upstream model sent a malformed stream chunk.", "upstream_error",
+                                  "upstream_malformed"))
+
+    finished = False
     try:
         async for line in resp.aiter_lines():
             if not line or line.startswith(":") or not line.startswith("data:"):
@@ -784,22 +822,26 @@ async def _read_events(resp: httpx.Response, q: asyncio.Queue) -> None:
                 await q.put(("done", None))
                 return
             try:
-                obj = json.loads(data)
-            except ValueError:
-                await q.put(("error", ApiError(502, "The upstream model sent a malformed stream chunk.",
-                                               "upstream_error", "upstream_malformed")))
+                obj = json.loads(data, parse_constant=_no_constant)
+            except (ValueError, RecursionError):
+                await q.put(malformed())
                 return
-            if not isinstance(obj, dict):
-                await q.put(("error", ApiError(502, "The upstream model sent a malformed stream chunk.",
-                                               "upstream_error", "upstream_malformed")))
+            if not isinstance(obj, dict) or not isinstance(obj.get("choices", []), list):
+                await q.put(malformed())
                 return
             if isinstance(obj.get("error"), dict):
                 msg = str(obj["error"].get("message") or "upstream error")
                 await q.put(("error", ApiError(502, f"The upstream model failed mid-stream: {msg}",
                                                "upstream_error", "upstream_stream_error")))
                 return
+            finished = finished or _finishing(obj)
             await q.put(("chunk", obj, line))
-        await q.put(("done", None))
+        if finished:
+            await q.put(("done", None))
+        else:
+            await q.put(("error", ApiError(502, "The upstream stream ended before the reply finished (no "
+                                                "finish_reason, no [DONE]).", "upstream_error",
+                                           "upstream_stream_error")))
     except httpx.HTTPError as e:
         await q.put(("error", e))
 
@@ -811,6 +853,11 @@ async def _stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
         resp = await gw.client.send(req, stream=True)
     except httpx.HTTPError as e:
         raise upstream_error(e, gw.metrics) from None
+    if resp.status_code == 200 and not _is_event_stream(resp):
+        await resp.aclose()
+        raise upstream_error(ApiError(502, "The upstream model answered a streaming request without an event "
+                                           f"stream ({resp.headers.get('content-type') or 'no content-type'}).",
+                                      "upstream_error", "upstream_malformed"), gw.metrics)
     if resp.status_code != 200:
         try:
             err = await upstream_status_error(resp, gw.metrics)
@@ -835,8 +882,105 @@ async def _stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
         reader.cancel()
         await resp.aclose()
         raise upstream_error(first[1], gw.metrics)
-    return StreamingResponse(_guarded_stream(gw, ctx, resp, reader, q, first), media_type="text/event-stream",
+    n = body.get("n")
+    several = isinstance(n, int) and not isinstance(n, bool) and n > 1
+    gen = (_buffered_stream if several and (ctx.policy.checks.output or ctx.policy.code_shield.mode != "off")
+           else _guarded_stream)(gw, ctx, resp, reader, q, first)
+    return StreamingResponse(gen, media_type="text/event-stream",
                              headers={"cache-control": "no-cache", "x-bastion-request-id": ctx.request_id})
+
+
+# The most upstream text held for a stream of several choices (each is checked whole before any is released).
+MAX_BUFFERED_CHARS = 400_000
+
+
+async def _buffered_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: asyncio.Task,
+                           q: asyncio.Queue, first: tuple[str, Any]) -> AsyncIterator[bytes]:
+    """A stream of several choices (`n > 1`): the choices interleave, so a sliding window would mix them. The
+    whole stream is held, each choice is checked as a whole reply (as in a non-streamed response), and then it
+    is released unchanged, or every choice ends with `content_filter`. Revise acts as block here."""
+    pol = ctx.policy
+    items: list[tuple[Any, ...]] = []
+    texts: dict[int, list[str]] = {}
+    size = 0
+    item = first
+    decision: Decision = ALLOW
+    verdicts: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    check_s = 0.0
+    outcome = "cancelled"
+    try:
+        while item[0] == "chunk":
+            items.append(item)
+            for i, t in choice_texts(item[1]).items():
+                texts.setdefault(i, []).append(t)
+                size += len(t)
+            if size > MAX_BUFFERED_CHARS:
+                item = ("error", ApiError(502, f"A reply of several choices over {MAX_BUFFERED_CHARS} characters "
+                                               "cannot be held for checking.", "upstream_error", "reply_too_long"))
+                break
+            item = await q.get()
+        if item[0] == "error":
+            outcome = "error"
+            err = item[1] if isinstance(item[1], ApiError) else upstream_error(item[1], gw.metrics)
+            yield sse(err.body())
+            yield SSE_DONE
+            return
+        ids = sorted(i for i, ts in texts.items() if "".join(ts))
+        whole = {i: "".join(texts[i]) for i in ids}
+        t1 = time.perf_counter()
+        decisions: list[Decision] = []
+        if pol.checks.output and ids:
+            for i, v in zip(ids, await gw.check([(ctx.prompt, whole[i]) for i in ids], "output"), strict=True):
+                verdicts.append({"scope": f"choice{i}", **v.to_dict()})
+                decisions.append(pol.decide(v))
+        for i in ids:
+            res, cd = await gw.code_scan(pol, whole[i])
+            if res is not None and res.insecure:
+                verdicts.append({"scope": f"choice{i}.code_shield", **_code_dict(res)})
+            decisions.append(cd)
+        check_s = time.perf_counter() - t1
+        decision = merge_decisions(decisions)
+        if decision.action in ("block", "revise", "redact"):
+            outcome = "violation"
+            refusal = pol.redaction if decision.action == "redact" else decision.refusal
+            if decision.action == "revise":
+                refusal = pol.refusal_for(decision.categories)
+                decision = Decision("block", decision.categories, refusal,
+                                    decision.reasons + ("revise acts as block on streams of several choices",))
+            meta = next((it[1] for it in items), {})
+            chunk = {**_base_chunk(ctx, meta),
+                     "choices": [{"index": i, "delta": {"content": refusal}, "logprobs": None,
+                                  "finish_reason": "content_filter"} for i in (sorted(set(ids) | {0}))],
+                     "bastion": bastion_field(ctx, decision, "output", verdicts)}
+            gw.metrics.inc("bastion_stream_chunks_total", {"outcome": "withheld"}, len(items))
+            yield sse(chunk)
+            yield SSE_DONE
+            return
+        outcome = "stop"
+        out = [_raw_sse(it[2]) if len(it) > 2 and it[2] else sse(it[1]) for it in items]
+        meta = next((it[1] for it in items), {})
+        out.append(sse({**_base_chunk(ctx, meta), "choices": [],
+                        "bastion": bastion_field(ctx, decision, "output", verdicts)}))
+        gw.metrics.inc("bastion_stream_chunks_total", {"outcome": "released"}, len(items))
+        yield b"".join(out)
+        yield SSE_DONE
+    finally:
+        reader.cancel()
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(Exception):
+                await resp.aclose()
+        if outcome != "stop":
+            decision = Decision(decision.action, decision.categories, decision.refusal,
+                                decision.reasons + (f"stream {outcome}",)) if outcome != "violation" else decision
+        content = "\n".join(f"[choice {i}]\n{''.join(ts)}" for i, ts in sorted(texts.items()))
+        gw.record(ctx, "output", decision, verdicts, check_s or (time.perf_counter() - t0), content)
+
+
+def _is_event_stream(resp: httpx.Response) -> bool:
+    """False only for a declared non-SSE body (JSON, HTML): some servers send no content-type at all."""
+    ct = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+    return not ct or ct == "text/event-stream" or not (ct.startswith("application/") or ct.startswith("text/html"))
 
 
 async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: asyncio.Task,
@@ -881,6 +1025,7 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
     end_decision: Decision | None = None
     revised_text: str | None = None
     checking = pol.checks.output or code_mode == "block"
+    finish_released = False  # a finish_reason already went out on a chunk that carried text
     outcome = "cancelled"
     item: tuple[str, Any] | None = first
     try:
@@ -905,12 +1050,20 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                 for k in ("id", "created", "model", "system_fingerprint"):
                     if k in payload and k not in meta:
                         meta[k] = payload[k]
-                text = chunk_text(payload)
+                per_choice = choice_texts(payload)
+                if any(i != 0 for i in per_choice):  # n > 1 streams take _buffered_stream
+                    outcome = "error"
+                    yield sse(upstream_error(ApiError(502, "The upstream model sent several choices to a "
+                                                           "one-choice stream.", "upstream_error",
+                                                      "upstream_malformed"), gw.metrics).body())
+                    yield SSE_DONE
+                    return
+                text = "".join(per_choice.values())
                 if text:
                     upstream_texts.append(text)
                     if first_text_at is None:
                         first_text_at = time.perf_counter()
-                finishing = any(isinstance(c, dict) and c.get("finish_reason") for c in payload.get("choices") or [])
+                finishing = _finishing(payload)
                 if not text and (finishing or not payload.get("choices")):
                     tail.append(payload)
                     continue
@@ -919,6 +1072,7 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                         released_texts.append(text)
                         if first_release_at is None:
                             first_release_at = time.perf_counter()
+                    finish_released = finish_released or finishing
                     yield _raw_sse(raw) if raw else sse(payload)
                     continue
                 scanner.add((payload, raw), text)
@@ -926,11 +1080,9 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                     # Chunks queued while the last check ran: take them all before checking again, so a busy
                     # gateway makes fewer, larger output checks instead of falling behind one chunk at a time.
                     continue
-            if not checking:
-                if final:
-                    break
+            n = scanner.plan(final=final) if checking else 0
+            if not checking and not final:
                 continue
-            n = scanner.plan(final=final)
             if n:
                 released, decision = await scanner.scan(n, final=final)
                 if scanner.violation is not None and scanner.violation.action == "revise" and kind != "error":
@@ -957,6 +1109,7 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                     t = chunk_text(obj)
                     if t:
                         released_texts.append(t)
+                    finish_released = finish_released or _finishing(obj)
                     out.append(_raw_sse(line) if line else sse(obj))
                 if released_texts and first_release_at is None:
                     first_release_at = time.perf_counter()
@@ -1010,9 +1163,11 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
         outcome = "stop" if end_decision is None else "revised"
         end_decision = merge_decisions(scanner.flags + extra)
         field_ = bastion_field(ctx, end_decision, "output", verdicts_seen)
-        fin = next((i for i, c in enumerate(tail)
-                    if any(isinstance(ch, dict) and ch.get("finish_reason") for ch in c.get("choices") or [])), None)
-        if fin is None:  # the upstream sent no finish chunk: add one carrying the verdict
+        fin = next((i for i, c in enumerate(tail) if _finishing(c)), None)
+        if fin is None and finish_released:  # the finish came with text: the verdict goes on a chunk of its own
+            tail.append({**_base_chunk(ctx, meta), "choices": []})
+            fin = len(tail) - 1
+        elif fin is None:  # the upstream sent no finish chunk: add one carrying the verdict
             tail.insert(0, {**_base_chunk(ctx, meta), "choices": [{"index": 0, "delta": {}, "logprobs": None,
                                                                    "finish_reason": "stop"}]})
             fin = 0
@@ -1033,7 +1188,7 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                 final_decision = Decision(final_decision.action, final_decision.categories,
                                           final_decision.refusal, final_decision.reasons + (f"stream {outcome}",))
             content = "".join(released_texts)
-            if revised_text is not None:
+            if revised_text is not None or outcome == "violation":  # keep what was withheld, as a non-stream block does
                 content = "".join(upstream_texts) + "\n[bastion: delivered]\n" + content
             gw.record(ctx, "output", final_decision, verdicts_seen, check_time[0], content)
 
@@ -1061,8 +1216,7 @@ async def _revise_stream(gw: Gateway, ctx: _Ctx, q: asyncio.Queue, scanner: Stre
         if t:
             upstream.append(t)  # the caller's record of the upstream text (audit)
             size += len(t)
-        elif any(isinstance(c, dict) and c.get("finish_reason") for c in item[1].get("choices") or []) \
-                or not item[1].get("choices"):
+        elif _finishing(item[1]) or not item[1].get("choices"):
             tail.append(item[1])
     d, revised, vds = await gw.revise(ctx, "".join(upstream), v)
     if revised is None:
@@ -1083,6 +1237,10 @@ def _continuation(revised: str, released: str) -> str | None:
         return revised[len(released):]
     r, p = revised.lstrip(), released.lstrip()
     return r[len(p):] if r.startswith(p) else None
+
+
+def _finishing(chunk: dict[str, Any]) -> bool:
+    return any(isinstance(c, dict) and c.get("finish_reason") for c in chunk.get("choices") or [])
 
 
 def _raw_sse(line: str) -> bytes:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import queue
 import sqlite3
 import threading
@@ -21,6 +22,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+log = logging.getLogger("bastion.gateway.audit")
 
 GENESIS = "0" * 64
 FIELDS = ("seq", "ts", "request_id", "key_id", "rail", "action", "categories", "verdicts", "latency_ms",
@@ -144,23 +147,36 @@ class AuditLog:
             con.close()
 
     def _write(self, con: sqlite3.Connection, events: list[dict[str, Any]]) -> None:
-        seq, prev = self._seq, self._prev
-        rows = []
-        for ev in events:
-            seq += 1
-            row = {**ev, "seq": seq}
-            h = _row_hash(prev, row, self.key)
-            rows.append((*(row[k] for k in FIELDS), prev, h))
-            prev = h
-        try:
-            with con:
-                con.executemany(f"INSERT INTO audit ({', '.join(FIELDS)}, prev_hash, hash) "
-                                f"VALUES ({', '.join('?' * (len(FIELDS) + 2))})", rows)
-                con.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
-                            "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash", (seq, prev))
-            self._seq, self._prev = seq, prev
-        except sqlite3.Error:
-            self._errors += len(events)
+        for attempt in range(2):
+            seq, prev = self._seq, self._prev
+            rows = []
+            for ev in events:
+                seq += 1
+                row = {**ev, "seq": seq}
+                h = _row_hash(prev, row, self.key)
+                rows.append((*(row[k] for k in FIELDS), prev, h))
+                prev = h
+            try:
+                with con:
+                    con.executemany(f"INSERT INTO audit ({', '.join(FIELDS)}, prev_hash, hash) "
+                                    f"VALUES ({', '.join('?' * (len(FIELDS) + 2))})", rows)
+                    con.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
+                                "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash", (seq, prev))
+                self._seq, self._prev = seq, prev
+                return
+            except sqlite3.IntegrityError as e:
+                # Another writer appended to this file: continue the chain from the row it wrote last.
+                last = con.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+                self._seq, self._prev = (last[0], last[1]) if last else (0, GENESIS)
+                if attempt:
+                    self._failed(events, e)
+            except sqlite3.Error as e:
+                self._failed(events, e)
+                return
+
+    def _failed(self, events: list[dict[str, Any]], e: Exception) -> None:
+        self._errors += len(events)
+        log.error("audit log %s: %d decision(s) not written (%s: %s)", self.path, len(events), type(e).__name__, e)
 
 
 @dataclass

@@ -85,6 +85,10 @@ class KeyStore:
                 raise KeysError(f"{p}: duplicate key id {it['id']!r}")
             seen.add(it["id"])
             rl = it.get("rate_limit_per_minute")
+            if rl is not None and (isinstance(rl, bool) or not isinstance(rl, (int, float)) or not rl >= 0
+                                   or rl == float("inf")):
+                raise KeysError(f"{p}: keys[{i}] ({it['id']}): rate_limit_per_minute must be a number >= 0, "
+                                f"not {rl!r}")
             keys.append(ClientKey(it["id"], h, None if rl is None else float(rl)))
         return cls(keys)
 

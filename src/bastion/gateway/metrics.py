@@ -18,6 +18,9 @@ _HELP = {
     "bastion_guard_seconds": ("histogram", "Guard check latency by rail (queueing included)."),
     "bastion_request_seconds": ("histogram", "End-to-end request latency by endpoint."),
     "bastion_stream_added_ttft_seconds": ("histogram", "Time from the first upstream token to its release."),
+    "bastion_revisions_total": ("counter", "Revisions of flagged replies by result."),
+    "bastion_codeshield_seconds": ("histogram", "Code-shield scan latency."),
+    "bastion_audit_errors_total": ("counter", "Decisions the audit log failed to write."),
 }
 
 
@@ -33,6 +36,11 @@ def _fmt(labels: tuple[tuple[str, str], ...], extra: tuple[tuple[str, str], ...]
     return "{" + ",".join(f'{k}="{v}"' for (k, _), v in zip(items, esc, strict=False)) + "}"
 
 
+def _num(v: float) -> str:
+    """Exact text for a sample: integers in full (`:g` rounds 1234567 to 1.23457e+06, which breaks rate())."""
+    return str(int(v)) if float(v).is_integer() else repr(float(v))
+
+
 class Metrics:
     """Thread-safe counters and histograms rendered in the Prometheus text format."""
 
@@ -46,6 +54,11 @@ class Metrics:
             d = self._counters.setdefault(name, {})
             k = _labels(labels)
             d[k] = d.get(k, 0.0) + value
+
+    def set(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
+        """Set a counter kept elsewhere (e.g. the audit log's error count)."""
+        with self._lock:
+            self._counters.setdefault(name, {})[_labels(labels)] = value
 
     def observe(self, name: str, value: float, labels: dict[str, str] | None = None) -> None:
         with self._lock:
@@ -72,7 +85,7 @@ class Metrics:
                 out.append(f"# HELP {name} {help_}")
                 out.append(f"# TYPE {name} {kind}")
                 for k, v in sorted(self._counters.get(name, {}).items()):
-                    out.append(f"{name}{_fmt(k)} {v:g}")
+                    out.append(f"{name}{_fmt(k)} {_num(v)}")
                 for k, (buckets, total, count) in sorted(self._hist.get(name, {}).items()):
                     cum = 0
                     for b, n in zip(LATENCY_BUCKETS, buckets, strict=False):

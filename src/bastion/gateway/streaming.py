@@ -27,25 +27,48 @@ _FENCE_LINE = re.compile(r"^ {0,3}(`{3,}|~{3,})[ \t]*([^\n`]*)$")
 _MAYBE_FENCE = re.compile(r"^ {0,3}(`{1,}|~{1,})[^\n`]*$")
 
 
-def chunk_text(chunk: dict[str, Any]) -> str:
-    """All text a chunk carries that a user could read: content, refusal and tool-call arguments."""
+# Keys whose string values are not text a reader sees: ids, roles, binary payloads, links to media.
+_NOT_TEXT = frozenset({"role", "id", "type", "index", "tool_call_id", "url", "data", "file_data", "file_id",
+                       "format", "detail", "mime_type", "logprobs", "finish_reason"})
+
+
+def readable_text(obj: Any, sep: str = "") -> str:
+    """Every string in a message or a stream delta that a reader could see, in order.
+
+    Content (a string, or parts given as objects or plain strings), refusal, reasoning fields, tool-call and
+    legacy function-call names and arguments, audio transcripts, and any field this gateway does not know yet:
+    it fails closed, so text in a new field is checked rather than forwarded unread."""
     parts: list[str] = []
+    stack: list[Any] = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if v:
+                parts.append(v)
+        elif isinstance(v, dict):
+            stack.extend(x for k, x in reversed(list(v.items())) if k not in _NOT_TEXT)
+        elif isinstance(v, list):
+            stack.extend(reversed(v))
+    return sep.join(parts)
+
+
+def choice_texts(chunk: dict[str, Any]) -> dict[int, str]:
+    """The readable text of a stream chunk per choice index."""
+    out: dict[int, str] = {}
     for ch in chunk.get("choices") or []:
         if not isinstance(ch, dict):
             continue
-        delta = ch.get("delta") or {}
-        if not isinstance(delta, dict):
-            continue
-        for k in ("content", "refusal", "reasoning_content"):
-            v = delta.get(k)
-            if isinstance(v, str):
-                parts.append(v)
-        for tc in delta.get("tool_calls") or []:
-            fn = (tc or {}).get("function") or {}
-            for k in ("name", "arguments"):
-                if isinstance(fn.get(k), str):
-                    parts.append(fn[k])
-    return "".join(parts)
+        idx = ch.get("index", 0)
+        idx = idx if isinstance(idx, int) and not isinstance(idx, bool) else 0
+        t = readable_text(ch.get("delta"))
+        if t:
+            out[idx] = out.get(idx, "") + t
+    return out
+
+
+def chunk_text(chunk: dict[str, Any]) -> str:
+    """All text a chunk carries that a user could read (every choice; see `readable_text`)."""
+    return "".join(choice_texts(chunk).values())
 
 
 @dataclass
