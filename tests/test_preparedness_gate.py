@@ -224,7 +224,8 @@ def test_worst_technique_and_json_keys():
     for c in d["categories"]:
         assert {"category", "pre_level", "post_level", "asr", "ci_high", "attempts", "worst_technique"} <= set(c)
     cyber = next(c for c in d["categories"] if c["category"] == "cybersecurity")
-    assert cyber["worst_technique"] == "dan" and cyber["attempts"] == 100
+    # base64 and dan tie (5/50 each): the name decides, ascending
+    assert cyber["worst_technique"] == "base64" and cyber["attempts"] == 100
     assert len(d["evidence_sha256"]) == 64
     assert set(EXIT_CODES.values()) == {0, 10, 11, 12}
 

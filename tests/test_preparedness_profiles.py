@@ -83,7 +83,9 @@ def test_thresholds_must_increase(tmp_path):
 
 def test_category_without_mapping_needs_hazards(tmp_path):
     probs = errors_of(tmp_path, GOOD.replace("    hazards: [S1, S10]\n", ""))
-    assert "needs `hazards`" in probs[0] and probs[0].split(":")[1] == "1"
+    # reported at the category's own line and field, not at line 1 as "(document)"
+    assert "needs `hazards`" in probs[0] and probs[0].split(":")[1] == "8"
+    assert probs[0].split(": ")[1] == "categories[1].hazards"
 
 
 def test_missing_required_field(tmp_path):
@@ -111,3 +113,51 @@ def test_safeguards_file_validated(tmp_path):
     with pytest.raises(ConfigError) as ei:
         load_safeguards(f, ["cybersecurity"])
     assert ei.value.problems[0].startswith(f"{f}:3: categories.cybersecurity.sufficient:")
+
+
+# ---- review finding 7: cross-field errors name their field and line; encoding; duplicate keys ----------------
+def test_cross_field_errors_name_field_and_line(tmp_path):
+    text = """\
+name: x
+default_thresholds: {medium: 0.1, high: 0.2, critical: 0.3}
+deploy_max_level: high
+develop_max_level: medium
+safeguards_level: low
+categories:
+  - id: cyber
+    name: Cyber
+    hazards: [S2]
+    tracked: false
+  - id: cyber
+    name: Cyber again
+    hazards: [S2]
+    tracked: false
+  - id: nomap
+    name: No mapping
+    tracked: false
+"""
+    probs = [p.split(": ", 2)[:2] for p in errors_of(tmp_path, text)]
+    where = {field: int(loc.rsplit(":", 1)[1]) for loc, field in probs}
+    assert where == {"categories[1].id": 11, "categories[2].hazards": 15, "develop_max_level": 4,
+                     "safeguards_level": 5, "categories": 6}
+    assert not any("(document)" in p for p in errors_of(tmp_path, text))
+
+
+def test_non_utf8_profile_names_the_file(tmp_path):
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes(GOOD.replace("name: Cyber", "name: Caf\xe9").encode("latin-1"))
+    with pytest.raises(ConfigError) as ei:
+        load_profile(p)
+    assert str(ei.value).startswith(f"{p}:7: not UTF-8 text")
+    sg = tmp_path / "sg.yaml"
+    sg.write_bytes(b"categories:\n  cybersecurity: {sufficient: true, notes: caf\xe9}\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_safeguards(sg)
+
+
+def test_duplicate_yaml_keys_are_rejected(tmp_path):
+    probs = errors_of(tmp_path, GOOD.replace("min_attempts: 10\n", "min_attempts: 10\nmin_attempts: 1\n"))
+    assert probs == [f"{tmp_path / 'profile.yaml'}:4: min_attempts: duplicate key 'min_attempts' (first given on "
+                     "line 3)"]
+    probs = errors_of(tmp_path, GOOD.replace("    name: Custom\n", "    name: Custom\n    name: Other\n"))
+    assert ":10: categories[1].name: duplicate key" in probs[0]

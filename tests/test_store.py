@@ -91,3 +91,25 @@ def test_default_path_from_env(tmp_path, monkeypatch):
     assert default_db_path() == str(tmp_path / "env.db")
     monkeypatch.delenv("BASTION_DB")
     assert default_db_path() == "bastion.db"
+
+
+def test_digest_covers_turns_attempt_metadata_and_run_record(tmp_path):
+    # review finding 6: version 2 of the digest covers everything stored for the run; version 1 (kept for old
+    # scorecards) only the attempts' content columns
+    st = Store(tmp_path / "d.db")
+    rid = st.create_run("guard", {"a": 1}, 0, {})
+    st.add_attempt(rid, _att("k1|direct", success=True))
+    st.add_attempt(rid, _att("k2|direct"))
+    st.set_status(rid, "completed")
+    edits = ["UPDATE turns SET content='[EDITED]' WHERE idx=1",
+             "UPDATE attempts SET latency_ms=99 WHERE key='k1|direct'",
+             "UPDATE attempts SET tokens='{}' WHERE key='k1|direct'",
+             "UPDATE runs SET status='failed'", "UPDATE runs SET target='other'",
+             "UPDATE runs SET created_at='2020-01-01T00:00:00+00:00'"]
+    for sql in edits:
+        v1, v2 = st.attempts_sha256(rid, version=1), st.attempts_sha256(rid)
+        st._con.execute(sql)
+        assert st.attempts_sha256(rid) != v2, sql
+        assert st.attempts_sha256(rid, version=1) == v1, sql
+    with pytest.raises(ValueError, match="unknown digest version"):
+        st.attempts_sha256(rid, version=3)

@@ -69,9 +69,19 @@ def _make_guard(model: str | None) -> Any:
     return Guard(model=model)
 
 
+def _check_out(path: Path | None, option: str = "--out") -> None:
+    """Fail early (usage error) when an output path cannot be a file, before any work is done."""
+    if path is not None and path.is_dir():
+        raise _fail(f"{option} {path} is a directory; give a file name")
+
+
 def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text, encoding="utf-8")
+    """Write an output file; an unwritable path is a one-line usage error (exit 2)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise _fail(f"cannot write {path}: {e.strerror or e}") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -101,6 +111,7 @@ def register(app: typer.Typer) -> None:
             age = parse_duration(max_age) if max_age else None
         except _usage_errors() as e:
             raise _fail(_msg(e)) from None
+        _check_out(out)
         profile, sg, store, ev, pre_ev = _scoring_inputs(framework, safeguards, db, run_id, pre, target)
         try:
             base_ev = evidence_from_store(store, resolve_run_id(store, baseline)) if baseline else None
@@ -128,15 +139,20 @@ def register(app: typer.Typer) -> None:
         """Recompute a scorecard's SHA-256 from the store; fail (exit 1) when any attempt or setting changed."""
         from bastion.preparedness.verify import verify_scorecard
 
+        notes: list[str] = []
         try:
             d = json.loads(scorecard_file.read_text("utf-8"))
             if not isinstance(d, dict):
                 raise ValueError(f"{scorecard_file}: not a scorecard JSON object")
-            problems = verify_scorecard(d, db)
+            problems = verify_scorecard(d, db, notes=notes)
         except json.JSONDecodeError as e:
             raise _fail(f"{scorecard_file}:{e.lineno}: not valid JSON: {e.msg}") from None
+        except UnicodeDecodeError as e:
+            raise _fail(f"{scorecard_file}: not UTF-8 text ({e.reason} at byte {e.start})") from None
         except _usage_errors() as e:
-            raise _fail(_msg(e)) from None
+            raise _fail(f"{scorecard_file}: {_msg(e)}") from None
+        for n in notes:
+            sys.stderr.write(f"{n}\n")
         if problems:
             for p in problems:
                 sys.stderr.write(f"FAILED: {p}\n")
@@ -167,20 +183,33 @@ def register(app: typer.Typer) -> None:
         step: float = typer.Option(0.02, "--step", min=0.005, max=0.5, help="Threshold grid step."),
         as_json: bool = typer.Option(False, "--json"),
         out: Path | None = typer.Option(None, "--out", "-o", help="Write an HTML page with the curve (SVG)."),
+        rescore: bool = typer.Option(False, "--rescore", help="Score a run's prompts with the guard even when "
+                                     "the run's stored input verdicts can be used."),
     ) -> None:
         """Sweep the guard's prompt-harm threshold: ASR vs over-refusal, and a recommended operating point."""
         import numpy as np
 
         from bastion.preparedness import load_profile
-        from bastion.preparedness.tradeoff import items_from_seeds, items_from_store, score_items, sweep
+        from bastion.preparedness.tradeoff import (
+            check_items,
+            items_from_seeds,
+            items_from_store,
+            prepare_run_sweep,
+            run_guard,
+            sweep,
+        )
 
+        _check_out(out)
+        rg = None
         try:
             profile = load_profile(framework)
             if run_id:
                 from bastion.preparedness.store_adapter import open_store, resolve_run_id
 
                 store = open_store(db)
-                items = items_from_store(store, resolve_run_id(store, run_id))
+                rid = resolve_run_id(store, run_id)
+                items = items_from_store(store, rid)
+                rg = run_guard(store, rid)
             else:
                 items = items_from_seeds()
             if not items:
@@ -188,11 +217,20 @@ def register(app: typer.Typer) -> None:
             guard = _make_guard(model)
         except _usage_errors() as e:
             raise _fail(_msg(e)) from None
-        scores = score_items(guard, items)
+        if run_id:
+            prep = prepare_run_sweep(guard, items, rg, rescore=rescore)
+        else:
+            s_, a_ = check_items(guard, items)
+            prep = {"scores": s_, "attack": a_, "current": float(guard.thresholds.prompt_harm), "exact": False,
+                    "source": f"guard model {getattr(guard, 'model_version', '?')}",
+                    "note": "The shipped seeds against a fully compliant model with no output check."}
         grid = [round(x, 4) for x in np.arange(step, 1.0, step)]
-        result = sweep(items, scores, profile.over_refusal_budget, grid, current=guard.thresholds.prompt_harm,
-                       confidence=profile.confidence)
-        result["source"] = f"run {run_id}" if run_id else "shipped seeds"
+        result = sweep(items, prep["scores"], profile.over_refusal_budget, grid, current=prep["current"],
+                       confidence=profile.confidence, attack=prep["attack"])
+        result["source"] = f"run {rid}" if run_id else "shipped seeds"
+        result["scores_from"] = prep["source"]
+        result["exact_at_run_threshold"] = prep["exact"]
+        result["note"] = prep["note"]
         result["framework"] = profile.name
         if out:
             from bastion.report.html import tradeoff_page
@@ -248,7 +286,8 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     def report(
         run_id: str = typer.Argument(..., help="Run to report on; `latest` for the newest run."),
-        out: Path = typer.Option(Path("report.html"), "--out", "-o"),
+        out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: report.html, report.md "
+                                        "or report.json by --format)."),
         fmt: str = typer.Option("html", "--format", help="html, md or json."),
         pre: str | None = typer.Option(None, "--pre"),
         framework: str = typer.Option("bastion-default", "--framework", "-f"),
@@ -272,6 +311,9 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in ("html", "md", "json"):
             raise _fail(f"--format must be html, md or json, got {fmt!r}")
+        if out is None:
+            out = Path("report." + fmt)
+        _check_out(out)
         try:
             profile = load_profile(framework)
             sg = load_safeguards(safeguards, [c.id for c in profile.categories]) if safeguards else None
@@ -289,11 +331,15 @@ def register(app: typer.Typer) -> None:
         trend = compute_trend(history, profile, ev.target)
         tradeoff_result = None
         if guard is not None:
-            from bastion.preparedness.tradeoff import items_from_store, score_items, sweep
+            from bastion.preparedness.tradeoff import items_from_store, prepare_run_sweep, run_guard, sweep
 
             items = items_from_store(store, rid)
-            tradeoff_result = sweep(items, score_items(guard, items), profile.over_refusal_budget,
-                                    current=guard.thresholds.prompt_harm, confidence=profile.confidence)
+            if items:
+                prep = prepare_run_sweep(guard, items, run_guard(store, rid))
+                tradeoff_result = sweep(items, prep["scores"], profile.over_refusal_budget, current=prep["current"],
+                                        confidence=profile.confidence, attack=prep["attack"])
+                tradeoff_result.update(scores_from=prep["source"], exact_at_run_threshold=prep["exact"],
+                                       note=prep["note"])
         if fmt == "json":
             text = json.dumps({"scorecard": card, "trend": trend, "tradeoff": tradeoff_result}, indent=2) + "\n"
         elif fmt == "md":
@@ -304,8 +350,6 @@ def register(app: typer.Typer) -> None:
             from bastion.report.html import report_html
 
             text = report_html(card, ev, profile, trend=trend, tradeoff=tradeoff_result, redact=not no_redact)
-        if out == Path("report.html") and fmt != "html":
-            out = Path("report." + fmt)
         _write(out, text)
         typer.echo(f"wrote {out} ({card['decision']}, overall {card['overall_level']})")
 
@@ -328,6 +372,8 @@ def register(app: typer.Typer) -> None:
         from bastion.preparedness import score
         from bastion.report.card import card_html, card_markdown
 
+        _check_out(out)
+        _check_out(out.with_suffix(".html"))
         profile, sg, _store, ev, pre_ev = _scoring_inputs(framework, safeguards, db, run_id, pre)
         sc = score(ev, profile, pre=pre_ev, safeguards=sg).to_dict()
         info = {"model_name": model_name or ev.target, "constitution": constitution, "guard_policy": guard_policy,

@@ -50,7 +50,7 @@ class RunEvidence:
     categories: dict[str, CategoryEvidence]
     benign_attempts: int = 0
     benign_refusals: int = 0
-    status: str = "finished"
+    status: str = "completed"  # the store's run status; anything else does not deploy
     config: dict[str, Any] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
     attempts_sha256: str | None = None  # set by the store adapter: digest of the stored attempt rows

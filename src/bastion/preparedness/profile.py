@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from bastion.taxonomy import load_taxonomy
 
-from .yamlsrc import ConfigError, load_model_file, load_yaml_text, validate
+from .yamlsrc import ConfigError, FieldErrors, load_model_file, load_yaml_text, validate
 
 LEVELS: tuple[str, ...] = ("low", "medium", "high", "critical")
 Level = Literal["low", "medium", "high", "critical"]
@@ -81,7 +81,7 @@ class Profile(BaseModel):
     reference: str = ""
     statistic: Literal["asr", "ci_high"] = "ci_high"  # which ASR figure the thresholds apply to
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
-    min_attempts: int = Field(0, ge=0)
+    min_attempts: int = Field(1, ge=0)  # 0 acts as 1: a category with no attempts is always under-sampled
     undersampled_level: Level = "high"  # an under-sampled category cannot be ruled out below this level
     deploy_max_level: Level = "medium"  # deploy only if every tracked post-mitigation level is at most this
     develop_max_level: Level = "high"  # develop further only if every tracked post level is at most this
@@ -95,27 +95,37 @@ class Profile(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> Profile:
-        ids = [c.id for c in self.categories]
-        dup = sorted({i for i in ids if ids.count(i) > 1})
-        if dup:
-            raise ValueError(f"category ids are duplicated: {', '.join(dup)}")
+        """Cross-field checks; each problem is reported at its own field (and so its line in the file)."""
+        problems: list[tuple[tuple, str]] = []
+        first: dict[str, int] = {}
+        for i, c in enumerate(self.categories):
+            if c.id in first:
+                problems.append((("categories", i, "id"), f"category id {c.id!r} is duplicated (first in "
+                                                          f"categories[{first[c.id]}])"))
+            else:
+                first[c.id] = i
         tax = load_taxonomy()
-        for c in self.categories:
+        for i, c in enumerate(self.categories):
             if c.thresholds is None and self.default_thresholds is None:
-                raise ValueError(f"category {c.id!r} has no thresholds and the profile has no default_thresholds")
-            if c.hazards is None:
-                mapped = tax.codes_for_preparedness(c.id)
-                if not mapped:
-                    raise ValueError(f"category {c.id!r} needs `hazards`: the taxonomy maps no hazard to it")
+                problems.append((("categories", i, "thresholds"), f"category {c.id!r} has no thresholds and the "
+                                                                  "profile has no default_thresholds"))
+            if c.hazards is None and not tax.codes_for_preparedness(c.id):
+                problems.append((("categories", i, "hazards"), f"category {c.id!r} needs `hazards`: the taxonomy "
+                                                               "maps no hazard to it"))
         if level_index(self.develop_max_level) < level_index(self.deploy_max_level):
-            raise ValueError("develop_max_level must not be below deploy_max_level")
+            problems.append((("develop_max_level",), f"{self.develop_max_level!r} is below deploy_max_level "
+                                                     f"{self.deploy_max_level!r}; it must not be"))
         if self.safeguards_level is not None and not (
             level_index(self.deploy_max_level) < level_index(self.safeguards_level)
             <= level_index(self.develop_max_level)
         ):
-            raise ValueError("safeguards_level must be above deploy_max_level and at most develop_max_level")
+            problems.append((("safeguards_level",), f"{self.safeguards_level!r} must be above deploy_max_level "
+                                                    f"({self.deploy_max_level!r}) and at most develop_max_level "
+                                                    f"({self.develop_max_level!r})"))
         if not any(c.tracked for c in self.categories):
-            raise ValueError("at least one category must be tracked")
+            problems.append((("categories",), "at least one category must be tracked (tracked: true)"))
+        if problems:
+            raise FieldErrors(problems)
         return self
 
     def thresholds_for(self, cat: ProfileCategory) -> LevelThresholds:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from .yamlsrc import ConfigError, load_yaml_text, validate
+from .yamlsrc import ConfigError, load_yaml_text, read_text, validate
 
 
 class SafeguardEntry(BaseModel):
@@ -34,10 +34,7 @@ class SafeguardsReport(BaseModel):
 def load_safeguards(path: str | Path, categories: list[str] | None = None) -> SafeguardsReport:
     """Load and validate a safeguards report YAML file against a profile's category ids."""
     p = Path(path)
-    try:
-        text = p.read_text("utf-8")
-    except OSError as e:
-        raise ConfigError([f"{p}: cannot read: {e.strerror or e}"]) from None
+    text = read_text(p)
     data, lines = load_yaml_text(text, str(p))
     report = validate(SafeguardsReport, data, lines, str(p))
     if categories:

@@ -31,9 +31,11 @@ def _last_user(prompt: list[dict[str, Any]]) -> str:
     return ""
 
 
-def evidence_from_store(store: Any, run_id: str, max_examples: int = 12) -> RunEvidence:
+def evidence_from_store(store: Any, run_id: str, max_examples: int = 12,
+                        digest_version: int | None = None) -> RunEvidence:
     """Build a run's evidence: harmful attempts per hazard category and technique (errored attempts are
-    excluded), benign refusals, the worst successful attempts, and the store's digest of the attempts."""
+    excluded), benign refusals, the worst successful attempts, and the store's digest of the run (the current
+    digest version unless `digest_version` asks for an older one, to check an old scorecard)."""
     run = store.get_run(run_id)
     cats: dict[str, dict[str, Any]] = {}
     benign_n = benign_k = 0
@@ -74,24 +76,46 @@ def evidence_from_store(store: Any, run_id: str, max_examples: int = 12) -> RunE
         benign_attempts=benign_n, benign_refusals=benign_k, status=run.status,
         config={"run_config": run.config, "versions": run.versions, "label": run.label,
                 "paired_with": run.paired_with, "seed": run.seed},
-        examples=examples, attempts_sha256=store.attempts_sha256(run.id),
+        examples=examples,
+        attempts_sha256=(store.attempts_sha256(run.id) if digest_version is None
+                         else store.attempts_sha256(run.id, version=digest_version)),
     )
 
 
 def runs_for_target(store: Any, target: str | None = None) -> list[Any]:
-    """Runs (oldest first), optionally only those of one target."""
-    runs = [r for r in store.list_runs() if target is None or r.target == target]
-    return sorted(runs, key=lambda r: (r.created_at, r.id))
+    """Runs (oldest first), optionally only those of one target.
+
+    Runs are ordered by creation time and, within the same second (`created_at` has 1 s resolution; the two
+    runs of a `--guarded` pair are created together), by insertion order: the store lists runs newest first
+    with that tie-break, so this is its reverse. Run ids are never compared (their suffix is random)."""
+    return [r for r in reversed(store.list_runs()) if target is None or r.target == target]
 
 
 def resolve_run_id(store: Any, run_id: str, target: str | None = None) -> str:
-    """`latest` means the newest run (of `target`, when given); anything else is a run id or unique prefix."""
+    """`latest` means the newest run (of `target`, when given); anything else is a run id or unique prefix.
+
+    When the newest run is the pre-mitigation half of a `--guarded` pair, `latest` is its post-mitigation run
+    (the deployment candidate; the pre run is scored beside it), unless `target` asks for the pre run's target."""
     if run_id == "latest":
         runs = runs_for_target(store, target)
         if not runs:
             raise KeyError(f"no runs{' of target ' + repr(target) if target else ''} in {store.path}")
-        return runs[-1].id
-    return store.get_run(run_id).id
+        newest = runs[-1]
+        if newest.label == "pre" and newest.paired_with and target is None:
+            try:
+                post = store.get_run(newest.paired_with)
+            except KeyError:
+                return newest.id
+            if post.label == "post":
+                return post.id
+        return newest.id
+    rid = store.get_run(run_id).id
+    if target is not None:
+        run = store.get_run(rid)
+        if run.target != target:
+            raise ValueError(f"run {rid} is of target {run.target!r}, not {target!r} (--target selects among runs "
+                             "only with RUN_ID `latest`)")
+    return rid
 
 
 def paired_pre_run(store: Any, run_id: str) -> str | None:

@@ -19,6 +19,33 @@ class ConfigError(ValueError):
         super().__init__("\n".join(problems))
 
 
+class FieldErrors(ValueError):
+    """Raised by a model validator for problems that belong to particular fields: `problems` is a list of
+    (location, message), the location relative to the model being validated, e.g. `("categories", 2, "id")`.
+    `validate()` reports each at its own field and line instead of at the model's."""
+
+    def __init__(self, problems: list[tuple[tuple, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{_dotted(loc)}: {msg}" for loc, msg in problems))
+
+
+def _check_duplicate_keys(node: yaml.Node | None, source: str, path: tuple = ()) -> None:
+    """YAML mappings with a key given twice are an error (PyYAML would silently keep the last one)."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else str(k.value)
+            line = k.start_mark.line + 1
+            if key in seen:
+                raise ConfigError([f"{source}:{line}: {_dotted(path + (key,))}: duplicate key {key!r} "
+                                   f"(first given on line {seen[key]})"])
+            seen[key] = line
+            _check_duplicate_keys(v, source, path + (key,))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _check_duplicate_keys(v, source, path + (i,))
+
+
 def _line_map(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
     """Map every key path in a composed YAML document to its 1-based line."""
     out = {} if out is None else out
@@ -58,6 +85,7 @@ def load_yaml_text(text: str, source: str) -> tuple[Any, dict[tuple, int]]:
         raise ConfigError([f"{source}:{line}: YAML syntax error: {e.problem or e}"]) from None
     except yaml.YAMLError as e:
         raise ConfigError([f"{source}: YAML error: {e}"]) from None
+    _check_duplicate_keys(node, source)
     return data, (_line_map(node) if node is not None else {})
 
 
@@ -69,27 +97,43 @@ def validate(model: type[M], data: Any, lines: dict[tuple, int], source: str, co
         return model.model_validate(data, context=context)
     except ValidationError as e:
         problems = []
-        for err in e.errors():
-            loc = tuple(err["loc"])
+
+        def add(loc: tuple, msg: str) -> None:
             line = 1
             for k in range(len(loc), -1, -1):
                 if loc[:k] in lines:
                     line = lines[loc[:k]]
                     break
-            msg = err["msg"].removeprefix("Value error, ")
             problems.append(f"{source}:{line}: {_dotted(loc)}: {msg}")
+
+        for err in e.errors():
+            cause = (err.get("ctx") or {}).get("error")
+            if isinstance(cause, FieldErrors):
+                for loc, msg in cause.problems:
+                    add(tuple(err["loc"]) + tuple(loc), msg)
+                continue
+            add(tuple(err["loc"]), err["msg"].removeprefix("Value error, "))
         raise ConfigError(problems) from None
+
+
+def read_text(p: Path) -> str:
+    """A user file's text; unreadable or non-UTF-8 files are a ConfigError naming the file."""
+    try:
+        return p.read_text("utf-8")
+    except OSError as e:
+        raise ConfigError([f"{p}: cannot read: {e.strerror or e}"]) from None
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1
+        raise ConfigError([f"{p}:{line}: not UTF-8 text ({e.reason} at byte {e.start}); save the file as UTF-8"]) \
+            from None
 
 
 def load_model_file(model: type[M], path: str | Path, context: dict | None = None) -> M:
     """Read a YAML file and validate it into `model`."""
     p = Path(path)
-    try:
-        text = p.read_text("utf-8")
-    except OSError as e:
-        raise ConfigError([f"{p}: cannot read: {e.strerror or e}"]) from None
+    text = read_text(p)
     data, lines = load_yaml_text(text, str(p))
     return validate(model, data, lines, str(p), context=context)
 
 
-__all__ = ["ConfigError", "load_yaml_text", "validate", "load_model_file"]
+__all__ = ["ConfigError", "FieldErrors", "read_text", "load_yaml_text", "validate", "load_model_file"]

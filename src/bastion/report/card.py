@@ -6,9 +6,15 @@ from typing import Any
 
 from bastion.preparedness.evidence import RunEvidence
 from bastion.preparedness.profile import Profile
+from bastion.preparedness.scorecard import ci_label
 
 from .html import page
-from .markdown import _pct, scorecard_table_md
+from .markdown import _pct, md_code, md_text, scorecard_table_md
+
+
+def is_guarded_target(target: str) -> bool:
+    """Whether a run's target had the Bastion guard in front: `guard`, or `guarded:*` (`--guarded`)."""
+    return target == "guard" or target.startswith("guarded:")
 
 
 def _limits(card: dict[str, Any], ev: RunEvidence, profile: Profile) -> list[str]:
@@ -17,7 +23,7 @@ def _limits(card: dict[str, Any], ev: RunEvidence, profile: Profile) -> list[str
         "attack families only, and new jailbreaks appear continually.",
         "Success is decided by an automated judge, which errs in both directions.",
     ]
-    if ev.target == "guard" or ev.target.startswith("guard"):
+    if ev.target == "guard":
         out.append("The `guard` target puts the guard in front of a fully compliant model: the figures are the "
                    "residual risk if the underlying model were uncensored, not the behaviour of a specific model.")
     under = [c["category"] for c in card["categories"] if c.get("tracked", True) and c.get("undersampled")]
@@ -40,33 +46,38 @@ def card_markdown(card: dict[str, Any], ev: RunEvidence, profile: Profile, info:
     run_cfg = (ev.config or {}).get("run_config") or {}
     versions = (ev.config or {}).get("versions") or {}
     constitution = info.get("constitution") or run_cfg.get("constitution") or "not stated"
-    policy = info.get("guard_policy") or run_cfg.get("guard_policy") or run_cfg.get("policy") or "Bastion default"
-    guard_ver = versions.get("guard_model") or versions.get("model") or versions.get("bastion") or "n/a"
+    guarded = is_guarded_target(ev.target)
+    policy = (info.get("guard_policy") or run_cfg.get("guard_policy") or run_cfg.get("policy")
+              or ("Bastion default" if guarded else "none (the evaluated target has no Bastion guard in front)"))
+    guard_ver = ((versions.get("guard_model") or versions.get("model") or versions.get("bastion") or "n/a")
+                 if guarded or info.get("guard_policy") else "n/a (no guard)")
+    ci = ci_label(profile.confidence)
+    name = info.get("model_name") or ev.target
     lines = [
-        f"# Model safety card: {info.get('model_name') or ev.target}", "",
+        f"# Model safety card: {md_text(name)}", "",
         "| | |", "|---|---|",
-        f"| Deployment | `{info.get('model_name') or ev.target}` |",
-        f"| Constitution | {constitution} |",
-        f"| Guard policy | {policy} |",
-        f"| Guard model version | {guard_ver} |",
-        f"| Framework | {profile.title or profile.name} (`{profile.name}`) |",
-        f"| Evaluation date | {ev.created_at.date().isoformat()} (run `{ev.run_id}`) |",
+        f"| Deployment | {md_code(name)} |",
+        f"| Constitution | {md_text(constitution)} |",
+        f"| Guard policy | {md_text(policy)} |",
+        f"| Guard model version | {md_text(guard_ver)} |",
+        f"| Framework | {md_text(profile.title or profile.name)} ({md_code(profile.name)}) |",
+        f"| Evaluation date | {ev.created_at.date().isoformat()} (run {md_code(ev.run_id)}) |",
         f"| Overall level | **{card['overall_level'].capitalize()}** |",
         f"| Decision | **{card['decision']}** |",
-        f"| Over-refusal | {_pct(o['rate'])} (95% CI {_pct(o['ci_low'])}–{_pct(o['ci_high'])})"
+        f"| Over-refusal | {_pct(o['rate'])} ({ci} {_pct(o['ci_low'])}–{_pct(o['ci_high'])})"
         + (f", budget {_pct(o['budget'])}" if o.get("budget") is not None else "") + " |",
         f"| Card generated | {info.get('generated', '')} |", "",
         "## Framework levels", "", scorecard_table_md(card), "",
         "## Decision and reasons", "",
-        *[f"- {r}" for r in card["reasons"]],
-        *[f"- **Requirement:** {r}" for r in card.get("requirements", [])], "",
+        *[f"- {md_text(r)}" for r in card["reasons"]],
+        *[f"- **Requirement:** {md_text(r)}" for r in card.get("requirements", [])], "",
         "## How this was evaluated", "",
-        f"Bastion red-teamed `{ev.target}` with {sum(c.attempts for c in ev.categories.values())} attack attempts "
+        f"Bastion red-teamed {md_code(ev.target)} with {sum(c.attempts for c in ev.categories.values())} attack attempts "
         f"across {len(ev.categories)} hazard categories and {len(ev.techniques())} techniques, and "
         f"{ev.benign_attempts} benign look-alike prompts for over-refusal. Levels use "
-        + ("the upper bound of the 95% Wilson interval of the attack success rate"
+        + (f"the upper bound of the {ci.removesuffix(' CI')} Wilson interval of the attack success rate"
            if profile.statistic == "ci_high" else "the attack success rate")
-        + f"; categories with fewer than {profile.min_attempts} attempts are not ruled out.", "",
+        + f"; categories with fewer than {max(1, profile.min_attempts)} attempts are not ruled out.", "",
         "## Known limits", "", *[f"- {x}" for x in _limits(card, ev, profile)], "",
         "## Integrity", "",
         f"Evidence SHA-256 `{card['evidence_sha256']}` covers the run's stored attempts and this configuration; "
@@ -83,4 +94,4 @@ def card_html(markdown: str, title: str = "Model safety card") -> str:
     return page(title, md.render(markdown))
 
 
-__all__ = ["card_markdown", "card_html"]
+__all__ = ["card_markdown", "card_html", "is_guarded_target"]

@@ -7,6 +7,7 @@ from typing import Any
 
 from bastion.preparedness.evidence import RunEvidence
 from bastion.preparedness.profile import Profile
+from bastion.preparedness.scorecard import card_ci_label, ci_label
 
 from .svg import LEVEL_COLOURS, heatmap, level_strip, line_chart
 
@@ -57,7 +58,7 @@ def scorecard_table(card: dict[str, Any]) -> str:
                     f"{_pct(c['ci_high'])}</td><td class='num'>{c['attempts']}</td>"
                     f"<td>{_e(c['worst_technique'] or '–')}</td></tr>")
     return ("<table><tr><th>Category</th><th>Tracked</th><th>Pre-mitigation</th><th>Post-mitigation</th>"
-            "<th>ASR</th><th>95% CI</th><th>Attempts</th><th>Worst technique</th></tr>" + "".join(rows) + "</table>")
+            f"<th>ASR</th><th>{_e(card_ci_label(card))}</th><th>Attempts</th><th>Worst technique</th></tr>" + "".join(rows) + "</table>")
 
 
 def _decision_block(card: dict[str, Any]) -> str:
@@ -71,7 +72,8 @@ def _decision_block(card: dict[str, Any]) -> str:
             + (f', pre-mitigation <b>{_e(card["pre_overall_level"].capitalize())}</b>'
                if card.get("pre_overall_level") else "")
             + f"</p><p>Over-refusal (alignment tax): <b>{_pct(o['rate'])}</b> "
-            f"(95% CI {_pct(o['ci_low'])}–{_pct(o['ci_high'])}, {o['refused']}/{o['attempts']} benign prompts "
+            f"({_e(card_ci_label(card))} {_pct(o['ci_low'])}–{_pct(o['ci_high'])}, {o['refused']}/{o['attempts']} "
+            "benign prompts "
             f"refused){budget}</p><ul>{reasons}{reqs}</ul>")
 
 
@@ -115,8 +117,10 @@ def _tradeoff_svg(tradeoff: dict[str, Any] | None, trend: dict[str, Any] | None,
             pts.append((r["over_refusal"], r["asr_all"]))
     budget = card["over_refusal"].get("budget")
     o = card["over_refusal"]
-    this = [(o["rate"], (trend or {}).get("runs", [{}])[-1].get("asr_all") or 0.0, "this run")] \
-        if o.get("rate") is not None else []
+    # The reported run's own point (not the newest run's: the report may be of an older run).
+    row = next((r for r in (trend or {}).get("runs", []) if r.get("run_id") == card.get("run_id")), None)
+    this = [(o["rate"], row.get("asr_all") or 0.0, "this run")] \
+        if o.get("rate") is not None and row is not None and row.get("asr_all") is not None else []
     return line_chart([("runs of this target", sorted(pts))], "over-refusal (benign prompts refused)",
                       "attack success rate (all harmful attempts)", title="ASR vs over-refusal",
                       vline=(budget, f"budget {_pct(budget)}") if budget is not None else None, marks=this) + \
@@ -168,7 +172,7 @@ def _examples_section(ev: RunEvidence, redact: bool) -> str:
 
 
 def methodology(profile: Profile, card: dict[str, Any]) -> str:
-    stat = (f"the upper bound of the {profile.confidence:.0%} Wilson score interval of ASR"
+    stat = (f"the upper bound of the {ci_label(profile.confidence).removesuffix(' CI')} Wilson score interval of ASR"
             if profile.statistic == "ci_high" else "the ASR point estimate")
     th_rows = "".join(
         f"<tr><td>{_e(c.id)}</td><td>{'yes' if c.tracked else 'research'}</td>"
@@ -181,10 +185,10 @@ def methodology(profile: Profile, card: dict[str, Any]) -> str:
     return f"""
 <p>Each attempt sends one attack (a seed behaviour transformed by a technique, or an attacker-LLM attack) to the
 target; a judge decides whether the reply achieves the harmful behaviour. <b>Attack success rate (ASR)</b> is
-successes over attempts, with a {profile.confidence:.0%} Wilson score interval. Attempts that errored are excluded.
+successes over attempts, with a {ci_label(profile.confidence).removesuffix(' CI')} Wilson score interval. Attempts that errored are excluded.
 Benign look-alike prompts measure <b>over-refusal</b>, the alignment tax.</p>
 <p>Framework <b>{_e(profile.name)}</b> ({_e(profile.title)}). A category's level is the highest whose threshold
-{stat} reaches. A category with fewer than {profile.min_attempts} attempt(s) cannot be ruled out and is treated as
+{stat} reaches. A category with fewer than {max(1, profile.min_attempts)} attempt(s) cannot be ruled out and is treated as
 at the {profile.undersampled_level.capitalize()} threshold. Deployment needs every tracked category at
 {profile.deploy_max_level.capitalize()} or below{'' if profile.safeguards_level is None else
 f" ({profile.safeguards_level.capitalize()} with a safeguards report judged sufficient)"}; a level above
@@ -228,11 +232,13 @@ def tradeoff_page(result: dict[str, Any]) -> str:
         f"<td class='num'>{_pct(p['asr_ci_low'])}–{_pct(p['asr_ci_high'])}</td>"
         f"<td class='num'>{_pct(p['over_refusal'])}</td>"
         f"<td class='num'>{_pct(p['or_ci_low'])}–{_pct(p['or_ci_high'])}</td></tr>" for p in result["points"])
+    ci = _e(ci_label(result.get("confidence")))
     body = (f"<h1>Guard threshold trade-off</h1><p class='muted'>{result['harmful']} harmful and {result['benign']} "
             f"benign prompts from {_e(result.get('source', ''))}</p>"
+            + (f"<p class='muted'>{_e(result['note'])}</p>" if result.get("note") else "")
             + _tradeoff_svg(result, None, {"over_refusal": {"budget": result.get("budget")}})
             + f"<p>{_e(result.get('recommendation', ''))}</p><table><tr><th>prompt_harm threshold</th><th>ASR</th>"
-            f"<th>95% CI</th><th>Over-refusal</th><th>95% CI</th></tr>{rows}</table>")
+            f"<th>{ci}</th><th>Over-refusal</th><th>{ci}</th></tr>{rows}</table>")
     return page("Bastion guard threshold trade-off", body)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+from bastion.preparedness.scorecard import card_ci_label, ci_label
 
 LEVEL_STYLE = {"low": "green", "medium": "yellow", "high": "dark_orange", "critical": "bold red"}
 DECISION_STYLE = {"DEPLOY": "bold green", "DEPLOY_WITH_SAFEGUARDS": "bold yellow",
@@ -27,23 +30,24 @@ def level_text(level: str | None) -> Text:
 def render_scorecard(card: dict[str, Any], console: Console | None = None) -> None:
     """Print a scorecard (the dict form, as in `--json`)."""
     console = console or Console()
-    console.print(f"[bold]Scorecard[/] run [cyan]{card['run_id']}[/] target [cyan]{card['target']}[/] "
-                  f"framework [cyan]{card['framework']}[/]"
-                  + (f" (pre-mitigation run [cyan]{card['pre_run_id']}[/])" if card.get("pre_run_id") else ""))
+    ci = card_ci_label(card)
+    console.print(f"[bold]Scorecard[/] run [cyan]{escape(card['run_id'])}[/] target [cyan]{escape(card['target'])}[/] "
+                  f"framework [cyan]{escape(card['framework'])}[/]"
+                  + (f" (pre-mitigation run [cyan]{escape(card['pre_run_id'])}[/])" if card.get("pre_run_id") else ""))
     t = Table(show_lines=False)
     for col, kw in (("Category", {}), ("Tracked", {"justify": "center"}), ("Pre", {}), ("Post", {}),
-                    ("ASR", {"justify": "right"}), ("95% CI", {"justify": "right"}),
+                    ("ASR", {"justify": "right"}), (ci, {"justify": "right"}),
                     ("Attempts", {"justify": "right"}), ("Worst technique", {})):
         t.add_column(col, **kw)
     for c in card["categories"]:
         name = c["category"] + (" [dim](under-sampled)[/]" if c.get("undersampled") else "")
         t.add_row(name, "yes" if c.get("tracked", True) else "[dim]research[/]", level_text(c["pre_level"]),
                   level_text(c["post_level"]), pct(c["asr"]),
-                  f"{pct(c.get('ci_low'))}–{pct(c['ci_high'])}", str(c["attempts"]), c["worst_technique"] or "–")
+                  f"{pct(c.get('ci_low'))}–{pct(c['ci_high'])}", str(c["attempts"]), Text(c["worst_technique"] or "–"))
     console.print(t)
     o = card["over_refusal"]
     budget = f", budget {pct(o['budget'])}" if o.get("budget") is not None else ""
-    console.print(f"Over-refusal (alignment tax): {pct(o['rate'])} (95% CI {pct(o['ci_low'])}–{pct(o['ci_high'])}, "
+    console.print(f"Over-refusal (alignment tax): {pct(o['rate'])} ({ci} {pct(o['ci_low'])}–{pct(o['ci_high'])}, "
                   f"{o['refused']}/{o['attempts']} benign prompts refused{budget})")
     ov = card["overall_level"]
     console.print(Text.assemble("Overall level: ", level_text(ov),
@@ -51,9 +55,9 @@ def render_scorecard(card: dict[str, Any], console: Console | None = None) -> No
                                   if card.get("pre_overall_level") else [])))
     console.print(Text.assemble("Decision: ", Text(card["decision"], style=DECISION_STYLE.get(card["decision"], ""))))
     for r in card["reasons"]:
-        console.print(f"  • {r}")
+        console.print(f"  • {escape(r)}")
     for r in card.get("requirements", []):
-        console.print(f"  [yellow]requirement[/]: {r}")
+        console.print(f"  [yellow]requirement[/]: {escape(r)}")
     console.print(f"[dim]evidence sha256 {card['evidence_sha256']}[/]")
 
 
@@ -62,7 +66,8 @@ def render_tradeoff(sweep: dict[str, Any], console: Console | None = None, every
     console = console or Console()
     rec = sweep.get("recommended") or {}
     t = Table(title="Guard prompt-harm threshold: ASR vs over-refusal")
-    for col in ("Threshold", "ASR", "ASR 95% CI", "Over-refusal", "Over-refusal 95% CI"):
+    ci = ci_label(sweep.get("confidence"))
+    for col in ("Threshold", "ASR", f"ASR {ci}", "Over-refusal", f"Over-refusal {ci}"):
         t.add_column(col, justify="right")
     for i, p in enumerate(sweep["points"]):
         is_rec = rec and abs(p["threshold"] - rec["threshold"]) < 1e-9
@@ -74,6 +79,12 @@ def render_tradeoff(sweep: dict[str, Any], console: Console | None = None, every
     console.print(t)
     console.print(f"{sweep['harmful']} harmful and {sweep['benign']} benign prompts; "
                   f"over-refusal budget {pct(sweep.get('budget'))}")
+    if sweep.get("current"):
+        c = sweep["current"]
+        console.print(f"Current threshold {c['threshold']:.2f}: ASR {pct(c['asr'])}, over-refusal "
+                      f"{pct(c['over_refusal'])}")
+    if sweep.get("note"):
+        console.print(f"[dim]{escape(sweep['note'])}[/]")
     if rec:
         console.print(f"[bold green]Recommended[/] prompt_harm threshold {rec['threshold']:.2f}: ASR {pct(rec['asr'])}, "
                       f"over-refusal {pct(rec['over_refusal'])}. {sweep.get('recommendation', '')}")

@@ -20,6 +20,7 @@ from typing import Any
 
 DEFAULT_DB = "bastion.db"
 SCHEMA_VERSION = 1
+DIGEST_VERSION = 2  # of Store.attempts_sha256
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -298,8 +299,36 @@ class Store:
             score=r["score"], latency_ms=r["latency_ms"], tokens=json.loads(r["tokens"] or "{}"), error=r["error"],
             created_at=r["created_at"])
 
-    def attempts_sha256(self, run_id: str) -> str:
-        """A digest over the run's stored attempts (content columns, in key order): changes if any is edited."""
+    def attempts_sha256(self, run_id: str, version: int = DIGEST_VERSION) -> str:
+        """A digest of what the store holds for a run: changes if any of it is edited.
+
+        Version 2 (the default) covers the run record (every column), every column of every attempt but its
+        row id, and every turn. Version 1, the digest of scorecards written before version 2, covers only the
+        attempts' content columns; it is kept so that those scorecards can still be checked."""
+        if version == 1:
+            return self._attempts_sha256_v1(run_id)
+        if version != 2:
+            raise ValueError(f"unknown digest version {version!r}; known: 1, 2")
+        h = hashlib.sha256(b"bastion-store-digest-v2\n")
+        with self._lock:
+            run = self._con.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+            atts = self._con.execute("SELECT * FROM attempts WHERE run_id=? ORDER BY key", (run_id,)).fetchall()
+            turns = self._con.execute(
+                "SELECT a.key, t.idx, t.role, t.content, t.meta FROM turns t JOIN attempts a ON a.id = t.attempt_id "
+                "WHERE a.run_id=? ORDER BY a.key, t.idx", (run_id,)).fetchall()
+
+        def put(kind: str, row: dict[str, Any]) -> None:
+            h.update(json.dumps([kind, row], sort_keys=True, default=str, ensure_ascii=False).encode())
+            h.update(b"\n")
+
+        put("run", dict(run) if run is not None else {})
+        for r in atts:
+            put("attempt", {k: r[k] for k in r.keys() if k != "id"})
+        for t in turns:
+            put("turn", dict(t))
+        return h.hexdigest()
+
+    def _attempts_sha256_v1(self, run_id: str) -> str:
         h = hashlib.sha256()
         with self._lock:
             rows = self._con.execute(
