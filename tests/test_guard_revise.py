@@ -54,3 +54,20 @@ def test_bad_configuration():
         Guard(on_violation="revise")
     with pytest.raises(ValueError, match="on_violation must be"):
         Guard(on_violation="explode")
+
+
+def test_revise_works_when_called_from_inside_an_event_loop(fake_llm):
+    import asyncio
+
+    from bastion.constitution import Reviser, load_constitution
+    from bastion.llm import LLMClient
+
+    llm = fake_llm(_script(SAFE))
+    reviser = Reviser(LLMClient(llm.base_url, "m", api_key="x", max_retries=0), load_constitution(), retries=0)
+    g = Guard(on_violation="revise", reviser=reviser)
+
+    async def app() -> Any:  # an async web app calling the synchronous API
+        return g.enforce(PROMPT, HARMFUL)
+
+    e = asyncio.run(app())
+    assert e.action == "revise" and e.text == SAFE

@@ -35,7 +35,7 @@ def test_default_policy_loads():
     ("checks: {inptu: true}", "checks.inptu"),
     ("keys: {team: {action: nope}}", "keys.team.action"),
     ("- a list", "must be a mapping"),
-    ("a: [unclosed", "not valid YAML"),
+    ("a: [unclosed", "<policy>:1: YAML syntax error"),
 ])
 def test_invalid_policies_are_rejected_with_one_line(text, msg):
     with pytest.raises(PolicyError) as e:

@@ -39,11 +39,12 @@ def _threshold_opts(opts: list[str] | None) -> dict[str, float]:
 
 def _guard(thresholds: dict[str, float] | None = None, model: Path | None = None):
     from bastion.guard import Guard
+    from bastion.models import ModelLoadError
 
     try:
         g = Guard(model=model)
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/] {escape(str(exc))}")
+    except ModelLoadError as exc:  # names the folder, the file and the reason
+        err.print(f"[red]error:[/] cannot load {escape(str(exc))}")
         raise typer.Exit(2) from None
     except Exception as exc:  # a damaged model folder: a truncated manifest, an encoder that is not ONNX, ...
         where = model if model is not None else "the embedded model"

@@ -28,7 +28,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.guard import Verdict
-from bastion.guard.policy import ALLOW, Decision, Policy, PolicyError, merge_decisions
+from bastion.guard.policy import ALLOW, Decision, Policy, PolicyError, attack_only, merge_decisions
 
 from .audit import AuditLog
 from .batcher import GuardBatcher
@@ -352,7 +352,7 @@ class Gateway:
             # System prompts are full of personas ("You are ..."), so that scope is read for harm alone.
             d = pol.decide(v, attack=False) if scope == "instructions" else pol.decide(v)
             if scope == "latest" and not pol.checks.input:
-                d = pol.decide(_attack_only(v))
+                d = pol.decide(attack_only(v))
             decisions.append(d if scope == "latest" else _redact_as_block(pol, d, scope))
         if st is not None:
             harm = verdicts[0].score if verdicts and scopes[0][0] == "latest" else 0.0
@@ -490,12 +490,6 @@ def _set_choice_text(c: dict[str, Any], text: str) -> None:
     m = c.get("message") if isinstance(c.get("message"), dict) else {}
     c["message"] = {"role": m.get("role") or "assistant", "content": text}
     c["logprobs"] = None
-
-
-def _attack_only(v: Verdict) -> Verdict:
-    from dataclasses import replace
-
-    return replace(v, score=0.0, unsafe=False, category_scores=())
 
 
 def session_id(request: Request, ctx: _Ctx) -> str | None:

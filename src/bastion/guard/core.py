@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -210,10 +212,7 @@ class Guard:
             return Enforcement(response, "flag", v)
         if self.on_violation == "revise":
             try:
-                if hasattr(self.reviser, "revise"):
-                    revised = self.reviser.revise(prompt, response, [c for c in v.categories if c != "attack"])
-                else:
-                    revised = self.reviser(prompt, response)
+                revised = _in_plain_thread(self._revise, prompt, response, v)
             except Exception:  # noqa: BLE001 - a failed revision falls back to refusing
                 return Enforcement(self.refusal, "refuse", v)
             if isinstance(revised, str) and revised.strip():
@@ -223,14 +222,31 @@ class Guard:
                 return Enforcement(self.refusal, "refuse", v, v2)
         return Enforcement(self.refusal, "refuse", v)
 
+    def _revise(self, prompt: str, response: str, v: Verdict) -> Any:
+        if hasattr(self.reviser, "revise"):
+            return self.reviser.revise(prompt, response, [c for c in v.categories if c != "attack"])
+        return self.reviser(prompt, response)
+
     # ---- public checks -------------------------------------------------------------------------
     def check_prompt(self, prompt: str) -> Verdict:
         """Should a responsible assistant refuse this request, and is it a jailbreak/injection?"""
+        _is_text(prompt, "prompt")
         return self.check_prompts([prompt])[0]
 
     def check_response(self, prompt: str, response: str) -> Verdict:
         """Is this response (to this prompt) harmful, and does it refuse?"""
+        _is_text(prompt, "prompt")
+        _is_text(response, "response")
         return self.check_responses([prompt], [response])[0]
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # A Guard pickles (multiprocessing, Ray, joblib) as its model folder and settings; unpickling loads the
+        # model through load_model, once per process. Guards over a model object of their own pickle as usual.
+        folder = getattr(self.model, "model_dir", None)
+        if folder is None:
+            return super().__reduce_ex__(protocol)
+        state = {k: v for k, v in self.__dict__.items() if k != "model"}
+        return _restore_guard, (str(folder), getattr(self.model, "threads", None), state)
 
     def check_batch(self, items: Iterable[Any]) -> list[Verdict]:
         """Vectorised checks. Items are prompt strings, (prompt, response) tuples or
@@ -247,7 +263,7 @@ class Guard:
         for i, it in enumerate(items):
             if isinstance(it, str):
                 p, r = it, None
-            elif isinstance(it, tuple) and len(it) == 2:
+            elif isinstance(it, (tuple, list)) and len(it) == 2:  # a JSON pair arrives as a list
                 p, r = it
             elif isinstance(it, dict):
                 p, r = it.get("prompt"), it.get("response")
@@ -301,6 +317,9 @@ class Guard:
         _not_one_text(responses, "check_responses")
         if len(prompts) != len(responses):
             raise ValueError("prompts and responses must have the same length")
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise TypeError(f"prompt {i} must be a string, got {type(p).__name__}")
         if not responses:
             return []
         # Prompts give context; responses are de-obfuscated and every decoded view is scored.
@@ -407,6 +426,31 @@ class Guard:
 def _not_one_text(x: Any, name: str) -> None:
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{name} takes a list of texts, got one {type(x).__name__}")
+    if x is None or isinstance(x, (dict, set, frozenset)) or not hasattr(x, "__len__"):
+        raise TypeError(f"{name} takes a list of texts, got {type(x).__name__}")
+
+
+def _is_text(x: Any, name: str) -> None:
+    if not isinstance(x, str):
+        raise TypeError(f"{name} must be a string, got {type(x).__name__}")
+
+
+def _in_plain_thread(fn: Any, *args: Any) -> Any:
+    """Call `fn` here, or, inside a running event loop (an async app calling `enforce`), in a worker thread: a
+    reviser such as `bastion.constitution.Reviser` runs its own event loop, which cannot start inside another."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return fn(*args)
+    with ThreadPoolExecutor(1, thread_name_prefix="bastion-revise") as pool:
+        return pool.submit(fn, *args).result()
+
+
+def _restore_guard(folder: str, threads: int | None, state: dict[str, Any]) -> Guard:
+    g = Guard.__new__(Guard)
+    g.__dict__.update(state)
+    g.model = load_model(folder, threads=threads)
+    return g
 
 
 def _max_by_owner(x: np.ndarray, owner: list[int], n: int) -> np.ndarray:

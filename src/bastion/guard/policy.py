@@ -19,12 +19,11 @@ returns the verdict with the decision.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -36,6 +35,7 @@ from pydantic import (
 )
 
 from bastion.taxonomy import HAZARD_CODES
+from bastion.yamlsrc import ConfigError, load_yaml_text
 
 from .verdict import Verdict
 
@@ -216,9 +216,9 @@ class Policy(_PolicyBody):
     @classmethod
     def from_yaml(cls, text: str, source: str = "<policy>") -> Policy:
         try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            raise PolicyError(f"{source}: not valid YAML: {str(e).splitlines()[0]}") from None
+            raw, lines = load_yaml_text(text, source)  # syntax errors and duplicate keys, with their line
+        except ConfigError as e:
+            raise PolicyError(str(e.problems[0])) from None
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
@@ -228,9 +228,12 @@ class Policy(_PolicyBody):
         except ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(str(x) for x in err["loc"])
+            line = next((lines[err["loc"][:k]] for k in range(len(err["loc"]), 0, -1)
+                         if err["loc"][:k] in lines), None)
             msg = str(err["msg"]).removeprefix("Value error, ")
             more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-            raise PolicyError(f"{source}: {loc + ': ' if loc else ''}{msg}{more}") from None
+            where = f"{source}:{line}" if line else source
+            raise PolicyError(f"{where}: {loc + ': ' if loc else ''}{msg}{more}") from None
         except PolicyError as e:
             raise PolicyError(f"{source}: {e}") from None
         p._digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -335,9 +338,10 @@ class Policy(_PolicyBody):
         """
         if response is None:
             v = guard.check_prompt(prompt)
-            return v, self.decide(v)
+            # `checks.input: false` leaves only the attack check (if it is on), as in the gateway.
+            return v, self.decide(v if self.checks.input else attack_only(v))
         v = guard.check_response(prompt, response)
-        d = self.decide(v)
+        d = self.decide(v) if self.checks.output else ALLOW
         if d.action != "block":
             d = merge_decisions([d, self.scan_code(response, fix=False)[1]])
         return v, d
@@ -365,6 +369,11 @@ class Policy(_PolicyBody):
                         reasons=tuple(r for _, _, r, _ in acted))
 
 
+def attack_only(v: Verdict) -> Verdict:
+    """The verdict with its harm reading removed (for policies that check attacks but not harm)."""
+    return replace(v, score=0.0, unsafe=False, category_scores=())
+
+
 def merge_decisions(decisions: list[Decision]) -> Decision:
     """The most severe decision; categories and reasons of all non-allow decisions are kept."""
     acted = [d for d in decisions if d.action != "allow"]
@@ -386,5 +395,5 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
     return out
 
 
-__all__ = ["Policy", "PolicyError", "Decision", "ALLOW", "ACTION_SEVERITY", "merge_decisions", "CATEGORY_CODES",
+__all__ = ["Policy", "PolicyError", "Decision", "ALLOW", "ACTION_SEVERITY", "merge_decisions", "attack_only", "CATEGORY_CODES",
            "CodeShieldRules"]

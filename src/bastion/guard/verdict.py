@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -30,16 +31,31 @@ class Verdict:
     thresholds: tuple[tuple[str, float], ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
-        # A verdict built by hand with lists or dicts is made immutable (and hashable) like the guard's own.
+        # A verdict built by hand (lists, dicts, NumPy scalars) is made like the guard's own: immutable, hashable
+        # and JSON-serialisable. Scores must be finite numbers (NaN is not JSON).
+        put = object.__setattr__
         for name in ("categories", "obfuscation"):
             v = getattr(self, name)
-            if not isinstance(v, tuple):
-                object.__setattr__(self, name, tuple(v))
+            if type(v) is not tuple or not all(type(x) is str for x in v):
+                put(self, name, tuple(str(x) for x in v))
         for name in ("category_scores", "thresholds"):
             v = getattr(self, name)
-            if type(v) is not tuple or (v and type(v[0]) is not tuple):  # the guard's own: a tuple of pairs
+            if type(v) is not tuple or not all(type(p) is tuple and len(p) == 2 and type(p[1]) is float for p in v):
                 pairs = v.items() if isinstance(v, dict) else v
-                object.__setattr__(self, name, tuple((str(k), float(x)) for k, x in pairs))
+                put(self, name, tuple((str(k), _finite(x, f"{name}[{k}]")) for k, x in pairs))
+        if type(self.unsafe) is not bool:
+            put(self, "unsafe", bool(self.unsafe))
+        put(self, "score", _finite(self.score, "score"))
+        for name in ("attack", "refusal"):
+            v = getattr(self, name)
+            if v is not None and type(v) is not bool:
+                put(self, name, bool(v))
+        for name in ("attack_score", "refusal_score"):
+            v = getattr(self, name)
+            if v is not None:
+                put(self, name, _finite(v, name))
+        if type(self.windows) is not int:
+            put(self, "windows", int(self.windows))
 
     @property
     def flagged(self) -> bool:
@@ -66,9 +82,39 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Verdict:
-        d = dict(d)
-        d["categories"] = tuple(d.get("categories", ()))
-        d["category_scores"] = tuple((k, float(v)) for k, v in dict(d.get("category_scores", {})).items())
-        d["obfuscation"] = tuple(d.get("obfuscation", ()))
-        d["thresholds"] = tuple((k, float(v)) for k, v in dict(d.get("thresholds", {})).items())
-        return cls(**d)
+        """A verdict from `to_dict()` output, a `bastion check --json` object or a `bastion classify --full` line
+        (its `"verdict"`). Fields this version does not know are ignored, so newer output still reads."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a verdict must be a JSON object, got {type(d).__name__}")
+        if isinstance(d.get("verdict"), dict):
+            d = d["verdict"]
+        missing = [k for k in ("kind", "unsafe", "score") if k not in d]
+        if missing:
+            raise ValueError(f"not a verdict: missing field(s) {', '.join(missing)}")
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        for name in ("category_scores", "thresholds"):
+            if isinstance(kw.get(name), list):  # JSON has no tuples: [[code, score], ...]
+                kw[name] = tuple(tuple(p) for p in kw[name])
+        try:
+            return cls(**kw)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"not a valid verdict: {e}") from None
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Verdict:
+        """The inverse of `to_json()`."""
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as e:
+            raise ValueError(f"not valid JSON: {e}") from None
+
+
+def _finite(x: Any, name: str) -> float:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {x!r}") from None
+    if not math.isfinite(f):
+        raise ValueError(f"{name} must be a finite number, got {f}")
+    return f

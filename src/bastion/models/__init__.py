@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -42,22 +43,31 @@ class GuardModel(ABC):
     def score_responses(self, prompts: Sequence[str], responses: Sequence[str]) -> ResponseScores: ...
 
 
-_CACHE: dict[tuple[str, int | None], GuardModel] = {}
+class ModelLoadError(ValueError):
+    """A guard model folder that cannot be used; the message names the folder, the file and the reason."""
+
+
+_CACHE: dict[tuple[str, int], GuardModel] = {}
 _LOCK = threading.Lock()
 
 
-def load_model(path: str | Path | None = None, threads: int | None = None) -> GuardModel:
-    """Load a model directory (default: the embedded model). Cached: one load per process per (path, threads)."""
-    p = Path(path) if path is not None else DEFAULT_MODEL_DIR
-    key = (str(p.resolve()), threads)
+def load_model(path: str | os.PathLike[str] | None = None, threads: int | None = None) -> GuardModel:
+    """Load a model directory (default: the embedded model). Cached: one load per process per folder and
+    effective thread count (`Guard()` and `Guard(threads=2)` share one model on a 2-core machine)."""
+    from .runtime import CascadeModel, effective_threads
+
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise ModelLoadError(f"model must be a folder path, not {type(path).__name__}")
+    p = Path(path).expanduser() if path is not None else DEFAULT_MODEL_DIR
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
+        raise ValueError(f"threads must be a whole number >= 0, not {threads!r}")
+    key = (str(p.resolve()), effective_threads(threads))
     with _LOCK:
         m = _CACHE.get(key)
         if m is None:
-            from .runtime import CascadeModel
-
             m = CascadeModel.load(p, threads=threads)
             _CACHE[key] = m
         return m
 
 
-__all__ = ["GuardModel", "PromptScores", "ResponseScores", "load_model", "DEFAULT_MODEL_DIR"]
+__all__ = ["GuardModel", "PromptScores", "ResponseScores", "load_model", "DEFAULT_MODEL_DIR", "ModelLoadError"]

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from . import GuardModel, PromptScores, ResponseScores
+from . import GuardModel, ModelLoadError, PromptScores, ResponseScores
 from .onnx_output import with_output
 
 WINDOW = 126  # content tokens per window (+ [CLS] and [SEP] = 128)
@@ -28,11 +28,18 @@ VOCAB = 30522
 PAIR_CTX = 40  # prompt tokens kept as context in front of each response window
 PAIR_OPENING = 16  # reply tokens carried into every later window of the reply
 PAIR_CTX_HEAD = 8  # of a longer prompt: its first 8 tokens and its last PAIR_CTX - 8 (see pair_ids)
+SUPPORTED_FORMAT = 3  # the newest manifest format this runtime reads (train.fit writes it)
 CASCADE_MAX_TOKENS = 64  # longer prompt and response windows always reach the encoder (see score_prompts)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
+
+
+def effective_threads(threads: int | None) -> int:
+    """The runtime threads a model opened with `threads` uses: the argument, else $BASTION_THREADS, else the
+    cores (at most 4)."""
+    return threads or int(os.environ.get("BASTION_THREADS", "0")) or min(4, os.cpu_count() or 1)
 
 
 class Encoder:
@@ -49,7 +56,7 @@ class Encoder:
         self.tok.no_truncation()
         self.tok.no_padding()
         so = ort.SessionOptions()
-        n = threads or int(os.environ.get("BASTION_THREADS", "0")) or min(4, os.cpu_count() or 1)
+        n = effective_threads(threads)
         so.intra_op_num_threads = n
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -301,32 +308,79 @@ class CascadeModel(GuardModel):
     """The shipped default model (see docs/MODEL_CARD.md)."""
 
     def __init__(self, model_dir: Path, threads: int | None = None) -> None:
+        self.model_dir = model_dir
+        self.threads = threads  # as asked (None: the default); kept so that a pickled Guard reloads the same way
         manifest_path = model_dir / "manifest.json"
         if not manifest_path.exists():
-            raise FileNotFoundError(f"no guard model at {model_dir} (manifest.json missing)")
-        self.manifest = json.loads(manifest_path.read_text())
-        self.version = self.manifest["version"]
-        self.default_thresholds = dict(self.manifest["thresholds"])
+            raise ModelLoadError(f"{model_dir}: manifest.json: missing (not a guard model folder)")
+
+        def bad(file: str, reason: str) -> ModelLoadError:
+            return ModelLoadError(f"{model_dir}: {file}: {reason}")
+
+        try:
+            self.manifest = json.loads(manifest_path.read_text("utf-8"))
+            self.version = str(self.manifest["version"])
+            self.default_thresholds = {k: float(v) for k, v in dict(self.manifest["thresholds"]).items()}
+        except (OSError, UnicodeDecodeError, ValueError, TypeError) as e:
+            raise bad("manifest.json", f"unreadable ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        except KeyError as e:
+            raise bad("manifest.json", f"required field {e.args[0]!r} missing") from None
+        fmt = self.manifest.get("format", SUPPORTED_FORMAT)
+        if not isinstance(fmt, int) or fmt > SUPPORTED_FORMAT:
+            raise bad("manifest.json", f"model format {fmt!r} is newer than this Bastion reads ({SUPPORTED_FORMAT}); "
+                                       "upgrade bastion-guard")
         self.cascade = self.manifest.get("cascade", {})
         self.attack_blend = float(self.manifest.get("attack_blend", 0.0))  # weight of tier 1 in the attack score
         # newer models score attacks with a span head over the encoder's token states (fit.refit_attack_span_head)
         self.span = self.manifest.get("attack_span")
-        self.encoder = Encoder(model_dir, threads=threads, hidden=self.span["hidden"] if self.span else None)
-        self.attack_span: MLP | None = None
-        if self.span:
-            with np.load(model_dir / self.span["file"]) as z:
-                self.attack_span = _load_mlp(z, "attack_span")
-        with np.load(model_dir / "heads.npz") as z:
-            # harm/attack settle prompts; response/refusal (optional, newer models) settle response windows
-            self.t1 = {k: Linear(z[f"t1.{k}.w"], float(z[f"t1.{k}.b"]), z[f"t1.{k}.v"] if f"t1.{k}.v" in z else None)
-                       for k in ("harm", "attack", "response", "refusal") if f"t1.{k}.w" in z}
-            self.static = StaticEmbedder(z["static.table"]) if "static.table" in z else None
-            self.harm = _load_mlp(z, "harm")
-            # the window attack head scores attacks only in models without a span head (format 3 builds omit it)
-            self.attack = None if self.attack_span is not None else _load_mlp(z, "attack")
-            self.response = _load_mlp(z, "response")
-            self.refusal = _load_mlp(z, "refusal")
-            self.cats = _load_mlp(z, "cats", softmax=True)
+        for f in ("tokenizer.json", "encoder.onnx", "heads.npz", *([self.span["file"]] if self.span else [])):
+            if not (model_dir / f).is_file():
+                raise bad(f, "missing")
+        try:
+            self.encoder = Encoder(model_dir, threads=threads, hidden=self.span["hidden"] if self.span else None)
+        except Exception as e:  # noqa: BLE001 - tokenizers and onnxruntime raise bare exceptions
+            raise bad("tokenizer.json or encoder.onnx", f"cannot be opened ({str(e).splitlines()[0]})") from None
+        file = "heads.npz"
+        try:
+            self.attack_span: MLP | None = None
+            if self.span:
+                file = self.span["file"]
+                with np.load(model_dir / file) as z:
+                    self.attack_span = _load_mlp(z, "attack_span")
+            file = "heads.npz"
+            with np.load(model_dir / file) as z:
+                # harm/attack settle prompts; response/refusal (optional, newer models) settle response windows
+                self.t1 = {k: Linear(z[f"t1.{k}.w"], float(z[f"t1.{k}.b"]), z[f"t1.{k}.v"] if f"t1.{k}.v" in z else None)
+                           for k in ("harm", "attack", "response", "refusal") if f"t1.{k}.w" in z}
+                self.static = StaticEmbedder(z["static.table"]) if "static.table" in z else None
+                self.harm = _load_mlp(z, "harm")
+                # the window attack head scores attacks only in models without a span head (format 3 builds omit it)
+                self.attack = None if self.attack_span is not None else _load_mlp(z, "attack")
+                self.response = _load_mlp(z, "response")
+                self.refusal = _load_mlp(z, "refusal")
+                self.cats = _load_mlp(z, "cats", softmax=True)
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise bad(file, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        self._check_shapes(bad)
+
+    def _check_shapes(self, bad: Callable[[str, str], ModelLoadError]) -> None:
+        """Run every head once on a zero embedding, so a mismatched file fails at load, not on the first input
+        that reaches the encoder."""
+        x = np.zeros((1, 384), dtype=np.float32)
+        heads = {"harm": (self.harm, (1,)), "response": (self.response, (1,)), "refusal": (self.refusal, (1,)),
+                 "cats": (self.cats, (1, 14)), "attack": (self.attack, (1,)), "attack_span": (self.attack_span, (1,))}
+        for name, (head, shape) in heads.items():
+            if head is None:
+                continue
+            try:
+                out = head(x)
+            except ValueError as e:
+                raise bad("heads.npz", f"head {name!r} does not fit 384-dimensional embeddings ({e})") from None
+            if out.shape != shape:
+                raise bad("heads.npz", f"head {name!r} gives shape {out.shape}, expected {shape}")
+        vocab = self.encoder.tok.get_vocab_size()
+        if self.static is not None and self.static.table.shape[0] < vocab:
+            raise bad("heads.npz", f"static table has {self.static.table.shape[0]} rows for a vocabulary of {vocab}")
 
     @classmethod
     def load(cls, model_dir: Path, threads: int | None = None) -> CascadeModel:

@@ -11,8 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from bastion.taxonomy import load_taxonomy
-
-from .yamlsrc import ConfigError, FieldErrors, load_model_file, load_yaml_text, validate
+from bastion.yamlsrc import ConfigError, FieldErrors, load_model_file, load_yaml_text, validate
 
 LEVELS: tuple[str, ...] = ("low", "medium", "high", "critical")
 Level = Literal["low", "medium", "high", "critical"]

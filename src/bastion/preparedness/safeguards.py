@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from .yamlsrc import ConfigError, load_yaml_text, read_text, validate
+from bastion.yamlsrc import ConfigError, load_yaml_text, read_text, validate
 
 
 class SafeguardEntry(BaseModel):

@@ -36,6 +36,11 @@ class Taxonomy:
     def __hash__(self) -> int:
         return hash((self.version, self.categories))
 
+    def __reduce__(self) -> tuple:
+        # mappingproxy cannot be pickled (a Ray task, a spawned worker): pickle plain dicts, re-wrap on load.
+        names = {k: dict(v) if isinstance(v, Mapping) else v for k, v in self.preparedness_names.items()}
+        return _taxonomy, (self.version, self.categories, names)
+
     @property
     def codes(self) -> tuple[str, ...]:
         return tuple(c.code for c in self.categories)
@@ -58,6 +63,11 @@ class Taxonomy:
         return tuple(c.code for c in self.categories if c.preparedness == name)
 
 
+def _taxonomy(version: int, categories: tuple[Category, ...], names: dict) -> Taxonomy:
+    return Taxonomy(version, categories, MappingProxyType(
+        {k: MappingProxyType(dict(v)) if isinstance(v, dict) else v for k, v in names.items()}))
+
+
 @lru_cache(maxsize=1)
 def load_taxonomy() -> Taxonomy:
     """Load the shipped taxonomy (cached: parsed once per process)."""
@@ -73,10 +83,7 @@ def load_taxonomy() -> Taxonomy:
         )
         for c in raw["categories"]
     )
-    return Taxonomy(version=int(raw["version"]), categories=cats,
-                    preparedness_names=MappingProxyType(
-                        {k: MappingProxyType(dict(v)) if isinstance(v, dict) else v
-                         for k, v in raw["preparedness_categories"].items()}))
+    return _taxonomy(int(raw["version"]), cats, raw["preparedness_categories"])
 
 
 HAZARD_CODES = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14")
