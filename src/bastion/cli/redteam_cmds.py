@@ -49,12 +49,38 @@ def _store(db: str | None) -> Any:
         _fail(str(e))
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
 
 
 def _ci(row: dict[str, Any]) -> str:
+    if not row.get("attempts"):
+        return "-"  # nothing judged: no interval worth printing
     return f"[{_pct(row['ci_low'])}, {_pct(row['ci_high'])}]"
+
+
+def _get_run(store: Any, ref: str) -> Any:
+    """A stored run by id, unique id prefix or `latest` (the newest run; for a --guarded pair, its post run,
+    as `bastion scorecard latest`). Fails with exit 2 when there is none."""
+    try:
+        if ref == "latest":
+            runs = store.list_runs(limit=1)
+            if not runs:
+                raise KeyError(f"no runs in {store.path}")
+            run = runs[0]
+            if run.label == "pre" and run.paired_with:
+                post = store.get_run(run.paired_with)
+                run = post if post.label == "post" else run
+            return run
+        return store.get_run(ref)
+    except KeyError as e:
+        _fail(str(e.args[0]))
+
+
+def _validation_message(e: Any) -> str:
+    first = e.errors()[0]
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    return f"--{'-'.join(str(x).replace('_', '-') for x in first['loc'])}: {msg}"
 
 
 def _cat_name(code: str) -> str:
@@ -70,9 +96,11 @@ def _json_object(run_id: str, target: str, summary: dict[str, Any], status: str 
     obj = {"run_id": run_id, "target": target, "categories": summary["categories"],
            "techniques": summary["techniques"], "over_refusal": summary["over_refusal"],
            "overall": summary.get("overall"), "worst_techniques": summary.get("worst_techniques", []),
-           "attempts": summary.get("attempts"), "errors": summary.get("errors", 0)}
-    if "judge_agreement" in summary:
-        obj["judge_agreement"] = summary["judge_agreement"]
+           "attempts": summary.get("attempts"), "errors": summary.get("errors", 0),
+           "first_error": summary.get("first_error")}
+    for key in ("judge_agreement", "judge_errors", "resume_overrides"):
+        if key in summary:
+            obj[key] = summary[key]
     if status is not None:
         obj["status"] = status
     return obj
@@ -115,9 +143,38 @@ def _print_report(runs: list[tuple[str, str, str | None, dict[str, Any]]]) -> No
         if s.get("judge_agreement"):
             a = s["judge_agreement"]
             out.print(f"{tag}Judge agreement: {_pct(a['rate'])} over {a['attempts']} attempts", highlight=False)
+        for name, je in (s.get("judge_errors") or {}).items():
+            most = je["errors"] * 2 > je["attempts"]
+            out.print(f"{tag}{'[yellow]warning:[/yellow] ' if most else ''}judge {escape(name)} failed on "
+                      f"{je['errors']} of {je['attempts']} attempts (no vote there; left out of the agreement); "
+                      f"first error: {escape(str(je['first_error']))}", highlight=False)
         if s.get("errors"):
-            out.print(f"{tag}[yellow]{s['errors']} attempt(s) failed[/yellow] (stored; left out of the rates)")
+            first = f"; first error: {escape(s['first_error'])}" if s.get("first_error") else ""
+            out.print(f"{tag}[yellow]{s['errors']} of {s['attempts']} attempt(s) failed[/yellow] "
+                      f"(stored; left out of the rates){first}", highlight=False)
+        for o in s.get("resume_overrides") or []:
+            changes = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in o.get("changes", {}).items())
+            out.print(f"{tag}Resumed at {o.get('at')} with {escape(changes)}", highlight=False)
         out.print(f"{tag}Run id: [bold]{run_id}[/bold]  target: {target}", highlight=False)
+
+
+def _print_json(store: Any, run_ids: list[str], status: str, error: str | None,
+                summaries: dict[str, Any] | None = None) -> None:
+    """The `--json` object: the (post) run, with the pre run under `pre` for a --guarded pair."""
+    from bastion.redteam.stats import summarize
+
+    objs = []
+    for rid in run_ids:
+        r = store.get_run(rid)
+        summary = (summaries or {}).get(rid) or r.summary or summarize(store.attempts(rid))
+        obj = _json_object(rid, r.target, summary, status)
+        obj["error"] = error
+        objs.append((obj, r.label))
+    obj = objs[-1][0]
+    if len(objs) > 1:
+        obj["label"] = objs[-1][1]
+        obj["pre"] = objs[0][0]
+    sys.stdout.write(json.dumps(obj) + "\n")
 
 
 def register(app: typer.Typer) -> None:
@@ -143,23 +200,34 @@ def register(app: typer.Typer) -> None:
         attack_limit: int = typer.Option(10, "--attack-limit", min=0, help="Seeds per attacker-LLM attack."),
         attack_max_queries: int = typer.Option(20, "--attack-max-queries", min=1,
                                                help="Target queries per attack and seed (the attack budget)."),
+        attack_max_tokens: int | None = typer.Option(None, "--attack-max-tokens", min=1,
+                                                     help="Tokens (attacker and target) per attack and seed "
+                                                          "(default: no token budget)."),
+        attack_max_seconds: float = typer.Option(300.0, "--attack-max-seconds",
+                                                 help="Wall time per attack and seed, in seconds (> 0)."),
         categories: str | None = typer.Option(None, "--categories", help="Only these hazard codes, e.g. S1,S9."),
         limit: int | None = typer.Option(None, "--limit", "-n", min=0,
-                                         help="Harmful attempts (default 560: 40 per category)."),
+                                         help="Harmful attempts (default 560: 40 per category); the benign "
+                                              "look-alikes come on top (see --benign-limit)."),
         benign_limit: int | None = typer.Option(None, "--benign-limit", min=0,
                                                 help="Benign look-alike prompts for over-refusal (default 255: all)."),
         seed: int = typer.Option(0, "--seed", help="Makes sampling and techniques deterministic."),
         concurrency: int = typer.Option(8, "--concurrency", "-c", min=1, help="Target requests in flight at once."),
-        timeout: float = typer.Option(60.0, "--timeout", help="Seconds per target request."),
+        timeout: float = typer.Option(60.0, "--timeout", help="Seconds per target request (> 0)."),
         max_retries: int = typer.Option(3, "--max-retries", min=0,
                                         help="Retries of a failed target request (429, 5xx, timeouts), with backoff."),
-        rate_limit: float | None = typer.Option(None, "--rate-limit", help="Max requests per second."),
+        rate_limit: float | None = typer.Option(None, "--rate-limit",
+                                                help="Max requests per second (> 0; default: no limit)."),
         judge: str = typer.Option("guard", "--judge", help="Primary judge: guard | strongreject | harmbench."),
         judge_model: str | None = typer.Option(None, "--judge-model", help="LLM judge model (adds a second judge)."),
         judge_base_url: str | None = typer.Option(None, "--judge-base-url",
                                                   help="Default: the openai: target's URL."),
         db: str | None = typer.Option(None, "--db", help="SQLite store (default $BASTION_DB or ./bastion.db)."),
-        resume: str | None = typer.Option(None, "--resume", help="Continue a stored run by id."),
+        resume: str | None = typer.Option(None, "--resume",
+                                          help="Continue a stored run (id, prefix or `latest`) with its settings; "
+                                               "only --target openai:URL, --model (before any attempt is "
+                                               "judged), --timeout, --max-retries, --rate-limit, --concurrency, "
+                                               "--judge-base-url and --attacker-base-url may change."),
         engine: str = typer.Option("local", "--engine", help="local | ray (spread attempts over a Ray cluster)."),
         address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: start locally)."),
         workers: int | None = typer.Option(None, "--workers", min=1, help="Ray actors (default: the cluster's CPUs)."),
@@ -173,9 +241,11 @@ def register(app: typer.Typer) -> None:
         from bastion.redteam.runner import (
             DEFAULT_BENIGN_LIMIT,
             DEFAULT_LIMIT,
+            RESUMABLE,
             CampaignConfig,
             CampaignError,
             run_campaign,
+            stored_settings,
         )
         from bastion.redteam.seeds import SeedLibraryError
         from bastion.redteam.targets import TargetError
@@ -185,26 +255,38 @@ def register(app: typer.Typer) -> None:
         if engine == "local" and (address or workers):
             _fail("--address and --workers need --engine ray")
         store = _store(db)
+        values = dict(
+            target=target, model=model, guarded=guarded, techniques=_csv(techniques),
+            attacks=_csv(attacks) or [], attacker_model=attacker_model, attacker_base_url=attacker_base_url,
+            attack_limit=attack_limit, attack_max_queries=attack_max_queries, attack_max_tokens=attack_max_tokens,
+            attack_max_seconds=attack_max_seconds,
+            categories=[c.upper() for c in _csv(categories) or []] or None,
+            limit=DEFAULT_LIMIT if limit is None else limit,
+            benign_limit=DEFAULT_BENIGN_LIMIT if benign_limit is None else benign_limit,
+            seed=seed, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
+            rate_limit=rate_limit, judge=judge, judge_model=judge_model, judge_base_url=judge_base_url)
+        before: set[str] = set()
         if resume:
-            try:
-                run = store.get_run(resume)
-            except KeyError as e:
-                _fail(str(e.args[0]))
+            run = _get_run(store, resume)
             resume = run.id
-            cfg = CampaignConfig(**run.config)
+            # flags given on the command line (Typer ships its own click: compare the source by name)
+            given = [k for k in values
+                     if getattr(ctx.get_parameter_source(k), "name", "DEFAULT") not in ("DEFAULT", "DEFAULT_MAP")]
+            fixed = [k for k in given if k not in RESUMABLE]
+            if fixed:
+                _fail(f"--resume continues run {run.id} with its stored settings; "
+                      f"{', '.join('--' + k.replace('_', '-') for k in fixed)} cannot change "
+                      "(start a new run instead)")
+            try:
+                cfg = CampaignConfig(**{**stored_settings(store, run.id), **{k: values[k] for k in given}})
+            except ValidationError as e:
+                _fail(_validation_message(e))
         else:
             try:
-                cfg = CampaignConfig(
-                    target=target, model=model, guarded=guarded, techniques=_csv(techniques),
-                    attacks=_csv(attacks) or [], attacker_model=attacker_model, attacker_base_url=attacker_base_url,
-                    attack_limit=attack_limit, attack_max_queries=attack_max_queries, categories=[c.upper() for c in _csv(categories) or []] or None,
-                    limit=DEFAULT_LIMIT if limit is None else limit,
-                    benign_limit=DEFAULT_BENIGN_LIMIT if benign_limit is None else benign_limit,
-                    seed=seed, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
-                    rate_limit=rate_limit, judge=judge, judge_model=judge_model, judge_base_url=judge_base_url)
+                cfg = CampaignConfig(**values)
             except ValidationError as e:
-                first = e.errors()[0]
-                _fail(f"--{'-'.join(str(x) for x in first['loc'])}: {first['msg']}")
+                _fail(_validation_message(e))
+            before = {r.id for r in store.list_runs()}
             if cfg.categories:
                 from bastion.taxonomy import load_taxonomy
 
@@ -237,23 +319,24 @@ def register(app: typer.Typer) -> None:
         except (TargetError, ValueError, SeedLibraryError) as e:
             _fail(str(e).splitlines()[0])
         except CampaignError as e:
+            if as_json and e.run_ids:  # the failed run's object, with its status and cause, then exit 1
+                _print_json(store, e.run_ids, "failed", e.error)
             _fail(str(e), code=1)
         except KeyboardInterrupt:
-            last = store.list_runs(limit=1)
-            hint = f"; continue with: bastion redteam --resume {last[0].id}" if last else ""
-            err.print(f"interrupted: finished attempts are stored{hint}", highlight=False)
+            # this campaign's own run: the one resumed, or the one it created (not just the newest in the store)
+            ours = [resume] if resume else [r.id for r in reversed(store.list_runs()) if r.id not in before]
+            if ours and not resume:
+                pre = [rid for rid in ours if store.get_run(rid).label in (None, "pre")]
+                ours = pre or ours
+            hint = f"; continue with: bastion redteam --resume {ours[0]}" if ours else ""
+            err.print(f"interrupted: finished attempts are stored{hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
         runs = []
         for rid in result.run_ids:
             r = store.get_run(rid)
             runs.append((rid, r.target, result.labels.get(rid), result.summaries[rid]))
         if as_json:
-            main = runs[-1]
-            obj = _json_object(main[0], main[1], main[3], result.status)
-            if len(runs) > 1:
-                obj["label"] = main[2]
-                obj["pre"] = _json_object(runs[0][0], runs[0][1], runs[0][3], result.status)
-            sys.stdout.write(json.dumps(obj) + "\n")
+            _print_json(store, result.run_ids, result.status, result.error, result.summaries)
         else:
             _print_report(runs)
 
@@ -311,18 +394,17 @@ def register(app: typer.Typer) -> None:
         out.print(t)
 
     @runs_app.command("show")
-    def runs_show(run_id: str = typer.Argument(..., help="Run id (a unique prefix is enough)."),
+    def runs_show(run_id: str = typer.Argument(..., help="Run id (a unique prefix is enough), or `latest`."),
                   db: str | None = typer.Option(None, "--db"),
                   as_json: bool = typer.Option(False, "--json")) -> None:
         """A run's configuration and statistics."""
         from bastion.redteam.stats import summarize
 
         store = _store(db)
-        try:
-            run = store.get_run(run_id)
-        except KeyError as e:
-            _fail(str(e.args[0]))
+        run = _get_run(store, run_id)
         summary = summarize(store.attempts(run.id))
+        if (run.summary or {}).get("resume_overrides"):
+            summary["resume_overrides"] = run.summary["resume_overrides"]
         if as_json:
             obj = _json_object(run.id, run.target, summary, run.status)
             obj.update(created_at=run.created_at, finished_at=run.finished_at, config=run.config,
@@ -334,17 +416,15 @@ def register(app: typer.Typer) -> None:
         _print_report([(run.id, run.target, run.label, summary)])
 
     @runs_app.command("export")
-    def runs_export(run_id: str = typer.Argument(...), db: str | None = typer.Option(None, "--db"),
+    def runs_export(run_id: str = typer.Argument(..., help="Run id (a unique prefix is enough), or `latest`."),
+                    db: str | None = typer.Option(None, "--db"),
                     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | csv"),
                     out_path: Path | None = typer.Option(None, "--out", "-o", help="File (default: stdout).")) -> None:
         """Every attempt of a run, with its turns, as JSONL or CSV."""
         if fmt not in ("jsonl", "csv"):
             _fail(f"--format must be jsonl or csv, got {fmt!r}")
         store = _store(db)
-        try:
-            run = store.get_run(run_id)
-        except KeyError as e:
-            _fail(str(e.args[0]))
+        run = _get_run(store, run_id)
         buf = io.StringIO()
         if fmt == "jsonl":
             for row in store.iter_attempt_rows(run.id):
@@ -360,7 +440,10 @@ def register(app: typer.Typer) -> None:
         if out_path is None:
             sys.stdout.write(buf.getvalue())
         else:
-            out_path.write_text(buf.getvalue(), encoding="utf-8", errors="backslashreplace")
+            try:
+                out_path.write_text(buf.getvalue(), encoding="utf-8", errors="backslashreplace")
+            except OSError as e:
+                _fail(f"cannot write {out_path}: {e.strerror or e}")
             err.print(f"wrote {run.n_attempts} attempts to {out_path}")
 
     app.add_typer(runs_app, name="runs")

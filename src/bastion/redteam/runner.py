@@ -64,7 +64,14 @@ DEFAULT_ATTACK_LIMIT = 10  # seeds per attacker-LLM attack
 
 
 class CampaignError(RuntimeError):
-    """A run could not go on (bad target, auth failure, error storm); the run is marked failed."""
+    """A run could not go on (bad target, auth failure, error storm); the run is marked failed.
+
+    `run_ids`: the runs it marked failed (their attempts stay stored); `error`: the cause, one line."""
+
+    def __init__(self, message: str, run_ids: Sequence[str] = (), error: str | None = None) -> None:
+        super().__init__(message)
+        self.run_ids = list(run_ids)
+        self.error = error or message
 
 
 class CampaignConfig(BaseModel):
@@ -79,6 +86,8 @@ class CampaignConfig(BaseModel):
     attacker_base_url: str | None = None
     attack_limit: int = DEFAULT_ATTACK_LIMIT
     attack_max_queries: int = 20
+    attack_max_tokens: int | None = None  # tokens (attacker and target together) per attack and seed
+    attack_max_seconds: float = 300.0  # wall time per attack and seed
     categories: list[str] | None = None
     limit: int | None = DEFAULT_LIMIT  # harmful technique attempts; None: every seed x technique
     benign_limit: int | None = DEFAULT_BENIGN_LIMIT
@@ -100,11 +109,39 @@ class CampaignConfig(BaseModel):
             raise ValueError("must be >= 0")
         return v
 
-    @field_validator("concurrency")
+    @field_validator("concurrency", "attack_max_queries")
     @classmethod
     def _pos(cls, v: int) -> int:
         if v < 1:
             raise ValueError("must be >= 1")
+        return v
+
+    @field_validator("attack_limit", "max_retries")
+    @classmethod
+    def _nonneg_int(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be >= 0")
+        return v
+
+    @field_validator("timeout", "attack_max_seconds")
+    @classmethod
+    def _pos_seconds(cls, v: float) -> float:
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"must be a number of seconds > 0, got {v:g}")
+        return v
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _rate(cls, v: float | None) -> float | None:
+        if v is not None and (not math.isfinite(v) or v <= 0):
+            raise ValueError(f"must be > 0 requests per second, got {v:g} (leave it out for no limit)")
+        return v
+
+    @field_validator("attack_max_tokens")
+    @classmethod
+    def _tokens(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"must be >= 1, got {v} (leave it out for no token budget)")
         return v
 
 
@@ -162,13 +199,27 @@ def _round_robin(groups: list[list[Seed]]) -> list[Seed]:
     return out
 
 
-def check_techniques(specs: Sequence[str]) -> None:
-    """Raise ValueError naming the first unknown or malformed technique spec."""
-    from bastion.redteam.techniques import get_technique
+_CHECK_SEED = Seed(id="check", text="Describe the [PLACEHOLDER] procedure.", category="S1", source="check",
+                   licence="CC0")
 
+
+def check_techniques(specs: Sequence[str]) -> None:
+    """Raise ValueError naming the first unknown or malformed technique spec.
+
+    Each spec is built once on a placeholder seed, so a bad parameter (`many_shot:abc`, `best_of_n:0`) is a
+    usage error before any run is created, not an error on every attempt."""
     for s in specs:
-        if s != DIRECT:
-            get_technique(s)
+        if s == DIRECT:
+            continue
+        try:
+            build_prompts(Planned(key=f"check|{s}", seed=_CHECK_SEED, technique=s), 0)
+        except ValueError as e:
+            msg = str(e)
+            raise ValueError(msg if s in msg or "technique" in msg else f"technique {s!r}: {msg}") from None
+        except OSError:  # the seed library's dataset pool is missing (many_shot draws its questions there)
+            raise
+        except Exception as e:  # noqa: BLE001 - a technique that cannot build is a bad spec
+            raise ValueError(f"technique {s!r} cannot build a prompt: {_one_line(e)}") from None
 
 
 def plan_campaign(cfg: CampaignConfig) -> list[Planned]:
@@ -211,14 +262,16 @@ def build_prompts(item: Planned, run_seed: int) -> list[AttackPrompt]:
     rng = random.Random(f"{run_seed}|{item.key}")
     if item.technique == DIRECT:
         return [AttackPrompt(messages=[{"role": "user", "content": item.seed.text}], technique=DIRECT)]
-    from bastion.redteam.techniques import BestOfN, get_technique
+    from bastion.redteam.techniques import BestOfN, Composite, get_technique
 
     tech = get_technique(item.technique)
-    if isinstance(tech, BestOfN):
-        return tech.build_variants(item.seed.text, rng)
-    p = tech.build(item.seed.text, rng)
-    p.technique = item.technique
-    return [p]
+    if isinstance(tech, BestOfN | Composite) and tech.variants > 1:
+        prompts = tech.build_variants(item.seed.text, rng)
+    else:
+        prompts = [tech.build(item.seed.text, rng)]
+    for p in prompts:
+        p.technique = item.technique
+    return prompts
 
 
 # ---- construction ------------------------------------------------------------------------------------
@@ -452,8 +505,10 @@ class _Runner:
 
     async def _technique(self, lanes: list[Lane], item: Planned) -> list[AttemptRecord]:
         prompts = build_prompts(item, self.cfg.seed)
-        # Each lane keeps its first successful variant (Best-of-N), else its last one.
+        # Each lane keeps its first successful variant (Best-of-N), else its last one; the variants it tried
+        # before are stored too, as `variant` turns after the kept conversation.
         best: dict[int, tuple[AttackPrompt, TargetReply, Judgement, dict[str, Any], str | None, int]] = {}
+        tried: dict[int, list[dict[str, Any]]] = defaultdict(list)
         for n, prompt in enumerate(prompts, 1):
             raw: TargetReply | None = None
             for li, ln in enumerate(lanes):
@@ -467,6 +522,8 @@ class _Runner:
                 if reply.error:
                     raise RuntimeError(f"target error: {reply.error}")
                 jd, verdicts, decoded = await self._judge(ln, item, prompt, reply)
+                if li in best:
+                    tried[li].append(self._variant_turn(*best[li]))
                 best[li] = (prompt, reply, jd, verdicts, decoded, n)
             if all(li in best and best[li][2].success for li in range(len(lanes))):
                 break
@@ -478,8 +535,23 @@ class _Runner:
                 extra["decoded_reply"] = decoded
             if prompt.meta:
                 extra["technique_meta"] = prompt.meta
-            out.append(self._record(item, prompt.messages, reply, jd, verdicts, extra=extra))
+            rec = self._record(item, prompt.messages, reply, jd, verdicts, extra=extra)
+            if tried[li]:
+                rec.turns = [*prompt.messages, {"role": "assistant", "content": reply.text}, *tried[li]]
+            out.append(rec)
         return out
+
+    @staticmethod
+    def _variant_turn(prompt: AttackPrompt, reply: TargetReply, jd: Judgement, verdicts: dict[str, Any],
+                      decoded: str | None, n: int) -> dict[str, Any]:
+        """A Best-of-N variant that was tried and not kept: its reply, with its prompt and verdicts in meta."""
+        meta: dict[str, Any] = {"tries": n, "messages": prompt.messages, "judges": verdicts,
+                                "blocked_by": reply.blocked_by, "latency_ms": reply.latency_ms}
+        if decoded is not None:
+            meta["decoded_reply"] = decoded
+        if reply.usage:
+            meta["tokens"] = dict(reply.usage)
+        return {"role": "variant", "content": reply.text, "meta": meta}
 
     async def _attack(self, lane: Lane, item: Planned) -> AttemptRecord:
         from bastion.redteam.attacks import Budget
@@ -491,7 +563,9 @@ class _Runner:
         attacker = self.attacker() if getattr(cls, "requires_llm", True) else None
         # A per-attempt seed keeps attacks deterministic whatever order the attempts finish in.
         aseed = random.Random(f"{self.cfg.seed}|{item.key}").randrange(2**31)
-        attack = cls(attacker, Budget(max_queries=self.cfg.attack_max_queries), seed=aseed)
+        budget = Budget(max_queries=self.cfg.attack_max_queries, max_tokens=self.cfg.attack_max_tokens,
+                        max_seconds=self.cfg.attack_max_seconds)
+        attack = cls(attacker, budget, seed=aseed)
         outcome = await attack.run(item.seed, lane.target, lane.judges[0])
         jd = outcome.judgement or Judgement(success=False, score=0.0, refused=False, judge=lane.judges[0].name,
                                             reason="no judged reply")
@@ -543,35 +617,125 @@ class PreparedCampaign:
     run_ids: list[str]
     labels: list[str | None]
 
+    overrides: dict[str, Any] = field(default_factory=dict)  # settings a --resume changed (see RESUMABLE)
+    final: tuple[str, str | None] | None = None  # the status `record` decided on, when it differs
+
     def record(self, store: Store, status: str, error: str | None) -> dict[str, Any]:
-        """Store each run's final status and summary; returns the summaries."""
+        """Store each run's final status and summary; returns the summaries.
+
+        A run that would end `completed` with every attempt failed (nothing judged) ends `failed` instead, with
+        the first error as its cause; `result` then raises."""
         summaries = {}
         for rid in self.run_ids:
             summaries[rid] = summarize(store.attempts(rid))
+        if status == "completed":
+            dead = [s for s in summaries.values() if s["attempts"] and s["errors"] == s["attempts"]]
+            if dead:
+                s = dead[0]
+                status, error = "failed", (f"all {s['attempts']} attempts failed; first error: "
+                                           f"{s.get('first_error') or 'unknown'}")
+                self.final = (status, error)
+        for rid in self.run_ids:
+            prev = store.get_run(rid).summary  # keeps the record of earlier resumes' overrides
+            if prev and prev.get("resume_overrides"):
+                summaries[rid]["resume_overrides"] = prev["resume_overrides"]
             store.set_status(rid, status, error=error, summary=summaries[rid])
         return summaries
 
     def result(self, summaries: dict[str, Any], status: str, error: str | None) -> CampaignResult:
         """The campaign result; raises CampaignError for a failed run (its attempts stay stored)."""
+        if self.final is not None:
+            status, error = self.final
         if status == "failed":
             raise CampaignError(f"run {', '.join(self.run_ids)} failed: {error} (attempts so far are kept; "
-                                f"fix the cause and use --resume {self.run_ids[0]})")
+                                f"{resume_hint(error or '', self.run_ids[0], self.cfg)})",
+                                run_ids=self.run_ids, error=error)
         return CampaignResult(run_ids=self.run_ids, summaries=summaries, status=status,
                               labels=dict(zip(self.run_ids, self.labels, strict=False)), error=error)
 
 
-def prepare_campaign(cfg: CampaignConfig, store: Store, *, guard_factory: Callable[[], Any] | None = None,
+def resume_hint(error: str, run_id: str, cfg: CampaignConfig) -> str:
+    """How to go on after a failed run, worded by its cause."""
+    cmd = f"bastion redteam --resume {run_id}"
+    e = error.lower()
+    if cfg.target.startswith("openai:") or cfg.judge_model or cfg.attacks:
+        if "http 401" in e or "http 403" in e or "openai_api_key" in e:
+            return f"set the right key in OPENAI_API_KEY, then continue with: {cmd}"
+        if "cannot connect" in e or "http 404" in e or "malformed response" in e:
+            return (f"fix the endpoint, then continue with: {cmd} (add --target openai:URL, --judge-base-url or "
+                    "--attacker-base-url to change an address, --model NAME while no attempt has been judged)")
+        if "timed out" in e or "did not answer within" in e:
+            return f"continue with a longer timeout: {cmd} --timeout SECONDS"
+        if "http 429" in e or "rate limit" in e:
+            return f"continue more slowly: {cmd} --rate-limit RPS --concurrency N"
+    if "did not answer within" in e:
+        return f"continue with a longer timeout: {cmd} --timeout SECONDS"
+    return f"fix the cause and continue with: {cmd}"
+
+
+# Settings a --resume may change (where and how the target, judges and attacker are reached): the rest defines
+# the campaign (its plan and what is measured) and stays as stored. `model` only while no attempt was judged.
+RESUMABLE = ("target", "model", "timeout", "max_retries", "rate_limit", "concurrency", "judge_base_url",
+             "attacker_base_url")
+
+
+def stored_settings(store: Store, run_id: str) -> dict[str, Any]:
+    """The settings a stored run resumes with (not validated): its config, with the overrides of earlier
+    resumes applied and defaults for keys an older version did not store."""
+    return _stored_settings(store.get_run(run_id))
+
+
+def _stored_settings(run: Any) -> dict[str, Any]:
+    raw = {**CampaignConfig().model_dump(), **run.config}
+    for o in (run.summary or {}).get("resume_overrides", []):
+        raw.update({k: v for k, v in o.get("changes", {}).items() if k in RESUMABLE})
+    return raw
+
+
+def _resume_config(run: Any, cfg: CampaignConfig | None, store: Store, run_ids: Sequence[str]
+                   ) -> tuple[CampaignConfig, dict[str, Any]]:
+    """The config to resume `run` with: the stored one, with the earlier resumes' overrides, then `cfg`'s
+    changes to RESUMABLE settings (raises TargetError for any other change)."""
+    have = _stored_settings(run)
+    if cfg is None:
+        return CampaignConfig(**have), {}
+    original = {**CampaignConfig().model_dump(), **run.config}
+    want = cfg.model_dump()
+    changed = {k: v for k, v in want.items() if v != have.get(k) and v != original.get(k)}
+    bad = [k for k in changed if k not in RESUMABLE]
+    if bad:
+        raise TargetError(f"--resume continues run {run.id} with its stored settings; "
+                          f"{', '.join('--' + k.replace('_', '-') for k in bad)} cannot change (start a new run)")
+    if "target" in changed:
+        old, new = str(have["target"]), changed["target"]
+        if not (old.startswith("openai:") and new.startswith("openai:")):
+            raise TargetError(f"--resume can change only an openai: target's URL (run {run.id} has target {old!r})")
+    if "model" in changed:
+        judged = sum(1 for rid in run_ids for a in store.attempts(rid) if not a.error)
+        if judged:
+            raise TargetError(f"--model cannot change on --resume: run {run.id} already has {judged} judged "
+                              f"attempt(s) against model {have.get('model')!r} (start a new run)")
+    return CampaignConfig(**{**have, **changed}), changed
+
+
+def prepare_campaign(cfg: CampaignConfig | None, store: Store, *, guard_factory: Callable[[], Any] | None = None,
                      resume: str | None = None, engine: str = "local") -> PreparedCampaign:
     """Validate the config, plan the attempts, build targets and judges (a bad target fails before anything
-    is stored), then create the runs, or reopen them with `resume=RUN_ID`."""
+    is stored), then create the runs, or reopen them with `resume=RUN_ID`.
+
+    Resuming uses the stored config; `cfg` (None: the stored one) may change only the RESUMABLE settings
+    (a moved endpoint, a longer timeout, ...), and the change is recorded in the runs' `resume_overrides`."""
+    overrides: dict[str, Any] = {}
     if resume:
         run = store.get_run(resume)
-        cfg = CampaignConfig(**run.config)
         runs = [run] + ([store.get_run(run.paired_with)] if run.paired_with else [])
         runs.sort(key=lambda r: 0 if r.label in (None, "pre") else 1)
         run_ids = [r.id for r in runs]
         labels: list[str | None] = [r.label for r in runs]
+        cfg, overrides = _resume_config(run, cfg, store, run_ids)
     else:
+        if cfg is None:
+            raise ValueError("a campaign needs a CampaignConfig (or resume=RUN_ID)")
         run_ids, labels = [], []
     try:
         check_techniques(cfg.techniques or DEFAULT_TECHNIQUES)
@@ -607,13 +771,21 @@ def prepare_campaign(cfg: CampaignConfig, store: Store, *, guard_factory: Callab
             ln.run_id, ln.label = rid, lab
     else:
         for rid in run_ids:
-            store.set_status(rid, "running")
+            summary = None
+            if overrides:  # recorded before any attempt is made with them
+                import datetime
+
+                summary = dict(store.get_run(rid).summary or {})
+                summary["resume_overrides"] = [*summary.get("resume_overrides", []), {
+                    "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "changes": overrides}]
+            store.set_status(rid, "running", summary=summary)
     for ln in lanes:
         ln.done = store.done_keys(ln.run_id)
-    return PreparedCampaign(cfg, svc, plan, lanes, run_ids, labels)
+    return PreparedCampaign(cfg, svc, plan, lanes, run_ids, labels, overrides)
 
 
-async def arun_campaign(cfg: CampaignConfig, store: Store, *, progress: Callable[[int, int], None] | None = None,
+async def arun_campaign(cfg: CampaignConfig | None, store: Store, *, progress: Callable[[int, int], None] | None = None,
                         guard_factory: Callable[[], Any] | None = None, resume: str | None = None
                         ) -> CampaignResult:
     """Run (or, with `resume=RUN_ID`, continue) a campaign; returns the run ids and their statistics.
@@ -659,12 +831,12 @@ async def _close_clients(lanes: list[Lane], runner: _Runner) -> None:
             await c.aclose()
 
 
-def run_campaign(cfg: CampaignConfig, store: Store, **kw: Any) -> CampaignResult:
+def run_campaign(cfg: CampaignConfig | None, store: Store, **kw: Any) -> CampaignResult:
     """Blocking wrapper around `arun_campaign`."""
     return asyncio.run(arun_campaign(cfg, store, **kw))
 
 
 def resume_campaign(store: Store, run_id: str, **kw: Any) -> CampaignResult:
-    """Continue a stored run (and its --guarded pair) where it stopped."""
+    """Continue a stored run (and its --guarded pair) where it stopped (with its earlier resumes' overrides)."""
     run = store.get_run(run_id)
-    return run_campaign(CampaignConfig(**run.config), store, resume=run.id, **kw)
+    return run_campaign(None, store, resume=run.id, **kw)

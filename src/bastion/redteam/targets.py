@@ -11,6 +11,7 @@ import contextvars
 import importlib
 import inspect
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -186,7 +187,7 @@ class PythonTarget:
     async def respond(self, messages: list[Message]) -> TargetReply:
         t0 = time.perf_counter()
         msgs = [dict(m) for m in messages]
-        out = await self.fn(msgs) if self._async else await asyncio.to_thread(self.fn, msgs)
+        out = await self.fn(msgs) if self._async else await _in_daemon_thread(self.fn, msgs)
         if inspect.isawaitable(out):
             out = await out
         latency = (time.perf_counter() - t0) * 1000
@@ -199,6 +200,33 @@ class PythonTarget:
         if not isinstance(out, str):
             raise TypeError(f"{self.name} returned {type(out).__name__}, expected a string")
         return TargetReply(text=out, latency_ms=latency)
+
+
+async def _in_daemon_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """`fn(*args)` on a fresh daemon thread (with the caller's context variables), awaited without blocking.
+
+    Unlike `asyncio.to_thread`, a call that hangs past the runner's timeout is abandoned: nothing waits for it
+    when the event loop closes or the process exits (the default executor's threads are joined at exit)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[Any] = loop.create_future()
+    ctx = contextvars.copy_context()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not fut.done():  # cancelled by a timeout: the late answer is dropped
+            fut.set_result(value) if ok else fut.set_exception(value)
+
+    def work() -> None:
+        try:
+            res, ok = ctx.run(fn, *args), True
+        except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
+            res, ok = e, False
+        try:
+            loop.call_soon_threadsafe(settle, ok, res)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    threading.Thread(target=work, name=f"bastion-target-{getattr(fn, '__name__', 'fn')}", daemon=True).start()
+    return await fut
 
 
 # ---- registered schemes ---------------------------------------------------------------------------

@@ -43,6 +43,21 @@ class Composite(BaseTechnique):
         self.description = " then ".join(p.name for p in parts)
         self.reference = " ; ".join(dict.fromkeys(p.reference for p in parts))
         self.answers_encoded = any(getattr(p, "answers_encoded", False) for p in parts)
+        bon = [p for p in parts if isinstance(p, BestOfN)]
+        if len(bon) > 1:
+            raise ValueError(f"technique {self.name!r}: at most one best_of_n part in a composite")
+        self.bon: BestOfN | None = bon[0] if bon else None
+
+    @property
+    def variants(self) -> int:
+        """Prompts per attempt: the Best-of-N part's budget N (1 without one)."""
+        return self.bon.n if self.bon is not None else 1
+
+    def build_variants(self, seed_text: str, rng: random.Random, n: int | None = None) -> list[AttackPrompt]:
+        """With a Best-of-N part: N prompts, each a fresh augmentation with the other parts applied around it
+        (`refusal_suppression+best_of_n:4` augments the suppressed text; `best_of_n:4+base64` encodes each
+        augmented request)."""
+        return super().build_variants(seed_text, rng, self.variants if n is None else n)
 
     @property
     def spec(self) -> str:

@@ -244,11 +244,13 @@ class CharSpacing(Encoding):
     reference = "https://github.com/Azure/PyRIT/blob/main/pyrit/prompt_converter/character_space_converter.py"
     reversible = True
 
+    # Words are joined by " / " and their characters by " "; a literal "/" is written "//", so that a seed
+    # such as "a/b" ("a // b") does not read back as two words ("a / b").
     def encode(self, text: str, rng: random.Random | None = None) -> str:
-        return " / ".join(" ".join(word) for word in text.split(" "))
+        return " / ".join(" ".join("//" if c == "/" else c for c in word) for word in text.split(" "))
 
     def decode(self, reply: str) -> str:
-        return " ".join(part.replace(" ", "") for part in reply.split(" / "))
+        return " ".join(part.replace(" ", "").replace("//", "/") for part in reply.split(" / "))
 
 
 @register_technique

@@ -102,6 +102,11 @@ class BestOfN(_Augment):
     def n(self) -> int:
         return self.int_param(8, 1, 10_000)
 
+    @property
+    def variants(self) -> int:
+        """Prompts per attempt: the budget N."""
+        return self.n
+
     def transform(self, text: str, rng: random.Random) -> str:
         return char_noise(random_casing(word_scramble(text, rng), rng), rng)
 
