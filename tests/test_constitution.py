@@ -135,7 +135,7 @@ principles:
     with pytest.raises(ConstitutionError) as ei:
         load_constitution(f)
     msg = str(ei.value)
-    assert f"{f}: principle 'heavy' (#2): field 'weight'" in msg
+    assert f"{f}:10: principle 'heavy' (#2): field 'weight'" in msg  # file:line of the field
     assert "principle 'tagged' (#3): field 'tags': unknown hazard code(s) 'S99'" in msg
     assert "principle #4 (no id): field 'id': Field required" in msg
     assert "principle #4 (no id): field 'colour': unknown field" in msg
@@ -147,7 +147,7 @@ def test_file_level_errors_are_one_line(tmp_path):
         load_constitution(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("principles: [\n", encoding="utf-8")
-    with pytest.raises(ConstitutionError, match="not valid YAML"):
+    with pytest.raises(ConstitutionError, match=r"bad.yaml:2: YAML syntax error"):
         load_constitution(bad)
     dup = {"principles": [{"id": "a", "critique_request": "x", "revision_request": "y"}] * 2}
     with pytest.raises(ConstitutionError, match="principle 'a': field 'id': duplicated"):
@@ -236,8 +236,10 @@ def test_revise_resumes_without_losing_lines_and_reports_bad_input(fake_llm, tmp
     assert s2.skipped == 1 and s2.written == 2 and s2.damaged_out_lines == [2]
     text = out.read_text()
     assert text.splitlines()[0] == lines[0]  # the good line is untouched
-    assert text.splitlines()[1] == lines[1][: len(lines[1]) // 2]  # the damaged line is kept, not merged
-    assert len(read_lines_lenient(out)) == 3
+    # the damaged line is moved to OUT.damaged (not lost, not merged) and OUT stays valid JSONL
+    assert s2.damaged_to == str(out) + ".damaged"
+    assert (tmp_path / "out.jsonl.damaged").read_text() == lines[1][: len(lines[1]) // 2] + "\n"
+    assert len(read_lines(out)) == 3
     llm.reset()
     s3 = asyncio.run(revise_file(inp, out, first, seed=0, concurrency=1))
     assert s3.written == 0 and s3.skipped == 3 and llm.calls == 0

@@ -32,6 +32,17 @@ def _usage(msg: str) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _check_out(out_path: Path, inputs: list[Path | None], opt: str = "--out") -> None:
+    """OUT must be a file path that is none of the inputs (symlinks resolved): exit 2 otherwise."""
+    if out_path.is_dir() or str(out_path).endswith(("/", os.sep)):
+        raise _usage(f"{opt} {out_path}: is a directory; give a file path such as {out_path / 'out.jsonl'}")
+    target = out_path.resolve()
+    for i in inputs:
+        if i is not None and i.exists() and i.resolve() == target:
+            raise _usage(f"{opt} {out_path} is the input file {i}; writing there would change the input: "
+                         "choose another path")
+
+
 def _constitution(path: str, principles: list[str] | None = None, tags: list[str] | None = None) -> Any:
     from bastion.constitution import ConstitutionError, load_constitution
 
@@ -84,21 +95,36 @@ def _run_with_progress(label: str, fn: Callable[[Callable[[int], None], Callable
             raise typer.Exit(1) from None
 
 
-def _report(s: Any, what: str) -> None:
+def _report(s: Any, what: str, source: str | None = None, final: bool = True) -> None:
+    """Print a run's summary. Exit 2 when the input had no usable record; exit 1 when records failed and
+    nothing was written (nothing done before either)."""
     for b in s.bad_lines[:20]:
-        err.print(f"[yellow]skipped bad input line[/yellow] {b}", highlight=False)
+        err.print(f"[yellow]skipped bad input line[/yellow] {escape(str(b))}", highlight=False)
     if len(s.bad_lines) > 20:
         err.print(f"[yellow]... and {len(s.bad_lines) - 20} more bad input lines[/yellow]")
     if s.damaged_out_lines:
-        err.print(f"[yellow]warning:[/yellow] {s.out} has {len(s.damaged_out_lines)} unparsable line(s) "
-                  f"(e.g. line {s.damaged_out_lines[0]}); they were kept, and their inputs redone if needed")
+        err.print(f"[yellow]warning:[/yellow] {s.out} had {len(s.damaged_out_lines)} damaged line(s) "
+                  f"(e.g. line {s.damaged_out_lines[0]}, cut short by a crash or not UTF-8): moved to {s.damaged_to}; "
+                  "their inputs are redone", highlight=False)
     msg = (f"{what}: {s.written} written to {s.out}, {s.skipped} already done, {s.failed} failed, "
            f"{len(s.bad_lines)} bad input line(s)")
+    if what == "label":
+        msg += f", {s.ties} tie(s), {s.order_disagree} with the two orderings disagreeing"
     err.print(msg, highlight=False)
+    if s.ties_out:
+        err.print(f"[yellow]ties and order-disagreeing hard labels[/yellow] (no preference; trainers would read them "
+                  f"as one) went to {s.ties_out}, not {s.out}; --keep-ties keeps them in OUT", highlight=False)
     if s.failed:
-        reasons = ", ".join(f"{k} ({v})" for k, v in sorted(s.reasons.items(), key=lambda kv: -kv[1])[:3])
+        reasons = escape("; ".join(f"{k} ({v})" for k, v in sorted(s.reasons.items(), key=lambda kv: -kv[1])[:3]))
         err.print(f"[yellow]{s.failed} failed[/yellow] ({reasons}); recorded with reasons in {s.failed_out}; "
                   "rerun the same command to retry them", highlight=False)
+    if s.total == 0 and source is not None:
+        err.print(f"[red]error:[/red] {source}: no usable input record"
+                  + (f" ({len(s.bad_lines)} bad line(s))" if s.bad_lines else " (the file is empty)"), highlight=False)
+        raise typer.Exit(2)
+    if final and s.failed and not s.written and not s.skipped:
+        err.print(f"[red]error:[/red] every record failed; nothing was written to {s.out}", highlight=False)
+        raise typer.Exit(1)
 
 
 # ---- validate / show ---------------------------------------------------------------------------------
@@ -175,12 +201,13 @@ def revise_cmd(
         shots_list = shots_list[:shots]
     if not in_path.is_file():
         raise _usage(f"{in_path}: no such file")
+    _check_out(out_path, [in_path])
     client = _client(base_url, model, api_key, concurrency, timeout, 3)
     reviser = Reviser(client, c, rounds=rounds, few_shot=shots_list, temperature=temperature, retries=retries,
                       seed=seed)
     s = _run_with_progress("revising", lambda adv, tot: revise_file(
         in_path, out_path, reviser, seed=seed, concurrency=concurrency, progress=adv, on_total=tot))
-    _report(s, "revise")
+    _report(s, "revise", str(in_path))
 
 
 # ---- sft / dpo ---------------------------------------------------------------------------------
@@ -213,6 +240,10 @@ def sft_cmd(
 
     if not (revised or from_run or redteam_prompts or helpful):
         raise _usage("nothing to build from: give --revised, --from-run, --redteam-prompts and/or --helpful")
+    inputs = [*(revised or []), redteam_prompts, helpful]
+    _check_out(out_path, inputs)
+    if dpo_out:
+        _check_out(dpo_out, [*inputs, out_path], "--dpo-out")
     c = _constitution(constitution)
     stem = out_path.with_name(out_path.name.removesuffix(".jsonl"))
     redteam: list[dict[str, Any]] = []
@@ -230,7 +261,7 @@ def sft_cmd(
         loaded = read_jsonl(path, check=lambda r: None if isinstance(r.get("prompt"), str) or
                             isinstance(r.get("messages"), list) else "needs 'prompt' (string) or 'messages' (list)")
         for b in loaded.bad:
-            err.print(f"[yellow]skipped bad input line[/yellow] {b}", highlight=False)
+            err.print(f"[yellow]skipped bad input line[/yellow] {escape(str(b))}", highlight=False)
         from bastion.constitution.sft import last_user
 
         recs = [{"source": source, **r} for _, r in loaded.records]
@@ -246,22 +277,34 @@ def sft_cmd(
     need_model = bool(redteam) or any(not isinstance(h.get("response"), str) and
                                       (h.get("messages") or [{}])[-1].get("role") != "assistant"
                                       for h in helpful_items)
+    problems: list[str] = []
     if need_model:
         client = _client(base_url, model, api_key, concurrency, timeout, 3)
         if redteam:
-            redteam = _run_with_progress("answering", lambda adv, tot: fill_responses(
-                redteam, client, f"{stem}.responses.jsonl", concurrency=concurrency, progress=adv))
+            redteam, ans = _run_with_progress("answering", lambda adv, tot: fill_responses(
+                redteam, client, f"{stem}.responses.jsonl", concurrency=concurrency, progress=adv, on_total=tot))
+            if ans.total:
+                _report(ans, "answer red-team prompts", final=False)
+            if ans.failed:
+                problems.append(f"{ans.failed} red-team prompt(s) got no answer (see {ans.failed_out})")
             rev_out = Path(f"{stem}.revisions.jsonl")
-            reviser = Reviser(client, c, rounds=rounds, seed=seed)
-            s = _run_with_progress("revising", lambda adv, tot: revise_items(
-                redteam, rev_out, reviser, seed=seed, concurrency=concurrency, progress=adv))
-            _report(s, "revise")
-            revision_files.append(rev_out)
+            if redteam:
+                reviser = Reviser(client, c, rounds=rounds, seed=seed)
+                s = _run_with_progress("revising", lambda adv, tot: revise_items(
+                    redteam, rev_out, reviser, seed=seed, concurrency=concurrency, progress=adv, on_total=tot))
+                _report(s, "revise", final=False)
+                if s.failed:
+                    problems.append(f"{s.failed} red-team item(s) could not be revised (see {s.failed_out})")
+            if rev_out.is_file():
+                revision_files.append(rev_out)
         gen = [h for h in helpful_items if not isinstance(h.get("response"), str)
                and (h.get("messages") or [{}])[-1].get("role") != "assistant"]
         if gen:
-            filled = _run_with_progress("answering helpful", lambda adv, tot: fill_responses(
-                gen, client, f"{stem}.helpful-responses.jsonl", concurrency=concurrency, progress=adv))
+            filled, hs = _run_with_progress("answering helpful", lambda adv, tot: fill_responses(
+                gen, client, f"{stem}.helpful-responses.jsonl", concurrency=concurrency, progress=adv, on_total=tot))
+            _report(hs, "answer helpful prompts", final=False)
+            if hs.failed:
+                problems.append(f"{hs.failed} helpful prompt(s) got no answer (see {hs.failed_out})")
             helpful_items = [h for h in helpful_items if h not in gen] + filled
     revisions: list[dict[str, Any]] = []
     for f in revision_files:
@@ -272,6 +315,12 @@ def sft_cmd(
             err.print(f"[yellow]skipped bad revision line[/yellow] {b}", highlight=False)
         revisions += [r for _, r in loaded.records]
     records = [sft_from_revision(r, system) for r in revisions] + [sft_from_helpful(h, system) for h in helpful_items]
+    for msg in problems:
+        err.print(f"[yellow]warning:[/yellow] {escape(msg)}; rerun the same command to retry", highlight=False)
+    if not records:
+        err.print(f"[red]error:[/red] no SFT example to write; {out_path} left as it was"
+                  + (f" ({'; '.join(problems)})" if problems else ""), highlight=False)
+        raise typer.Exit(1)
     _atomic_write(out_path, records)
     err.print(f"sft: {len(records)} examples ({len(revisions)} revised, {len(helpful_items)} helpful) -> {out_path}")
     if dpo_out:
@@ -305,6 +354,8 @@ def label_cmd(
     tag: list[str] = typer.Option(None, "--tag"),
     top_logprobs: int = typer.Option(5, "--top-logprobs", min=1, max=20),
     no_few_shot: bool = typer.Option(False, "--no-few-shot", help="Do not show the feedback examples."),
+    keep_ties: bool = typer.Option(False, "--keep-ties", help="Keep ties and order-disagreeing hard labels in OUT "
+                                                              "(default: OUT.ties.jsonl)."),
     concurrency: int = typer.Option(8, "--concurrency", min=1),
     retries: int = typer.Option(2, "--retries", min=0),
     timeout: float = typer.Option(60.0, "--timeout"),
@@ -317,12 +368,14 @@ def label_cmd(
     c = _constitution(constitution, principle, tag)
     if not pairs.is_file():
         raise _usage(f"{pairs}: no such file")
+    _check_out(out_path, [pairs])
     client = _client(base_url, model, api_key, concurrency, timeout, 3)
     labeller = FeedbackLabeller(client, c, cot=cot, top_logprobs=top_logprobs, retries=retries, seed=seed,
                                 few_shot=[] if no_few_shot else None)
     s = _run_with_progress("labelling", lambda adv, tot: label_file(
-        pairs, out_path, labeller, seed=seed, concurrency=concurrency, progress=adv, on_total=tot))
-    _report(s, "label")
+        pairs, out_path, labeller, seed=seed, concurrency=concurrency, progress=adv, on_total=tot,
+        keep_ties=keep_ties))
+    _report(s, "label", str(pairs))
 
 
 # ---- synth -------------------------------------------------------------------------------------
@@ -350,18 +403,26 @@ def synth_cmd(
     from bastion.constitution.pipeline import synth_file
 
     c = _constitution(constitution, principle, tag)
+    _check_out(out_path, [])
     client = _client(base_url, model, api_key, concurrency * 2, timeout, 3)
     synth = Synthesizer(client, c, per_batch=per_batch, batches=batches, paraphrases=paraphrases,
                         wrappers=wrappers, obfuscations=obfuscations, retries=retries, seed=seed)
     s = _run_with_progress("synthesising", lambda adv, tot: synth_file(
         out_path, synth, concurrency=concurrency, progress=adv, on_total=tot))
+    if s.damaged_out_lines:
+        err.print(f"[yellow]warning:[/yellow] {out_path} had {len(s.damaged_out_lines)} damaged line(s) "
+                  f"(e.g. line {s.damaged_out_lines[0]}): moved to {s.damaged_to}, so OUT stays valid JSONL",
+                  highlight=False)
     for note in s.notes[:10]:
-        err.print(f"[dim]{note}[/dim]", highlight=False)
+        err.print(f"[dim]{escape(note)}[/dim]", highlight=False)
     err.print(f"synth: {s.written} records for {s.total - s.skipped - s.failed} principle(s) -> {out_path}; "
               f"{s.skipped} principle(s) already done, {s.failed} failed"
               + (f" (reasons in {s.failed_out}; rerun to retry)" if s.failed else ""), highlight=False)
     augs = ", ".join(a.name for a in synth.wrapper_augs + synth.obfus_augs)
     err.print(f"augmentations: paraphrase, {augs}", highlight=False)
+    if s.failed and not s.written and not s.skipped:
+        err.print(f"[red]error:[/red] every principle failed; nothing was written to {out_path}", highlight=False)
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from bastion.llm import LLMAuthError, LLMError
+from bastion.llm import LLMAuthError, LLMConnectionError, LLMError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -21,8 +21,18 @@ class FatalLLMError(RuntimeError):
     """An error that would fail every item the same way (bad key, wrong URL or model): stop the batch."""
 
 
-def is_fatal(e: BaseException) -> bool:
-    return isinstance(e, LLMAuthError) or (isinstance(e, LLMError) and getattr(e, "status", None) == 404)
+def is_fatal(e: BaseException, any_succeeded: bool = True) -> bool:
+    """Errors that would fail every item: authentication, 404 (wrong URL or model) and, before any item has
+    succeeded, a connection error that outlasted the client's retries (wrong host or port, server down)."""
+    if isinstance(e, LLMAuthError) or (isinstance(e, LLMError) and getattr(e, "status", None) == 404):
+        return True
+    return isinstance(e, LLMConnectionError) and not any_succeeded
+
+
+def reason_key(error: str) -> str:
+    """The summary key of a failure reason: its whole first line (up to 200 characters)."""
+    first = (error.strip().splitlines() or [""])[0]
+    return first[:200]
 
 
 async def with_retries(fn: Callable[[int], Awaitable[R]], retries: int) -> R:
@@ -60,15 +70,19 @@ async def run_batch(items: Sequence[T], work: Callable[[T], Awaitable[Any]], *, 
         raise ValueError("concurrency must be >= 1")
     sem = asyncio.Semaphore(concurrency)
     stats = BatchStats()
+    succeeded = False
 
     async def one(it: T) -> Outcome[T]:
         async with sem:
+            nonlocal succeeded
             try:
-                return Outcome(it, result=await work(it))
+                result = await work(it)
+                succeeded = True
+                return Outcome(it, result=result)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001 - recorded per item
-                if is_fatal(e):
+                if is_fatal(e, succeeded):
                     raise FatalLLMError(str(e)) from e
                 return Outcome(it, error=f"{type(e).__name__}: {e}" if not isinstance(e, (MalformedOutput, LLMError))
                                else str(e))
@@ -81,7 +95,7 @@ async def run_batch(items: Sequence[T], work: Callable[[T], Awaitable[Any]], *, 
                 stats.done += 1
             else:
                 stats.failed += 1
-                key = oc.error.split(":")[0][:80]
+                key = reason_key(oc.error)
                 stats.reasons[key] = stats.reasons.get(key, 0) + 1
             if on_outcome is not None:
                 on_outcome(oc)

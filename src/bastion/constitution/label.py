@@ -31,16 +31,25 @@ def _letter(token: str) -> str | None:
     return t if t in ("A", "B") else None
 
 
+_FINAL_RE = re.compile(r"(?:answer|option|choice)\s*(?:is|:)\s*\(?\s*([AB])\s*\)?[\s.*!]*$|^\s*\(?([AB])\)?[\s.]*$",
+                       re.IGNORECASE)
+
+
 def letter_probs(logprobs: Sequence[TokenLogprob], last: bool = False) -> tuple[float, float] | None:
-    """(pA, pB) at the answer position: the first (or, after reasoning, the last) generated token that is
-    the letter A or B. Alternatives come from top_logprobs; tokens like '(A', ' A', 'A)' count as A."""
-    idx = [i for i, t in enumerate(logprobs) if _letter(t.token)]
-    if not idx:
-        # the sampled token may be something else with A/B among the alternatives
-        idx = [i for i, t in enumerate(logprobs) if any(_letter(k) for k in t.top)]
+    """(pA, pB) at the answer position. Without reasoning that is the first generated token that is not
+    punctuation or space, and it must itself be the letter A or B (a reply opening with 'Neither' or 'The'
+    has no answer position, whatever its alternatives say). After reasoning (`last`) it is the last generated
+    token that is the letter. Alternatives come from top_logprobs; tokens like '(A', ' A', 'A)' count as A."""
+    if last:
+        idx = [i for i, t in enumerate(logprobs) if _letter(t.token)]
         if not idx:
             return None
-    tok = logprobs[idx[-1] if last else idx[0]]
+        tok = logprobs[idx[-1]]
+    else:
+        first = next((t for t in logprobs if t.token.strip(_STRIP)), None)
+        if first is None or _letter(first.token) is None:
+            return None
+        tok = first
     mass = {"A": 0.0, "B": 0.0}
     cands = dict(tok.top)
     cands.setdefault(tok.token, tok.logprob)
@@ -62,6 +71,16 @@ def letter_probs(logprobs: Sequence[TokenLogprob], last: bool = False) -> tuple[
     if total <= 0:
         return None
     return mass["A"] / total, mass["B"] / total
+
+
+def final_answer(text: str) -> str | None:
+    """The letter of a reasoned reply's concluding answer ('... So the answer is (B)'), read from its last
+    non-empty line; None when the reply does not end in an answer (e.g. it was cut off)."""
+    lines = [ln for ln in (text or "").strip().splitlines() if ln.strip()]
+    if not lines:
+        return None
+    m = _FINAL_RE.search(lines[-1].strip())
+    return next(g for g in m.groups() if g).upper() if m else None
 
 
 def parse_answer(text: str, last: bool = False) -> str | None:
@@ -136,17 +155,24 @@ class FeedbackLabeller:
 
     def _read(self, res: ChatResult, order: str) -> OrderAnswer:
         text = res.text or ""
-        letter = parse_answer(text, last=self.cot)
+        if self.cot:
+            if getattr(res, "finish_reason", None) == "length":
+                raise MalformedOutput(f"the feedback model's reasoning was cut off (max_tokens) before an answer: "
+                                      f"{text[-80:]!r}")
+            letter = final_answer(text)
+            if letter is None:
+                raise MalformedOutput(f"no final 'the answer is (A)/(B)' in the feedback model's reasoning: "
+                                      f"{text[-80:]!r}")
+        else:
+            letter = parse_answer(text)
+            if letter is None:
+                raise MalformedOutput(f"no (A)/(B) answer in the feedback model's reply: {text[:80]!r}")
         if res.logprobs:
             probs = letter_probs(res.logprobs, last=self.cot)
             if probs is not None:
                 return OrderAnswer(order, text, probs[0], soft=True)
-            if letter is None:
-                raise MalformedOutput(f"no (A)/(B) answer in the feedback model's reply: {text[:80]!r}")
             return OrderAnswer(order, text, 1.0 if letter == "A" else 0.0, soft=False,
-                               note="logprobs had no A/B token; hard label from text")
-        if letter is None:
-            raise MalformedOutput(f"no (A)/(B) answer in the feedback model's reply: {text[:80]!r}")
+                               note="logprobs had no A/B token at the answer; hard label from text")
         return OrderAnswer(order, text, 1.0 if letter == "A" else 0.0, soft=False,
                            note="endpoint returned no logprobs; hard label from text")
 
@@ -161,17 +187,26 @@ class FeedbackLabeller:
         return Label(principle.id, sum(ps) / 2, soft=ab.soft and ba.soft, answers=[ab, ba], clamped=self.cot)
 
 
+def _prefers(p_a: float) -> str | None:
+    return "a" if p_a > 0.5 else "b" if p_a < 0.5 else None
+
+
 async def label_record(labeller: FeedbackLabeller, key: str, rec: dict[str, Any], seed: int | None) -> dict[str, Any]:
-    """Label one `{prompt, response_a, response_b}` record into a TRL preference record."""
+    """Label one `{prompt, response_a, response_b}` record (optionally with `messages`, the conversation
+    before the responses) into a TRL preference record: standard format (strings) for a single user turn,
+    conversational format (prompt = the messages, chosen/rejected = one assistant message each) otherwise."""
+    from .sft import conversation, preference
+
     principle = labeller.constitution.sample(principle_rng(seed, "label", key))
-    prompt = rec.get("messages") or rec["prompt"]
-    lab = await labeller.alabel(prompt, rec["response_a"], rec["response_b"], principle)
+    msgs = conversation(rec)
+    lab = await labeller.alabel(msgs if len(msgs) > 1 else rec["prompt"], rec["response_a"], rec["response_b"],
+                                principle)
     a_wins = lab.p_a >= 0.5
+    chosen, rejected = (rec["response_a"], rec["response_b"]) if a_wins else (rec["response_b"], rec["response_a"])
+    prefs = [_prefers(a.p_a) for a in lab.answers]
     out: dict[str, Any] = {
         "key": key,
-        "prompt": rec["prompt"],
-        "chosen": rec["response_a"] if a_wins else rec["response_b"],
-        "rejected": rec["response_b"] if a_wins else rec["response_a"],
+        **preference(rec, msgs, chosen, rejected),
         "chosen_prob": round(lab.p_a if a_wins else 1.0 - lab.p_a, 6),
         "principle_id": lab.principle_id,
         "model": labeller.client.model,
@@ -179,6 +214,7 @@ async def label_record(labeller: FeedbackLabeller, key: str, rec: dict[str, Any]
         "label_type": "soft" if lab.soft else "hard",
         "cot": labeller.cot,
         "clamped": lab.clamped,
+        "orderings_agree": not ("a" in prefs and "b" in prefs),  # False: the orderings preferred different responses
         "raw": [a.to_dict() for a in lab.answers],
     }
     if not lab.soft:

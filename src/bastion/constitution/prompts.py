@@ -39,8 +39,13 @@ def dialogue(prompt: str | Sequence[Message], response: str) -> list[Message]:
 
 def critique_messages(prompt: str | Sequence[Message], response: str, principle: Principle,
                       few_shot: Sequence[CritiqueExample] = ()) -> list[Message]:
+    """Few-shot turns, the dialogue under review, then the critique request. System messages of the dialogue
+    come first, before the few-shot turns (chat templates expect the system message at the start)."""
     t = templates()
-    return _few_shot_turns(few_shot) + dialogue(prompt, response) + [
+    dia = dialogue(prompt, response)
+    system = [m for m in dia if m.get("role") == "system"]
+    rest = [m for m in dia if m.get("role") != "system"]
+    return system + _few_shot_turns(few_shot) + rest + [
         {"role": "user", "content": principle.critique_request + t["critique_suffix"]}]
 
 

@@ -17,8 +17,22 @@ from .schema import Constitution, CritiqueExample, Principle, default_constituti
 
 _PREFIX_RE = re.compile(r"^\s*(?:\*\*)?(?:revision|revised response|rewritten response|revised|response)"
                         r"(?:\*\*)?\s*:\s*(?:\*\*)?\s*", re.IGNORECASE)
-_REFUSAL_OF_TASK = re.compile(r"^\s*(?:i(?:'m| am) sorry,? (?:but )?)?i can(?:no|')t (?:critique|revise|rewrite)",
-                              re.IGNORECASE)
+_REFUSAL_OF_TASK = re.compile(
+    r"^\W*(?:(?:i(?:'m| am) )?sorry,? (?:but )?|i apologi[sz]e,? (?:but )?)?i (?:can(?:no|')t|won't|will not|"
+    r"am (?:not able|unable) to|'m (?:not able|unable) to)\s+(?:(?:help|assist)(?: you)? with\s+)?"
+    r"(?:critiqu|revis|rewrit|edit|review|evaluat|assess)", re.IGNORECASE)
+_TASK_WORDS = re.compile(r"critiqu|revis|rewrit|edit|review|evaluat|assess", re.IGNORECASE)
+
+
+def _opens_with_refusal(text: str) -> bool:
+    """The text starts with a refusal phrase (the guard's phrase rules, no model)."""
+    from bastion.guard.core import _refusal_rules
+
+    return _refusal_rules().refusal.match(text.lstrip(" \t\n\"'*")) is not None
+
+
+def _first_sentence(text: str) -> str:
+    return re.split(r"(?<=[.!?])\s|\n", text.strip(), maxsplit=1)[0]
 
 
 def clean_text(text: str, kind: str) -> str:
@@ -30,8 +44,15 @@ def clean_text(text: str, kind: str) -> str:
             t = t[1:-1].strip()
     if not t:
         raise MalformedOutput(f"empty {kind} from the model")
-    if kind == "revision" and _REFUSAL_OF_TASK.match(t):
-        raise MalformedOutput("the model declined to write a revision")
+    if _REFUSAL_OF_TASK.match(t):
+        raise MalformedOutput(f"the model declined to write a {kind}: {_first_sentence(t)[:80]!r}")
+    if kind == "critique" and _opens_with_refusal(t):
+        # a critique has nothing to refuse: a reply that opens by declining is a refusal of the task
+        raise MalformedOutput(f"the model declined to write a critique: {_first_sentence(t)[:80]!r}")
+    if kind == "revision" and _opens_with_refusal(t) and _TASK_WORDS.search(_first_sentence(t)):
+        # "I can't help with that request" is a fine revision of a harmful answer; "I can't help with
+        # rewriting this" declines the revision itself
+        raise MalformedOutput(f"the model declined to write a revision: {_first_sentence(t)[:80]!r}")
     return t
 
 
@@ -130,15 +151,21 @@ class Reviser:
 
 
 async def revise_record(reviser: Reviser, key: str, rec: dict[str, Any], seed: int | None) -> dict[str, Any]:
-    """Revise one input record `{prompt, response}` into `{prompt, initial, revisions, final}`."""
-    prompt = rec.get("messages") or rec["prompt"]
+    """Revise one input record `{prompt, response}` (optionally `messages`: the conversation before the
+    response) into `{prompt, [messages,] initial, revisions, final}`."""
+    from .sft import conversation
+
+    msgs = conversation(rec)
+    prompt = msgs if len(msgs) > 1 else rec["prompt"]
     rng = principle_rng(seed, "revise", key)
     steps = await reviser.arevise_steps(prompt, rec["response"], rng=rng)
     out: dict[str, Any] = {"key": key, "prompt": rec["prompt"], "initial": rec["response"],
                            "revisions": [s.to_dict() for s in steps], "final": steps[-1].revision,
                            "model": reviser.client.model, "seed": seed,
                            "constitution": reviser.constitution.name}
-    for extra in ("id", "category", "source"):
+    if len(msgs) > 1:
+        out["messages"] = msgs  # the whole conversation, so SFT/DPO data keep every turn
+    for extra in ("id", "category", "source", "technique"):
         if extra in rec:
             out[extra] = rec[extra]
     return out

@@ -9,6 +9,7 @@ Formats read by :func:`load_constitution`:
 from __future__ import annotations
 
 import json
+import math
 import random
 import re
 from collections.abc import Iterable, Sequence
@@ -54,7 +55,7 @@ class Principle(BaseModel):
     revision_request: str = Field(min_length=1)
     comparison: str = Field(default=DEFAULT_COMPARISON, min_length=1)
     tags: tuple[str, ...] = ()
-    weight: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     description: str = ""  # what the principle forbids and allows; used by `synth`
 
     @field_validator("id")
@@ -146,6 +147,9 @@ class Constitution(BaseModel):
 
     @model_validator(mode="after")
     def _unique_ids(self) -> Constitution:
+        if not math.isfinite(sum(p.weight for p in self.principles)):
+            raise ValueError("field 'principles': the weights add up to more than a float can hold; "
+                             "use smaller weights (only their ratios matter)")
         seen: set[str] = set()
         for p in self.principles:
             if p.id in seen:
@@ -199,11 +203,22 @@ def _fmt_loc(loc: Sequence[Any]) -> str:
     return ".".join(str(x) for x in loc) if loc else "(top level)"
 
 
-def _principle_errors(raw: list[Any], src: str) -> list[str]:
+def _where(src: str, lines: dict[tuple, int] | None, loc: Sequence[Any]) -> str:
+    """`src:LINE` for the nearest YAML line of `loc` (a field path), or just `src` when unknown."""
+    if lines:
+        path = tuple(loc)
+        for k in range(len(path), -1, -1):
+            if path[:k] in lines and (k or len(lines) == 1):
+                return f"{src}:{lines[path[:k]]}"
+    return src
+
+
+def _principle_errors(raw: list[Any], src: str, lines: dict[tuple, int] | None = None) -> list[str]:
     msgs: list[str] = []
     for n, item in enumerate(raw, start=1):
         if not isinstance(item, dict):
-            msgs.append(f"{src}: principle #{n}: must be a mapping, got {type(item).__name__}")
+            msgs.append(f"{_where(src, lines, ('principles', n - 1))}: principle #{n}: must be a mapping, "
+                        f"got {type(item).__name__}")
             continue
         pid = item.get("id")
         who = f"principle {pid!r} (#{n})" if isinstance(pid, str) and pid else f"principle #{n} (no id)"
@@ -215,11 +230,12 @@ def _principle_errors(raw: list[Any], src: str) -> list[str]:
                 msg = err["msg"].removeprefix("Value error, ")
                 if err["type"] == "extra_forbidden":
                     msg = f"unknown field (known: {', '.join(Principle.model_fields)})"
-                msgs.append(f"{src}: {who}: field '{field}': {msg}")
+                at = _where(src, lines, ("principles", n - 1, *err["loc"]))
+                msgs.append(f"{at}: {who}: field '{field}': {msg}")
     return msgs
 
 
-def parse_constitution(data: Any, source: str = "<data>") -> Constitution:
+def parse_constitution(data: Any, source: str = "<data>", lines: dict[tuple, int] | None = None) -> Constitution:
     """Validate parsed YAML/JSON (any supported format) into a Constitution, or raise ConstitutionError."""
     if isinstance(data, dict) and "constitutions" in data:
         data = _from_llm_swarm(data, source)
@@ -230,7 +246,7 @@ def parse_constitution(data: Any, source: str = "<data>") -> Constitution:
         raise ConstitutionError(f"{source}: expected a mapping with 'principles', got {type(data).__name__}")
     raw = data.get("principles")
     if isinstance(raw, list):
-        errs = _principle_errors(raw, source)
+        errs = _principle_errors(raw, source, lines)
         if errs:
             raise ConstitutionError("\n".join(errs))
     try:
@@ -242,11 +258,11 @@ def parse_constitution(data: Any, source: str = "<data>") -> Constitution:
             msg = err["msg"].removeprefix("Value error, ")
             if loc[:1] in (["few_shot"], ["feedback_few_shot"]) and len(loc) > 1:
                 where = f"{loc[0]} example #{int(loc[1]) + 1}: field '{_fmt_loc(loc[2:])}'"
-            elif not loc and msg.startswith("principle "):
+            elif not loc and msg.startswith(("principle ", "field ")):
                 where = ""
             else:
                 where = f"field '{_fmt_loc(loc)}'"
-            msgs.append(f"{source}: {where + ': ' if where else ''}{msg}")
+            msgs.append(f"{_where(source, lines, loc or ['principles'])}: {where + ': ' if where else ''}{msg}")
         raise ConstitutionError("\n".join(msgs)) from None
     c.source = source
     return c
@@ -275,6 +291,10 @@ def _from_llm_swarm(data: dict[str, Any], source: str) -> dict[str, Any]:
         if not isinstance(chat, list) or len(chat) < 6:
             raise ConstitutionError(f"{source}: system_chat #{n}: expected a list of at least 6 messages "
                                     "(dialogue, critique request, critique, revision request, revision)")
+        for k, m in enumerate(chat, start=1):
+            if not isinstance(m, dict) or not isinstance(m.get("content"), str):
+                raise ConstitutionError(f"{source}: system_chat #{n}: message #{k}: must be a mapping with 'role' "
+                                        f"and 'content' (string), got {type(m).__name__}")
         *dialogue, crq, crit, rrq, rev = chat
         few.append({"messages": dialogue, "critique_request": crq.get("content", ""),
                     "critique": crit.get("content", ""), "revision_request": rrq.get("content", ""),
@@ -294,20 +314,27 @@ def _from_anthropic_instructions(data: dict[str, Any], source: str) -> dict[str,
     return {"name": Path(source).stem, "principles": principles}
 
 
-def _read_file(path: Path) -> Any:
+def _read_file(path: Path) -> tuple[Any, dict[tuple, int] | None]:
+    """Parsed file and (for YAML) its line map. Unreadable, non-UTF-8, malformed files and duplicate YAML keys
+    are a one-line ConstitutionError naming the file and line."""
+    from bastion.yamlsrc import ConfigError, load_yaml_text, read_text
+
+    if path.is_dir():
+        raise ConstitutionError(f"{path}: is a directory, not a constitution file")
+    if not path.exists():
+        raise ConstitutionError(f"{path}: no such file")
     try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ConstitutionError(f"{path}: no such file") from None
-    except OSError as e:
-        raise ConstitutionError(f"{path}: cannot read ({e.strerror})") from None
-    try:
+        text = read_text(path)
         if path.suffix.lower() == ".json":
-            return json.loads(text)
-        return yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as e:
-        raise ConstitutionError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                                f"{str(e).splitlines()[0]}") from None
+            try:
+                return json.loads(text), None
+            except json.JSONDecodeError as e:
+                raise ConstitutionError(f"{path}:{e.lineno}: not valid JSON: {e.msg} (column {e.colno})") from None
+            except RecursionError:
+                raise ConstitutionError(f"{path}: not valid JSON: nested too deeply") from None
+        return load_yaml_text(text, str(path))
+    except ConfigError as e:
+        raise ConstitutionError(str(e)) from None
 
 
 _DEFAULT_CACHE: dict[str, Constitution] = {}
@@ -326,13 +353,14 @@ def load_constitution(path: str | Path | None = None) -> Constitution:
     if path is None or str(path) == "default":
         return default_constitution()
     p = Path(path)
-    return parse_constitution(_read_file(p), str(p))
+    data, lines = _read_file(p)
+    return parse_constitution(data, str(p), lines)
 
 
 def load_few_shot(path: str | Path) -> list[CritiqueExample]:
     """Critique/revision examples from a file: a list of examples, or any constitution file's few_shot."""
     p = Path(path)
-    data = _read_file(p)
+    data, _ = _read_file(p)
     if isinstance(data, dict):
         if "constitutions" in data:
             data = _from_llm_swarm(data, str(p))

@@ -35,38 +35,61 @@ def redteam_items_from_run(run_id: str, db: str | None = None) -> list[dict[str,
     return out
 
 
-def _conversation(rec: dict[str, Any]) -> list[Message]:
+def conversation(rec: dict[str, Any]) -> list[Message]:
+    """The conversation before the response: the record's `messages` (every turn, system messages first),
+    or its `prompt` as a single user turn."""
     msgs = rec.get("messages")
-    if isinstance(msgs, list) and msgs:
-        return [{"role": m["role"], "content": m["content"]} for m in msgs]
+    if isinstance(msgs, list) and msgs and all(isinstance(m, dict) and "role" in m and "content" in m for m in msgs):
+        conv = [{"role": m["role"], "content": m["content"]} for m in msgs]
+        return [m for m in conv if m["role"] == "system"] + [m for m in conv if m["role"] != "system"]
     return [{"role": "user", "content": rec["prompt"]}]
 
 
+_conversation = conversation  # older name
+
+
+def preference(rec: dict[str, Any], msgs: list[Message], chosen: str, rejected: str) -> dict[str, Any]:
+    """`prompt`/`chosen`/`rejected` in TRL's preference formats: standard (three strings) when the prompt is
+    a single user turn, conversational (prompt: the list of messages; chosen/rejected: a one-element list
+    with the assistant message) when there are several turns or a system message."""
+    if len(msgs) > 1:
+        return {"prompt": msgs, "chosen": [{"role": "assistant", "content": chosen}],
+                "rejected": [{"role": "assistant", "content": rejected}]}
+    return {"prompt": rec["prompt"], "chosen": chosen, "rejected": rejected}
+
+
 def sft_from_revision(rec: dict[str, Any], system: str | None = None) -> dict[str, Any]:
-    """A `revise` output record -> SFT example on the final revision."""
-    msgs = ([{"role": "system", "content": system}] if system else []) + _conversation(rec)
-    return {"messages": msgs + [{"role": "assistant", "content": rec["final"]}],
-            "source": rec.get("source") or "cai-revision"}
+    """A `revise` output record -> SFT example on the final revision (the whole conversation, then the
+    revision as the assistant turn)."""
+    conv = conversation(rec)
+    if system:
+        conv = [{"role": "system", "content": system}] + conv
+    out = {"messages": conv + [{"role": "assistant", "content": rec["final"]}],
+           "source": rec.get("source") or "cai-revision"}
+    if rec.get("technique"):
+        out["technique"] = rec["technique"]
+    return out
 
 
 def sft_from_helpful(rec: dict[str, Any], system: str | None = None) -> dict[str, Any]:
     """A helpfulness `{prompt, response}` (or `{messages}` ending in an assistant turn) -> SFT example."""
     if "response" in rec:
-        msgs = _conversation(rec) + [{"role": "assistant", "content": rec["response"]}]
+        msgs = conversation(rec) + [{"role": "assistant", "content": rec["response"]}]
     else:
-        msgs = _conversation(rec)
+        msgs = conversation(rec)
     if system:
         msgs = [{"role": "system", "content": system}] + msgs
     return {"messages": msgs, "source": "helpful"}
 
 
 def dpo_pairs(revisions: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Revision-vs-original preference pairs: chosen = final revision, rejected = initial response.
+    """Revision-vs-original preference pairs: chosen = final revision, rejected = initial response, in TRL's
+    standard format for a single-turn prompt and its conversational format otherwise (see `preference`).
     Labelled `pair_type: revision_vs_original` so they are never mistaken for AI-feedback labels."""
     for rec in revisions:
         if rec.get("final") is None or rec.get("final") == rec.get("initial"):
             continue
-        yield {"prompt": rec["prompt"], "chosen": rec["final"], "rejected": rec["initial"],
+        yield {**preference(rec, conversation(rec), rec["final"], rec["initial"]),
                "pair_type": "revision_vs_original", "source": "cai-revision",
                "principle_ids": [s["principle_id"] for s in rec.get("revisions", [])],
                "model": rec.get("model"), "seed": rec.get("seed")}

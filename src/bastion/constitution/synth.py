@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from bastion.llm import LLMClient
+from bastion.llm import LLMClient, LLMError
 
-from .batch import MalformedOutput, with_retries
+from .batch import MalformedOutput, is_fatal, with_retries
 from .prompts import paraphrase_messages, synth_messages, templates
 from .schema import Constitution, Principle, default_constitution
 
@@ -104,11 +104,15 @@ def iter_synth(path: str | Path, strict: bool = True,
     """Yield records of a synth.jsonl file. strict: raise SynthFormatError on the first bad line;
     otherwise skip bad lines, appending their messages to `errors`."""
     p = Path(path)
-    with p.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, start=1):
-            if not line.strip():
+    with p.open("rb") as fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
                 continue
             try:
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise SynthFormatError(f"{p}:{n}: not UTF-8 ({e.reason} at byte {e.start} of the line)") from None
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
@@ -287,8 +291,10 @@ def available_augmenters() -> tuple[list[Augmenter], list[Augmenter]]:
         try:
             tech = cls()
             fn = _technique_fn(tech)
-            fn("probe request [REDACTED]", probe_rng)  # multi-message builders (many-shot...) fail here
-        except Exception:  # noqa: BLE001 - techniques needing arguments or several turns are skipped
+            probe = "probe request [REDACTED]"
+            if fn(probe, probe_rng).strip() == probe:  # a no-op (e.g. `direct`) would waste an augmentation slot
+                continue
+        except Exception:  # noqa: BLE001 - techniques needing arguments or several turns (many-shot...) are skipped
             continue
         if kind in ("encoding", "converter", "sampling"):
             obfus.append(Augmenter(f"obfuscation:{name}", fn))
@@ -362,7 +368,15 @@ class Synthesizer:
             return parsed
         return await with_retries(go, self.retries)
 
-    async def _paraphrase(self, rec: SynthRecord, salt: int) -> SynthRecord | None:
+    def settings(self) -> dict[str, Any]:
+        """What a synth output depends on (a resumed run must use the same)."""
+        return {"model": self.client.model, "seed": self.seed, "constitution": self.constitution.name,
+                "per_batch": self.per_batch, "batches": self.batches, "paraphrases": self.paraphrases,
+                "wrappers": self.wrappers, "obfuscations": self.obfuscations}
+
+    async def _paraphrase(self, rec: SynthRecord, salt: int, taken: set[str]) -> tuple[SynthRecord | None, str]:
+        """A paraphrase of a prompt record, or (None, why it was skipped). Refusals ('I can't help with
+        that'), texts equal to an existing prompt, and model errors skip this augmentation only."""
         async def go(attempt: int) -> str:
             res = await self.client.achat(paraphrase_messages(rec.prompt), **self._kw(attempt, salt))
             text = (res.text or "").strip().strip('"').strip()
@@ -370,13 +384,24 @@ class Synthesizer:
             if not text:
                 raise MalformedOutput("empty paraphrase")
             return text
+        where = f"principle {rec.principle_id!r}: paraphrase of {rec.prompt[:40]!r}"
         try:
             text = await with_retries(go, self.retries)
-        except MalformedOutput:
-            return None
-        if text.strip().lower() == rec.prompt.strip().lower():
-            return None
-        return rec.model_copy(update={"prompt": text, "augmentation": "paraphrase"})
+        except MalformedOutput as e:
+            return None, f"{where} skipped: {e}"
+        except LLMError as e:
+            if is_fatal(e):
+                raise
+            return None, f"{where} skipped: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        from bastion.guard.core import refusal_phrase_score
+
+        if refusal_phrase_score(text):
+            return None, f"{where} skipped: the paraphraser refused ({text[:60]!r})"
+        norm = " ".join(text.lower().split())
+        if norm in taken:
+            return None, f"{where} skipped: same text as another item"
+        taken.add(norm)
+        return rec.model_copy(update={"prompt": text, "augmentation": "paraphrase"}), ""
 
     async def aprinciple(self, principle: Principle) -> tuple[list[SynthRecord], list[str]]:
         """All records for one principle: base items from `batches` styles, then augmentations of the
@@ -404,15 +429,21 @@ class Synthesizer:
             raise MalformedOutput(f"principle {principle.id!r}: every synth request failed: {notes[-1]}")
         out = list(base)
         prompts = [r for r in base if r.task == "prompt"]
+        taken = {" ".join(r.prompt.lower().split()) for r in base}
+        skipped: list[str] = []
         for j, r in enumerate(prompts):
             for p in range(self.paraphrases):
-                para = await self._paraphrase(r, 100 + j * 10 + p)
+                para, why = await self._paraphrase(r, 100 + j * 10 + p, taken)
                 if para is not None:
                     out.append(para)
+                else:
+                    skipped.append(why)
             for aug in rng.sample(self.wrapper_augs, k=min(self.wrappers, len(self.wrapper_augs))):
                 if (a := augment(r, aug, rng)) is not None:
                     out.append(a)
             for aug in rng.sample(self.obfus_augs, k=min(self.obfuscations, len(self.obfus_augs))):
                 if (a := augment(r, aug, rng)) is not None:
                     out.append(a)
+        if skipped:
+            notes.append(f"principle {principle.id!r}: {len(skipped)} paraphrase(s) skipped, e.g. {skipped[0]}")
         return out, notes
