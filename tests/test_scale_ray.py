@@ -14,7 +14,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.
 
 from bastion.scale import filter_corpus  # noqa: E402
 from bastion.scale.ray_engine import local_runtime_env  # noqa: E402
-from tests.test_scale_support import FACTORY, ids, read_jsonl, write_corpus  # noqa: E402
+from tests.test_scale_support import BROKEN_FACTORY, FACTORY, ids, read_jsonl, write_corpus  # noqa: E402
 
 SPLIT = 16 << 10
 
@@ -97,6 +97,18 @@ def test_ray_engine_resumes(tmp_path, local_ray):
     assert s.resumed
     assert (tmp_path / "k.jsonl").read_bytes() == (tmp_path / "ref.jsonl").read_bytes()
     assert (tmp_path / "q.jsonl").read_bytes() == (tmp_path / "refq.jsonl").read_bytes()
+
+
+def test_ray_worker_failure_is_one_line_and_the_run_can_be_rerun(tmp_path, local_ray):
+    inp = tmp_path / "corpus.jsonl"
+    write_corpus(inp, n=10, with_bad=False)
+    with pytest.raises(RuntimeError) as e:
+        filter_corpus(inp, tmp_path / "k.jsonl", tmp_path / "q.jsonl", engine="ray", workers=1, split_bytes=SPLIT,
+                      guard_factory=BROKEN_FACTORY)
+    assert str(e.value) == "Ray worker failed: RuntimeError: placeholder guard failure"
+    s = filter_corpus(inp, tmp_path / "k.jsonl", tmp_path / "q.jsonl", engine="ray", workers=1, split_bytes=SPLIT,
+                      guard_factory=FACTORY)  # nothing was committed: the corrected command simply runs
+    assert s.docs == 10 and len(ids(tmp_path / "k.jsonl")) + len(ids(tmp_path / "q.jsonl")) == 10
 
 
 def _outcomes(store, run_id):

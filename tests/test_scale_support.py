@@ -116,3 +116,11 @@ def redteam_worker_setup() -> None:
 
     runner._seeds = conftest.placeholder_seeds
     runner.default_guard_service = conftest.tiny_guard_service
+
+
+def broken_guard() -> Guard:
+    """A factory that fails while building the guard (placeholder error), for error-reporting tests."""
+    raise RuntimeError("placeholder guard failure")
+
+
+BROKEN_FACTORY = "tests.test_scale_support:broken_guard"

@@ -16,6 +16,28 @@ def _fail(msg: str) -> None:
     raise typer.Exit(2)
 
 
+def _read_stdin() -> str:
+    """stdin as source text: bytes that are not UTF-8 are kept (surrogateescape), never replaced."""
+    from bastion.codeshield.scanner import decode_source
+
+    buf = getattr(sys.stdin, "buffer", None)
+    return decode_source(buf.read()) if buf is not None else sys.stdin.read()
+
+
+def _write_out(text: str) -> None:
+    """Write to stdout; bytes kept from a non-UTF-8 input are written back as they were."""
+    buf = getattr(sys.stdout, "buffer", None)
+    if buf is None:
+        sys.stdout.write(text.encode("utf-8", "replace").decode("utf-8"))
+        return
+    sys.stdout.flush()
+    try:
+        buf.write(text.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        buf.write(text.encode("utf-8", "replace"))
+    buf.flush()
+
+
 def _check(min_severity: str, language: str | None) -> None:
     from bastion.codeshield import languages
 
@@ -40,18 +62,19 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Report insecure code. Exit status: 0 clean, 1 findings, 2 usage error."""
         from bastion.codeshield import scan_path, scan_text
+        from bastion.codeshield.scanner import SkippedFile
 
         _check(min_severity, language)
         try:
             if target == "-":
-                findings = scan_text(sys.stdin.read(), language, min_severity=min_severity, path="<stdin>")
+                findings = scan_text(_read_stdin(), language, min_severity=min_severity, path="<stdin>")
             else:
                 findings = scan_path(target, language=language, min_severity=min_severity)
-        except FileNotFoundError as e:
+        except (FileNotFoundError, SkippedFile) as e:
             _fail(str(e))
         if as_json:
-            sys.stdout.write(json.dumps({"findings": [f.to_dict() for f in findings], "count": len(findings)},
-                                        ensure_ascii=False, indent=2) + "\n")
+            _write_out(json.dumps({"findings": [f.to_dict() for f in findings], "count": len(findings)},
+                                  ensure_ascii=False, indent=2) + "\n")
         else:
             _print_findings(findings)
         raise typer.Exit(1 if findings else 0)
@@ -66,22 +89,34 @@ def register(app: typer.Typer) -> None:
         """Print a unified diff of the verified patches (patched code parses, the finding is gone, no new
         finding). Exit status: 0 when nothing is left to report, 1 when findings remain, 2 usage error."""
         from bastion.codeshield import fix_text
-        from bastion.codeshield.scanner import iter_files, read_source
+        from bastion.codeshield.scanner import (
+            SkippedFile,
+            encode_source,
+            iter_files,
+            read_named_source,
+            read_source,
+        )
 
         _check("low", language)
         items: list[tuple[str, str, Path | None]] = []
         if target == "-":
             if write:
                 _fail("--write needs a file or directory, not stdin")
-            items.append(("<stdin>", sys.stdin.read(), None))
+            items.append(("<stdin>", _read_stdin(), None))
         else:
             p = Path(target)
             if not p.exists():
                 _fail(f"no such file or directory: {target}")
-            for f in (iter_files(p) if p.is_dir() else [p]):
-                text = read_source(f)
-                if text is not None:
-                    items.append((str(f), text, f))
+            if p.is_dir():
+                for f in iter_files(p):
+                    text = read_source(f)  # binary and oversized files are skipped in a walk
+                    if text is not None:
+                        items.append((str(f), text, f))
+            else:
+                try:
+                    items.append((str(p), read_named_source(p), p))
+                except SkippedFile as e:
+                    _fail(str(e))
         from bastion.codeshield import languages
 
         remaining = 0
@@ -93,12 +128,13 @@ def register(app: typer.Typer) -> None:
             if tf.changed:
                 out.append({"path": name, "diff": tf.diff, "fixed": [f.to_dict() for f in tf.applied]})
                 if write and path is not None:
-                    path.write_text(tf.fixed, encoding="utf-8")
+                    # bytes, not text: the bytes outside the patches are written back exactly as read
+                    path.write_bytes(encode_source(tf.fixed))
         if as_json:
-            sys.stdout.write(json.dumps({"patches": out, "remaining": remaining}, ensure_ascii=False, indent=2) + "\n")
+            _write_out(json.dumps({"patches": out, "remaining": remaining}, ensure_ascii=False, indent=2) + "\n")
         else:
             for o in out:
-                sys.stdout.write(o["diff"])
+                _write_out(o["diff"])
             if not out:
                 sys.stderr.write("no verified patch applies\n")
         raise typer.Exit(1 if remaining else 0)

@@ -49,12 +49,29 @@ def filter_cmd(
     except UsageError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted; rerun the same command to resume", err=True)
+        raise typer.Exit(130) from None
     except Exception as e:  # model missing, worker failure, cluster unreachable: one line, not a traceback
-        typer.echo(f"error: {type(e).__name__}: {e}", err=True)
+        typer.echo(f"error: {_one_line(e)}", err=True)
         raise typer.Exit(1) from None
     _print_summary(console, s, out, quarantine)
     if summary_json:
         summary_json.write_text(json.dumps(s.to_dict(), indent=2) + "\n", encoding="utf-8")
+    if s.docs and s.errors == s.docs:
+        typer.echo(f"error: all {s.docs} documents were malformed (see {quarantine}): is the input JSON Lines "
+                   f"with a {text_field!r} text field? (--text-field)", err=True)
+        raise typer.Exit(1)
+
+
+def _one_line(e: BaseException) -> str:
+    """`Type: message` on one line (the innermost error line of a multi-line message, e.g. from Ray)."""
+    text = str(e).strip()
+    if "\n" not in text:
+        return f"{type(e).__name__}: {text}" if text else type(e).__name__
+    from bastion.scale.ray_engine import root_cause
+
+    return root_cause(e)
 
 
 def _print_summary(console, s, out: Path, quarantine: Path) -> None:  # noqa: ANN001

@@ -29,7 +29,8 @@ class FixCtx:
     finding: Finding
 
     def text(self, n: ts.Node) -> str:
-        return self.data[n.start_byte:n.end_byte].decode("utf-8", "replace")
+        # surrogatepass: bytes that are not UTF-8 (kept as lone surrogates) survive a rewrite unchanged
+        return self.data[n.start_byte:n.end_byte].decode("utf-8", "surrogatepass")
 
     def named(self, n: ts.Node) -> list[ts.Node]:
         return [c for c in n.named_children if c.type != "comment"]
@@ -62,7 +63,7 @@ class FixResult:
 
 # ---- the verification loop -------------------------------------------------------------------
 def _error_count(lang: str, code: str) -> int:
-    tree = languages.parse(languages.grammar_for(lang, code), code.encode("utf-8", "surrogatepass"))
+    tree = languages.parse(languages.grammar_for(lang, code), languages.source_bytes(code))
     if not tree.root_node.has_error:
         return 0
     n = 0
@@ -132,7 +133,7 @@ def _find_node(root: ts.Node, start: int, end: int) -> ts.Node | None:
 def _apply(data: bytes, edits: list[Edit]) -> str:
     out = data
     for s, e, rep in sorted(edits, key=lambda x: -x[0]):
-        out = out[:s] + rep.encode("utf-8") + out[e:]
+        out = out[:s] + rep.encode("utf-8", "surrogatepass") + out[e:]
     return out.decode("utf-8", "surrogatepass")
 
 
@@ -141,8 +142,8 @@ def _propose(code: str, lang: str, f: Finding) -> str | None:
     fn = FIXERS.get(name or "")
     if fn is None:
         return None
-    data = code.encode("utf-8", "surrogatepass")
-    tree = languages.parse(languages.grammar_for(lang, code), data)
+    data = code.encode("utf-8", "surrogatepass")  # edited by the fixer; parsed as source_bytes (same offsets)
+    tree = languages.parse(languages.grammar_for(lang, code), languages.source_bytes(code))
     node = _find_node(tree.root_node, f.start_byte, f.end_byte)
     if node is None:
         return None
@@ -425,35 +426,44 @@ def _fx_weak_hash(ctx: FixCtx) -> list[Edit] | None:
     return [(first.start_byte, first.end_byte, f"{q}sha256{q}")]
 
 
+# Where the hash value is stored, returned or passed on as it is (so salt + hash can take its place).
+_PY_BARE_PARENTS = frozenset({"assignment", "return_statement", "argument_list", "keyword_argument",
+                              "expression_statement", "expression_list", "list", "tuple", "pair", "augmented_assignment"})
+
+
 @fixer("password_kdf")
 def _fx_kdf(ctx: FixCtx) -> list[Edit] | None:
+    """md5(pw).hexdigest() -> a random salt and PBKDF2, returned together so the hash can be verified:
+    hexdigest -> "salt_hex$hash_hex" (str); digest -> salt (16 bytes) + hash (bytes). To verify a password:
+    split off the salt, recompute pbkdf2_hmac("sha256", pw, salt, 600_000) and compare with
+    hmac.compare_digest. No patch when the hash is used in place (compared: a check, whose stored value's
+    format is unknown; sliced; concatenated) or when the code already has a `salt` of its own."""
     call = ctx.node
     args = ctx.named(call.child_by_field_name("arguments"))
     if len(args) != 1:
         return None
-    outer, suffix = call, ".hex()"
     p = call.parent
-    if p is not None and p.type == "attribute" and p.parent is not None and p.parent.type == "call":
-        meth = ctx.text(p.child_by_field_name("attribute"))
-        if meth == "hexdigest":
-            outer = p.parent
-        elif meth == "digest":
-            outer, suffix = p.parent, ""
-        else:
-            return None
-    else:
+    if p is None or p.type != "attribute" or p.parent is None or p.parent.type != "call":
+        return None
+    meth = ctx.text(p.child_by_field_name("attribute"))
+    if meth not in ("hexdigest", "digest"):
+        return None
+    outer = p.parent
+    if outer.parent is None or outer.parent.type not in _PY_BARE_PARENTS:
+        return None  # compared (a check), sliced, concatenated...: the new value would not fit there
+    if re.search(r"\bsalt\b", ctx.code):
         return None
     stmt = outer
     while stmt.parent is not None and stmt.parent.type not in ("block", "module"):
         stmt = stmt.parent
-    edits: list[Edit] = []
-    if not re.search(r"\bsalt\b", ctx.code):
-        ls = _line_start(ctx.data, stmt.start_byte)
-        edits.append((ls, ls, f"{_indent_at(ctx.data, stmt.start_byte)}salt = os.urandom(16)  # store the salt with the hash\n"))
-        edits += _ensure_import(ctx, "os")
-    rep = f'hashlib.pbkdf2_hmac("sha256", {ctx.text(args[0])}, salt, 600_000){suffix}'
-    edits.append((outer.start_byte, outer.end_byte, rep))
-    return edits
+    kdf = f'hashlib.pbkdf2_hmac("sha256", {ctx.text(args[0])}, salt, 600_000)'
+    if meth == "hexdigest":
+        rep, note = f'salt.hex() + "$" + {kdf}.hex()', '"salt_hex$hash_hex"'
+    else:
+        rep, note = f"salt + {kdf}", "salt (16 bytes) + hash"
+    ls = _line_start(ctx.data, stmt.start_byte)
+    line = f"{_indent_at(ctx.data, stmt.start_byte)}salt = os.urandom(16)  # kept with the hash: {note}\n"
+    return [(ls, ls, line), *_ensure_import(ctx, "os"), (outer.start_byte, outer.end_byte, rep)]
 
 
 @fixer("remove_verify_false")

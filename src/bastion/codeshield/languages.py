@@ -90,6 +90,19 @@ def parse(lang: str, data: bytes) -> Any:
     return parser(lang).parse(data)
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def source_bytes(code: str) -> bytes:
+    """The bytes tree-sitter parses: valid UTF-8 (its query predicates decode node text strictly), with each
+    lone surrogate (a byte of a non-UTF-8 file kept by surrogateescape, or a \\ud800 escape) as U+FFFD. Both
+    take 3 bytes, so offsets are those of code.encode("utf-8", "surrogatepass"), which the fixers edit."""
+    try:
+        return code.encode("utf-8")
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", code).encode("utf-8")
+
+
 # ---- content detection ------------------------------------------------------------------------
 # Weighted clues per language. Scores add up; the best language wins if it clears a floor. Only used
 # when neither a fence tag nor a file extension names the language.
@@ -99,6 +112,9 @@ _CLUES: dict[str, tuple[tuple[str, float], ...]] = {
     "go": ((r"^\s*package\s+\w+\s*$", 6), (r"\bfunc\s+(\(\w+\s+\*?\w+\)\s*)?\w+\s*\(", 3), (r":=", 1.5),
            (r"\bfmt\.\w+\(", 3), (r"^\s*import\s+\(", 3), (r"\bif\s+err\s*!=\s*nil", 4)),
     "java": ((r"\bpublic\s+(static\s+)?(class|void|final)\b", 4), (r"^\s*import\s+java(x)?\.", 6),
+             # a method signature: `public String f(...)`, `... ) throws IOException {`
+             (r"^\s*(public|private|protected)\s+(static\s+)?(final\s+)?[A-Z][\w<>\[\], ]*\s+\w+\s*\(", 3),
+             (r"\)\s*throws\s+[A-Z]\w*(\s*,\s*[A-Z]\w*)*\s*\{", 4),
              (r"System\.out\.print", 4), (r"\bprivate\s+\w+(<[^>]*>)?\s+\w+\s*[;=]", 2), (r"@Override", 3),
              (r"\bString\[\]\s+args", 4), (r"\bnew\s+[A-Z]\w*(<[^>]*>)?\(", 1)),
     "cpp": ((r"#include\s*<(iostream|string|vector|map|memory|algorithm)>", 8), (r"\bstd::", 5),
@@ -110,11 +126,17 @@ _CLUES: dict[str, tuple[tuple[str, float], ...]] = {
                    (r"\b(import|export)\s.*\bfrom\s+['\"]", 1), (r"\btype\s+\w+\s*=", 2)),
     "javascript": ((r"\b(const|let|var)\s+\w+\s*=", 2), (r"\brequire\(\s*['\"]", 4), (r"=>", 1.5),
                    (r"\bconsole\.log\(", 3), (r"\bfunction\s+\w*\s*\([^$)]*\)\s*\{", 2), (r"\bdocument\.", 3),
-                   (r"\bmodule\.exports\b", 4), (r"\b(app|router)\.(get|post)\(", 2)),
+                   (r"\bmodule\.exports\b", 4), (r"\b(app|router)\.(get|post)\(", 2), (r"\bDate\.now\(\)", 2)),
     "python": ((r"^\s*def\s+\w+\s*\(.*\)\s*(->\s*[^:]+)?:\s*$", 5), (r"^\s*(from\s+[\w.]+\s+)?import\s+\w", 2),
                (r"^\s*(if|for|while|with|try|elif|else|class)\b.*:\s*$", 1.5), (r"\bprint\(", 1),
                (r"\bself\.", 2), (r"^\s*@\w+", 1), (r"\bNone\b|\bTrue\b|\bFalse\b", 1), (r"\belif\b", 3),
-               (r"^\s*return\b[^;{]*$", 0.5)),
+               (r"^\s*return\b[^;{]*$", 0.5),
+               # short snippets: a bare `import x[, y] [as z]` line (JS/Java/Go imports have from/quotes/;),
+               # a lowercase call into a Python-only module, a keyword argument
+               (r"^\s*import\s+[\w.]+(\s+as\s+\w+)?(\s*,\s*[\w.]+(\s+as\s+\w+)?)*\s*$", 1),
+               (r"\b(os|os\.path|subprocess|pickle|hashlib|sqlite3|shutil|marshal|tempfile|requests|boto3)"
+                r"\.[a-z_]\w*\(", 2),
+               (r"\(\s*[^()\n]*,\s*[a-z_]\w*=[^=\s]", 1)),
 }
 _CLUES_RE = {k: tuple((re.compile(p, re.M), w) for p, w in v) for k, v in _CLUES.items()}
 _DETECT_FLOOR = 3.0

@@ -116,7 +116,7 @@ def _scan_block(block: CodeBlock, *, min_severity: str = "low", path: str | None
     candidates = [r for r in ruleset.rules if SEVERITY_RANK[r.severity] >= floor and r.prefilter_hits(code, lowered)]
     if not candidates:
         return []
-    data = code.encode("utf-8", "surrogatepass")
+    data = languages.source_bytes(code)
     grammar = languages.grammar_for(lang, code)
     tree = languages.parse(grammar, data)
     ctx = Ctx(data, code, ruleset)
@@ -237,17 +237,45 @@ def iter_files(root: Path) -> Iterator[Path]:
                 yield Path(dirpath) / fn
 
 
+class SkippedFile(ValueError):
+    """A file named explicitly that the scanner does not read (too large, binary or unreadable)."""
+
+
+def decode_source(raw: bytes) -> str:
+    """Source text from bytes: UTF-8, with any other byte kept as a lone surrogate (surrogateescape), so
+    `encode_source(decode_source(b)) == b` and a patched file changes nowhere but in its patches."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def encode_source(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
+
+
+def load_source(path: Path) -> tuple[str | None, str | None]:
+    """(text, None), or (None, why the file is skipped)."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, f"larger than {MAX_FILE_BYTES // 1_000_000} MB ({size:,} bytes)"
+        raw = path.read_bytes()
+    except OSError as e:
+        return None, f"unreadable: {e.strerror or e}"
+    if b"\x00" in raw[:8192]:
+        return None, "binary, or a text encoding other than UTF-8 (e.g. UTF-16)"
+    return decode_source(raw), None
+
+
 def read_source(path: Path) -> str | None:
     """File text, or None for binary or oversized files (scanned as nothing, never a crash)."""
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return None
-        raw = path.read_bytes()
-    except OSError:
-        return None
-    if b"\x00" in raw[:8192]:
-        return None
-    return raw.decode("utf-8", "replace")
+    return load_source(path)[0]
+
+
+def read_named_source(path: Path) -> str:
+    """The text of a file the user named: SkippedFile (with the reason) instead of None."""
+    text, why = load_source(path)
+    if text is None:
+        raise SkippedFile(f"{path}: skipped, not scanned: {why}")
+    return text
 
 
 def scan_file(path: Path, *, language: str | None = None, min_severity: str = "low") -> list[Finding]:
@@ -259,7 +287,8 @@ def scan_file(path: Path, *, language: str | None = None, min_severity: str = "l
 
 
 def scan_path(path: str | Path, *, language: str | None = None, min_severity: str = "low") -> list[Finding]:
-    """Scan a file or every supported file under a directory."""
+    """Scan a file or every supported file under a directory. In a directory, binary and oversized files
+    are skipped; a file named explicitly that cannot be scanned raises SkippedFile (a ValueError)."""
     p = Path(path)
     if p.is_dir():
         out: list[Finding] = []
@@ -268,4 +297,5 @@ def scan_path(path: str | Path, *, language: str | None = None, min_severity: st
         return out
     if not p.exists():
         raise FileNotFoundError(f"no such file or directory: {path}")
-    return scan_file(p, language=language, min_severity=min_severity)
+    text = read_named_source(p)
+    return scan_text(text, language or languages.from_extension(p.name), min_severity=min_severity, path=str(p))

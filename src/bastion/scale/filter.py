@@ -18,9 +18,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bastion.jsonl import LineError, loads_line
+
 from . import sinks, sources
 from .sources import UsageError
-from .worker import FilterOptions, GuardSpec, SplitResult, SplitWorker, init_process, process_in_pool
+from .worker import (
+    FilterOptions,
+    GuardSpec,
+    SplitResult,
+    SplitWorker,
+    init_process,
+    process_in_pool,
+    worker_ready,
+)
 
 CHECKPOINT_VERSION = 1
 ENGINES = ("local", "ray")
@@ -70,11 +80,32 @@ def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
     sinks._fsync_dir(path.parent)
 
 
-def _fingerprint(inp: Path, fmt: str, opts: FilterOptions, spec: GuardSpec, quarantine: Path) -> dict[str, Any]:
+def _fingerprint(inp: Path, fmt: str, opts: FilterOptions, spec: GuardSpec, quarantine: Path,
+                 out_fmt: str) -> dict[str, Any]:
     st = inp.stat()
-    return {"input": str(inp.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "format": fmt,
-            "text_field": opts.text_field, "id_field": opts.id_field, "quarantine": str(quarantine.resolve()),
-            "threshold": spec.threshold, "model": spec.model, "factory": spec.factory}
+    fp = {"input": str(inp.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "format": fmt,
+          "text_field": opts.text_field, "id_field": opts.id_field, "quarantine": str(quarantine.resolve()),
+          "threshold": spec.threshold, "model": spec.model, "factory": spec.factory}
+    if fmt == "jsonl" and out_fmt == "parquet":
+        fp["records_to_parquet"] = 2  # parts written by earlier versions may hold conflicting column types
+    return fp
+
+
+def _no_progress(ckpt: dict[str, Any]) -> bool:
+    """A checkpoint written before the first split was committed (nothing in the outputs yet)."""
+    sk = ckpt.get("sinks") or {}
+    return (not ckpt.get("done") and ckpt.get("position") == 0 and ckpt.get("done_units") == 0
+            and all(not any(v for v in (st or {}).values()) for st in sk.values()))
+
+
+def _remove_outputs(ckpt_path: Path, out: Path, quarantine: Path) -> None:
+    import shutil
+
+    for p in [ckpt_path, *sinks.leftovers(out), *sinks.leftovers(quarantine)]:
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
 
 # ---- engines: each yields SplitResults for k = 0..len(plan)-1, in order ------------------------------
@@ -107,18 +138,29 @@ def local_engine(plan: sources.Plan, spec: GuardSpec, options: FilterOptions,
     # concurrent.futures (not mp.Pool): a worker that dies makes the pool fail loudly instead of hanging.
     pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=init_process,
                                initargs=(_worker_spec(spec, workers), options))
+    inflight: deque = deque()
+    n = len(plan)
+    nxt = 0
+
+    def fill() -> None:
+        nonlocal nxt
+        while nxt < n and len(inflight) < 2 * workers:
+            inflight.append(pool.submit(process_in_pool, plan, nxt))
+            nxt += 1
 
     def run() -> Iterator[SplitResult]:
-        inflight: deque = deque()
-        n = len(plan)
-        nxt = 0
         while nxt < n or inflight:
-            while nxt < n and len(inflight) < 2 * workers:
-                inflight.append(pool.submit(process_in_pool, plan, nxt))
-                nxt += 1
+            fill()
             yield inflight.popleft().result()
 
     try:
+        # Start the workers and wait until one has loaded its guard, so a guard that cannot load fails the
+        # run before the driver creates any output.
+        ready = pool.submit(worker_ready)
+        fill()
+        err = ready.result()
+        if err:
+            raise RuntimeError(err)
         yield run()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -173,22 +215,22 @@ def filter_corpus(
         in_schema = sources.require_pyarrow().ParquetFile(inp).schema_arrow
 
     ckpt_path = checkpoint_path(out)
-    fp = _fingerprint(inp, fmt, options, spec, quarantine)
+    fp = _fingerprint(inp, fmt, options, spec, quarantine, out_fmt)
     ckpt: dict[str, Any] | None = None
     if overwrite:
-        for p in [ckpt_path, *sinks.leftovers(out), *sinks.leftovers(quarantine)]:
-            if p.is_dir():
-                import shutil
-
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+        _remove_outputs(ckpt_path, out, quarantine)
     elif ckpt_path.exists():
-        ckpt = json.loads(ckpt_path.read_text("utf-8"))
+        try:
+            ckpt = json.loads(ckpt_path.read_text("utf-8"))
+        except (OSError, ValueError) as e:
+            raise UsageError(f"{ckpt_path}: unreadable checkpoint ({e}); use --overwrite to start again") from None
         if ckpt.get("version") != CHECKPOINT_VERSION or ckpt.get("fingerprint") != fp:
-            raise UsageError(f"{ckpt_path} belongs to a different run (input or options changed); "
-                             f"use --overwrite to start again")
-        if ckpt.get("done"):
+            if not _no_progress(ckpt):
+                raise UsageError(f"{ckpt_path} belongs to a different run (input or options changed); "
+                                 f"use --overwrite to start again")
+            _remove_outputs(ckpt_path, out, quarantine)  # nothing was written yet: start afresh
+            ckpt = None
+        elif ckpt.get("done"):
             s = FilterSummary(**ckpt["summary"])
             s.already_complete = True
             return s
@@ -197,16 +239,35 @@ def filter_corpus(
         if existing:
             raise UsageError(f"{existing[0]} already exists; use --overwrite to replace it")
 
+    if fmt == "jsonl" and ckpt is None:
+        sources.check_jsonl_input(str(inp), text_field)
+    spec.check_factory()  # an unimportable factory is a usage error, found before any worker starts
+    resumed = ckpt is not None and not _no_progress(ckpt)
     summary = FilterSummary(**ckpt["summary"]) if ckpt else FilterSummary()
-    summary.resumed = ckpt is not None
+    summary.resumed = resumed
     position = ckpt["position"] if ckpt else 0
     done_units = ckpt["done_units"] if ckpt else 0  # JSONL: lines; Parquet: rows
     plan = sources.make_plan(fmt, str(inp), position, split_bytes)
-    n_workers = workers or default_workers()
     t0 = time.perf_counter()
     elapsed0 = summary.seconds
 
+    def save(state: dict[str, Any], done: bool) -> None:
+        _write_json_atomic(ckpt_path, {"version": CHECKPOINT_VERSION, "fingerprint": fp, "position": position,
+                                       "done_units": done_units, "sinks": state,
+                                       "summary": _summary_state(summary), "done": done})
+
     with ExitStack() as stack:
+        # The engine starts (and loads the guard) before any output exists: a bad model, factory or cluster
+        # address fails without leaving files behind.
+        if engine == "ray":
+            from .ray_engine import ray_engine
+
+            results = stack.enter_context(ray_engine(plan, spec, options, workers, address))
+        else:
+            results = stack.enter_context(local_engine(plan, spec, options, workers or default_workers()))
+
+        if ckpt is None:  # record the empty outputs first, so a run stopped before its first split resumes
+            save({"kept": _empty_state(out), "quarantine": _empty_state(quarantine)}, False)
         kept = sinks.open_sink(out, ckpt["sinks"]["kept"] if ckpt else None, schema=in_schema)
         stack.callback(kept.close)
         q_parquet = q_fmt == "parquet"
@@ -216,13 +277,6 @@ def filter_corpus(
 
         def write_q(entry: dict[str, Any]) -> None:
             qs.write_record(sinks.flatten_for_parquet(entry) if q_parquet else entry)
-
-        if engine == "ray":
-            from .ray_engine import ray_engine
-
-            results = stack.enter_context(ray_engine(plan, spec, options, n_workers, address))
-        else:
-            results = stack.enter_context(local_engine(plan, spec, options, n_workers))
 
         bar = stack.enter_context(_progress(progress, fmt, inp, position, done_units))
         for k, res in enumerate(results):
@@ -236,21 +290,19 @@ def filter_corpus(
             summary.add(res)
             summary.seconds = elapsed0 + time.perf_counter() - t0
             position = end
-            state = {"kept": kept.commit(), "quarantine": qs.commit()}
-            _write_json_atomic(ckpt_path, {"version": CHECKPOINT_VERSION, "fingerprint": fp,
-                                           "position": position, "done_units": done_units,
-                                           "sinks": state, "summary": _summary_state(summary),
-                                           "done": False})
+            save({"kept": kept.commit(), "quarantine": qs.commit()}, False)
             bar(position, done_units, summary)
             if on_split is not None:
                 on_split(k)
         kept.finalize()
         qs.finalize()
         summary.seconds = elapsed0 + time.perf_counter() - t0
-        _write_json_atomic(ckpt_path, {"version": CHECKPOINT_VERSION, "fingerprint": fp, "position": position,
-                                       "done_units": done_units, "sinks": {}, "done": True,
-                                       "summary": _summary_state(summary)})
+        save({}, True)
     return summary
+
+
+def _empty_state(path: Path) -> dict[str, Any]:
+    return {"parts": 0} if sources.detect_format(path) == "parquet" else {"size": 0}
 
 
 def _summary_state(s: FilterSummary) -> dict[str, Any]:
@@ -272,13 +324,13 @@ def _write_jsonl_split(plan: sources.Plan, k: int, res: SplitResult, line_no: in
             continue
         entry = dict(entry, line=line_no)
         try:
-            rec = json.loads(line.decode("utf-8"))
+            rec = loads_line(line.decode("utf-8"), strict=False)  # as the worker parsed it
             entry["record"] = rec
             if entry.get("id") is None and isinstance(rec, dict):
                 entry["id"] = rec.get(options.id_field)
         except UnicodeDecodeError:
             entry["raw_base64"] = base64.b64encode(line).decode("ascii")
-        except json.JSONDecodeError:
+        except LineError:
             entry["raw"] = line.decode("utf-8").rstrip("\r\n")
         write_q(entry)
     return line_no

@@ -10,7 +10,9 @@ so both engines produce the same outputs. On a cluster the input path must be re
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,11 +48,15 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[An
     if ray.is_initialized():
         yield ray
         return
-    if address:
-        ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, runtime_env=local_runtime_env(), include_dashboard=False,
-                 log_to_driver=False)
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+        else:
+            # "local": always start a private instance, even when RAY_ADDRESS or a running cluster exists.
+            ray.init(address="local", num_cpus=num_cpus, runtime_env=local_runtime_env(), include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.ERROR)
+    except Exception as e:
+        raise RuntimeError(f"cannot start Ray{f' at {address}' if address else ''}: {root_cause(e)}") from None
     try:
         yield ray
     finally:
@@ -72,11 +78,77 @@ class RayFilterActor:
         return {"data": np.asarray(ks, dtype=np.int64), "result": np.asarray(results, dtype=object)}
 
 
+_EXC_LINE = re.compile(r"^\s*((?:[A-Za-z_][\w]*\.)*[A-Za-z_]\w*(?:Error|Exception|Interrupt|Exit)):\s?(.*)$")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def root_cause(e: BaseException) -> str:
+    """One line for an error raised through Ray: the innermost "SomeError: message" line of its text
+    (Ray puts a worker's exception, with its remote traceback, in the message, and may chain an empty
+    marker exception as the cause), else the first line of the message."""
+    chain: list[BaseException] = []
+    x: BaseException | None = e
+    while isinstance(x, BaseException) and all(x is not c for c in chain):  # e, then the causes Ray attaches
+        chain.append(x)
+        nxt = getattr(x, "cause", None)
+        x = nxt if isinstance(nxt, BaseException) else x.__cause__
+    for x in reversed(chain):  # innermost first; skip causes without a message
+        lines = [ln for ln in _ANSI.sub("", str(x)).strip().splitlines() if ln.strip()]
+        hits = [m for m in map(_EXC_LINE.match, lines) if m]
+        if hits:
+            name, msg = hits[-1].group(1).rsplit(".", 1)[-1], hits[-1].group(2).strip()
+            return f"{name}: {msg}" if msg else name
+        if lines:
+            return f"{type(x).__name__}: {lines[0].strip()}"
+    return type(e).__name__
+
+
 @contextmanager
-def ray_engine(plan: sources.Plan, spec: GuardSpec, options: FilterOptions, workers: int,
+def quiet_ray_console() -> Iterator[None]:
+    """Keep Ray's and Ray Data's log records (start-up notices, the internal stack traces Ray Data prints on a
+    failure) off the console while the filter runs; Ray's log files still get them. The run's own error
+    says what failed, in one line."""
+    import logging
+
+    class _Drop(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return record.levelno >= logging.CRITICAL
+
+    drop, touched = _Drop(), []
+    for name in ("ray", "ray.data"):
+        for h in logging.getLogger(name).handlers:
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                h.addFilter(drop)
+                touched.append(h)
+    try:
+        yield
+    finally:
+        for h in touched:
+            h.removeFilter(drop)
+
+
+def default_actors(ray: Any, address: str | None, workers: int | None) -> int:
+    """--workers, else the cluster's CPUs (existing cluster) or this machine's cores (local instance)."""
+    if workers:
+        return workers
+    if address or ray.is_initialized():
+        try:
+            return max(1, int(ray.cluster_resources().get("CPU", 1)))
+        except Exception:  # noqa: BLE001 - sizing is best effort
+            return 1
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+@contextmanager
+def ray_engine(plan: sources.Plan, spec: GuardSpec, options: FilterOptions, workers: int | None,
                address: str | None = None) -> Iterator[Iterator[SplitResult]]:
-    """SplitResults for k = 0..len(plan)-1, in order, computed by `workers` Ray actors."""
-    with ray_session(address, num_cpus=None if address else max(workers, 1)) as ray:
+    """SplitResults for k = 0..len(plan)-1, in order, computed by Ray actors (`workers`, default: the
+    cluster's CPUs, or this machine's cores for a local instance)."""
+    ray = require_ray()
+    local = not address and not ray.is_initialized()
+    with quiet_ray_console(), \
+            ray_session(address, num_cpus=default_actors(ray, None, workers) if local else None) as ray:
+        workers = default_actors(ray, address, workers)
         n = len(plan)
         if n == 0:
             yield iter(())
@@ -100,7 +172,12 @@ def ray_engine(plan: sources.Plan, spec: GuardSpec, options: FilterOptions, work
                             num_cpus=1)
 
         def run() -> Iterator[SplitResult]:
-            for row in ds.iter_rows():
-                yield SplitResult.from_dict(json.loads(row["result"]))
+            try:
+                for row in ds.iter_rows():
+                    yield SplitResult.from_dict(json.loads(row["result"]))
+            except (KeyboardInterrupt, GeneratorExit):
+                raise
+            except Exception as e:  # Ray wraps a worker error in many lines of remote traceback
+                raise RuntimeError(f"Ray worker failed: {root_cause(e)}") from None
 
         yield run()

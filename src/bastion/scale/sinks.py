@@ -17,9 +17,28 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from bastion.jsonl import loads_line
+
 from . import sources
 
 MERGE_ROWS = 65536
+
+
+def _is_json(field: Any) -> bool:
+    return bool(field.metadata) and field.metadata.get(b"bastion.encoding") == b"json"
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=True, default=str)
+
+
+def _parquet_can_store(pa: Any, typ: Any) -> bool:
+    """False for types Parquet cannot write (a struct without fields, e.g. from an empty object)."""
+    if pa.types.is_struct(typ):
+        return typ.num_fields > 0 and all(_parquet_can_store(pa, typ.field(i).type) for i in range(typ.num_fields))
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ) or pa.types.is_fixed_size_list(typ):
+        return _parquet_can_store(pa, typ.value_type)
+    return True
 
 
 def _fsync_dir(path: Path) -> None:
@@ -38,8 +57,8 @@ def _fsync_dir(path: Path) -> None:
 class JsonlSink:
     def __init__(self, path: Path, state: dict[str, Any] | None) -> None:
         self.path = path
-        if state is None:
-            self.f = open(path, "wb")
+        if state is None or (int(state["size"]) == 0 and not path.exists()):
+            self.f = open(path, "wb")  # a fresh run (or one stopped before this file was created)
         else:
             self.f = open(path, "r+b")
             self.f.truncate(int(state["size"]))
@@ -72,7 +91,16 @@ class JsonlSink:
         return [path] if path.exists() else []
 
 
+# Field metadata of a column holding JSON texts (JSONL input, Parquet output: see ParquetSink).
+JSON_ENCODING = {b"bastion.encoding": b"json"}
+
+
 class ParquetSink:
+    """Parquet output. With a `schema` (Parquet input, quarantine) every row follows it. Without one (JSONL
+    records), each column gets Arrow's type for its values; a field whose values cannot share one type
+    (1 here and "s" there, an empty object, mixed lists, across or within splits) becomes a string column
+    of JSON texts, marked with the field metadata `bastion.encoding: json`, so any JSONL can be written."""
+
     def __init__(self, path: Path, state: dict[str, Any] | None, schema: Any = None) -> None:
         self.pq = sources.require_pyarrow()
         import pyarrow as pa
@@ -100,7 +128,7 @@ class ParquetSink:
         return self.parts_dir / f"part-{i:08d}.parquet"
 
     def write_line(self, raw: bytes) -> None:
-        self.rows.append(json.loads(raw))
+        self.rows.append(loads_line(raw.decode("utf-8"), strict=False))  # as the worker parsed it
 
     def write_record(self, rec: dict[str, Any]) -> None:
         self.rows.append(rec)
@@ -112,7 +140,8 @@ class ParquetSink:
     def commit(self) -> dict[str, Any]:
         tables = list(self.tables)
         if self.rows:
-            tables.append(self.pa.Table.from_pylist(self.rows, schema=self.schema))
+            tables.append(self.pa.Table.from_pylist(self.rows, schema=self.schema) if self.schema is not None
+                          else self._records_table(self.rows))
         tables = [t if isinstance(t, self.pa.Table) else self.pa.Table.from_batches([t]) for t in tables]
         if tables:
             table = self.pa.concat_tables(tables, promote_options="permissive") if len(tables) > 1 else tables[0]
@@ -135,6 +164,8 @@ class ParquetSink:
             schemas.insert(0, self.schema)
         if not schemas:
             schema = self.pa.schema([])
+        elif self.schema is None:
+            schema = self._records_schema(schemas)
         else:
             try:
                 schema = self.pa.unify_schemas(schemas, promote_options="permissive")
@@ -164,8 +195,48 @@ class ParquetSink:
         for f in schema:
             i = batch.schema.get_field_index(f.name)
             col = batch.column(i) if i >= 0 else self.pa.nulls(batch.num_rows, f.type)
+            if _is_json(f) and i >= 0 and not _is_json(batch.schema.field(i)):
+                col = self.pa.array([None if v is None else _json_text(v) for v in col.to_pylist()], self.pa.string())
             cols.append(col.cast(f.type) if col.type != f.type else col)
         return self.pa.RecordBatch.from_arrays(cols, schema=schema)
+
+    # ---- JSONL records -> Parquet ----------------------------------------------------------------
+    def _records_table(self, rows: list[dict[str, Any]]) -> Any:
+        pa = self.pa
+        names = list(dict.fromkeys(k for r in rows for k in r))
+        fields, arrays = [], []
+        for name in names:
+            values = [r.get(name) for r in rows]
+            try:
+                arr = pa.array(values)
+                if not _parquet_can_store(pa, arr.type):
+                    raise TypeError(arr.type)
+                fields.append(pa.field(name, arr.type))
+            except (pa.ArrowException, TypeError, ValueError, OverflowError):
+                arr = pa.array([None if v is None else _json_text(v) for v in values], pa.string())
+                fields.append(pa.field(name, pa.string(), metadata=JSON_ENCODING))
+            arrays.append(arr)
+        return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
+
+    def _records_schema(self, schemas: list[Any]) -> Any:
+        """One column per field name (first-seen order): the unified type, or JSON texts when any part
+        stored it as JSON or the parts' types cannot be unified."""
+        pa = self.pa
+        names = list(dict.fromkeys(n for s in schemas for n in s.names))
+        out = []
+        for name in names:
+            fs = [s.field(name) for s in schemas if name in s.names]
+            field = None
+            if not any(_is_json(f) for f in fs):
+                try:
+                    typ = pa.unify_schemas([pa.schema([f.remove_metadata()]) for f in fs],
+                                           promote_options="permissive").field(name).type
+                    if _parquet_can_store(pa, typ):
+                        field = pa.field(name, typ)
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+                    pass
+            out.append(field if field is not None else pa.field(name, pa.string(), metadata=JSON_ENCODING))
+        return pa.schema(out)
 
     def close(self) -> None:
         pass
@@ -178,7 +249,7 @@ class ParquetSink:
 QUARANTINE_PARQUET_FIELDS = (
     ("id", "string"), ("reason", "string"), ("error", "string"), ("score", "float64"),
     ("categories", "list<string>"), ("line", "int64"), ("row", "int64"),
-    ("verdict", "string"), ("record", "string"), ("raw", "string"),
+    ("verdict", "string"), ("record", "string"), ("raw", "string"), ("raw_base64", "string"),
 )
 
 

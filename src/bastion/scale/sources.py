@@ -70,18 +70,61 @@ def make_plan(fmt: str, path: str, position: int, split_bytes: int = DEFAULT_SPL
     return Plan(fmt, path, position, pq.ParquetFile(path).metadata.num_row_groups, 1)
 
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
+
 def iter_jsonl_lines(path: str, start: int, end: int) -> Iterator[bytes]:
-    """The raw lines (with their newline, if any) that begin in [start, end)."""
+    """The raw lines (with their newline, if any) that begin in [start, end). A UTF-8 byte-order mark at
+    the very start of the file is not part of the first line (as bastion.jsonl.iter_lines does)."""
     with open(path, "rb") as f:
         if start > 0:
             f.seek(start - 1)
             if f.read(1) != b"\n":
                 f.readline()  # the rest of a line that began before `start` belongs to the previous split
         while f.tell() < end:
+            at = f.tell()
             line = f.readline()
             if not line:
                 return
-            yield line
+            yield line[len(UTF8_BOM):] if at == 0 and line.startswith(UTF8_BOM) else line
+
+
+# How much of a JSONL input `check_jsonl_input` reads before the run starts.
+SNIFF_RECORDS = 100
+SNIFF_BYTES = 8 << 20
+
+
+def check_jsonl_input(path: str, text_field: str) -> None:
+    """Refuse, before anything is written, an input that is certainly not JSONL or a --text-field that
+    none of the first records has (UsageError, one line). Looks at the first SNIFF_RECORDS records."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(4096).removeprefix(UTF8_BOM).lstrip()
+    pretty_array = head.split(b"\n", 1)[0].strip() == b"["  # "[" alone on the first line
+    if head.startswith(b"[") and (str(path).lower().endswith(".json") or pretty_array):
+        raise UsageError(f"{path}: a JSON array, not JSON Lines (one object per line); convert it first, "
+                         f"e.g. jq -c '.[]' {path} > corpus.jsonl")
+    parsed = 0
+    fields: dict[str, None] = {}
+    read = 0
+    for line in iter_jsonl_lines(path, 0, size):
+        read += len(line)
+        if not is_blank(line):
+            try:
+                rec = loads_line(line.decode("utf-8"), strict=False)
+            except (UnicodeDecodeError, LineError):
+                rec = None
+            if isinstance(rec, dict):
+                parsed += 1
+                if text_field in rec:
+                    return
+                fields.update(dict.fromkeys(rec))
+        if parsed >= SNIFF_RECORDS or read >= SNIFF_BYTES:
+            break
+    if parsed:
+        seen = ", ".join(list(fields)[:12]) + (", ..." if len(fields) > 12 else "")
+        raise UsageError(f"{path}: none of the first {parsed} records has the field {text_field!r} "
+                         f"(fields: {seen or 'none'}); use --text-field")
 
 
 class BadRecord(Exception):

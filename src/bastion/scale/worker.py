@@ -37,12 +37,30 @@ class GuardSpec:
     threshold: float | None = None
     window_chars: int = WINDOW_CHARS
 
+    def factory_function(self) -> Any:
+        """The factory callable; UsageError (one line) when it cannot be imported."""
+        assert self.factory
+        mod, sep, fn = self.factory.partition(":")
+        if not sep or not mod or not fn:
+            raise sources.UsageError(f"guard factory must be 'module:function', got {self.factory!r}")
+        try:
+            f = getattr(importlib.import_module(mod), fn)
+        except ImportError as e:
+            raise sources.UsageError(f"guard factory {self.factory!r}: cannot import {mod!r} ({e})") from None
+        except AttributeError:
+            raise sources.UsageError(f"guard factory {self.factory!r}: module {mod!r} has no {fn!r}") from None
+        if not callable(f):
+            raise sources.UsageError(f"guard factory {self.factory!r}: {fn!r} is not callable")
+        return f
+
+    def check_factory(self) -> None:
+        """Import the factory (without calling it) on the driver, so a typo fails before workers start."""
+        if self.factory:
+            self.factory_function()
+
     def build(self) -> Guard:
         if self.factory:
-            mod, sep, fn = self.factory.partition(":")
-            if not sep or not mod or not fn:
-                raise sources.UsageError(f"guard factory must be 'module:function', got {self.factory!r}")
-            guard = getattr(importlib.import_module(mod), fn)()
+            guard = self.factory_function()()
         else:
             from bastion.guard import Guard
 
@@ -162,8 +180,48 @@ _WORKER: SplitWorker | None = None
 _INIT_ERROR: str | None = None
 
 
+def exit_with_parent() -> None:
+    """End this worker process when the driver dies, even by SIGKILL (no orphan holding a loaded guard).
+
+    Linux: the kernel sends SIGKILL on the parent's death (PR_SET_PDEATHSIG); elsewhere, and as a fallback,
+    a daemon thread polls the parent's pid once a second."""
+    import multiprocessing as mp
+    import os
+    import sys
+    import threading
+
+    parent = mp.parent_process()
+    ppid = parent.pid if parent is not None and parent.pid else os.getppid()
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != ppid:  # the driver died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        import time
+
+        while os.getppid() == ppid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="bastion-parent-watch", daemon=True).start()
+
+
+def worker_ready() -> str | None:
+    """Run in a pool worker once initialised: the guard load error, or None."""
+    return _INIT_ERROR if _WORKER is None else None
+
+
 def init_process(spec: GuardSpec, options: FilterOptions) -> None:
     global _WORKER, _INIT_ERROR
+    exit_with_parent()
     try:
         _WORKER = SplitWorker(spec, options)
     except Exception as e:  # reported by the first task, with its message, instead of a broken pool
