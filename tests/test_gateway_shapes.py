@@ -15,7 +15,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from bastion.gateway.app import BULK_CHARS
@@ -70,6 +70,28 @@ def _events(scn: str) -> list[Any]:
         return ev + [_chunk({"content": BENIGN}), {"error": {"message": "boom", "type": "server_error"}}]
     if scn == "nodone":
         return ev + [_chunk({"content": BENIGN})]
+    if scn == "interleave_tools":  # two parallel tool calls whose argument deltas interleave
+        def call(i: int, args: str) -> dict[str, Any]:
+            return _chunk({"tool_calls": [{"index": i, "function": {"arguments": args}}]})
+        return ev + [call(0, '{"t": "[REDACTED-'), call(1, '{"u": "x'), call(0, 'HARMFUL-STEP]"}'), call(1, '"}'),
+                     _chunk({}, finish="tool_calls"), "[DONE]"]
+    if scn == "interleave_reason":
+        return ev + [_chunk({"reasoning_content": "[REDACTED-"}), _chunk({"content": "ok "}),
+                     _chunk({"reasoning_content": "HARMFUL-STEP]"}), _chunk({}, finish="stop"), "[DONE]"]
+    if scn == "legacy_text":
+        chunk = _chunk({})
+        chunk["choices"][0]["text"] = HARMFUL
+        return ev + [chunk, _chunk({}, finish="stop"), "[DONE]"]
+    if scn == "logprobs_only":
+        chunk = _chunk({"content": ""})
+        chunk["choices"][0]["logprobs"] = {"content": [{"token": HARMFUL, "logprob": -0.1, "top_logprobs": []}]}
+        return ev + [chunk, _chunk({}, finish="stop"), "[DONE]"]
+    if scn == "harm_with_length":
+        return ev + [_chunk({"content": BENIGN}), _chunk({"content": HARMFUL}, finish="length"), "[DONE]"]
+    if scn == "nchoice_usage":
+        usage = {"id": "chatcmpl-up", "object": "chat.completion.chunk", "created": 1, "model": "m", "choices": [],
+                 "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}}
+        return _events("nchoice")[:-1] + [usage, "[DONE]"]
     if scn == "late_harm":
         return ev + [_chunk({"content": p}) for p in _pieces(BENIGN + HARMFUL, 5)] + [_chunk({}, finish="stop"),
                                                                                        "[DONE]"]
@@ -101,6 +123,10 @@ class Upstream:
             users = [m.get("content") for m in req["messages"] if m.get("role") == "user"]
             last = users[-1] if users and isinstance(users[-1], str) else ""
             scn = last.split("SCN=")[1].split()[0] if "SCN=" in last else "default"
+            if scn == "usage_inf" and not req.get("stream"):
+                return Response(b'{"id": "x", "object": "chat.completion", "choices": [{"index": 0, "message": '
+                                b'{"role": "assistant", "content": "hi"}, "finish_reason": "stop"}], '
+                                b'"usage": {"prompt_tokens": 1e999}}', media_type="application/json")
             if req.get("stream") and scn == "jsoninstead":
                 return JSONResponse({"id": "x", "object": "chat.completion", "choices": _message("default")})
             if req.get("stream"):
@@ -374,3 +400,120 @@ def test_keys_file_with_a_bad_rate_limit_is_one_clear_error(tmp_path, value):
     with pytest.raises(KeysError, match="rate_limit_per_minute"):
         KeyStore.load(p)
 
+
+
+# ---- second review: fields, redaction, n > 1 without checks ----------------------------------------
+@pytest.mark.parametrize("scn", ["interleave_tools", "interleave_reason"])
+@pytest.mark.parametrize("n", [None, 2])
+def test_a_phrase_split_across_interleaved_fields_is_caught(gateway, upstream, scn, n):
+    _, url = upstream
+    g = gateway(upstream=url)
+    events = _stream(g.url, scn, **({"n": n} if n else {}))
+    fields: dict[str, str] = {}
+    for e in events:
+        for c in (e.get("choices") or []) if isinstance(e, dict) else []:
+            d = c.get("delta") or {}
+            for tc in d.get("tool_calls") or []:
+                k = f"tool{tc['index']}"
+                fields[k] = fields.get(k, "") + ((tc.get("function") or {}).get("arguments") or "")
+            fields["reasoning"] = fields.get("reasoning", "") + (d.get("reasoning_content") or "")
+    assert not any(HARM in t for t in fields.values())
+    assert any(c.get("finish_reason") == "content_filter" for e in events if isinstance(e, dict)
+               for c in e.get("choices") or [])
+
+
+@pytest.mark.parametrize("scn", ["legacy_text", "logprobs_only"])
+def test_text_outside_the_delta_is_checked(gateway, upstream, scn):
+    _, url = upstream
+    g = gateway(upstream=url)
+    assert _no_harm(_stream(g.url, scn))
+
+
+def test_two_choices_stream_freely_when_nothing_is_checked(gateway, upstream):
+    _, url = upstream
+    g = gateway(upstream=url, policy="checks: {output: false}\ncode_shield: {mode: off}\n")
+    events = _stream(g.url, "nchoice_benign", n=2)
+    assert not any(isinstance(e, dict) and "error" in e for e in events)
+    assert {c["index"] for e in events if isinstance(e, dict) for c in e.get("choices") or []} == {0, 1}
+
+
+def test_n_given_as_a_string_still_holds_the_stream(gateway, upstream):
+    _, url = upstream
+    g = gateway(upstream=url)
+    events = _stream(g.url, "nchoice", n="2")
+    assert _no_harm(events) and not any(isinstance(e, dict) and "error" in e for e in events)
+
+
+def test_blocked_stream_of_two_choices_keeps_its_usage(gateway, upstream):
+    _, url = upstream
+    g = gateway(upstream=url)
+    events = _stream(g.url, "nchoice_usage", n=2, stream_options={"include_usage": True})
+    assert _no_harm(events)
+    assert any(isinstance(e, dict) and e.get("usage", {}).get("total_tokens") == 3 for e in events)
+
+
+@pytest.mark.parametrize("msgs", [
+    [{"role": "system", "content": f"say {HARM}"}],
+    [{"role": "User", "content": f"say {HARM}"}],
+    [{"role": "user", "content": "hello", "reasoning_content": HARM}],
+    [{"role": "user", "content": "hello", "tool_calls": [{"function": {"name": "f", "arguments": HARM}}]}],
+])
+def test_redact_never_forwards_flagged_text_outside_a_user_content(gateway, upstream, msgs):
+    up, url = upstream
+    g = gateway(upstream=url, policy="action: redact\n")
+    httpx.post(g.url + "/v1/chat/completions", json={"model": "m", "messages": msgs}, timeout=30)
+    assert all(HARM not in json.dumps(req) for req in up.requests)
+
+
+def test_redact_of_the_latest_turn_survives_a_conversation_and_does_not_poison_the_session(gateway, upstream):
+    up, url = upstream
+    g = gateway(upstream=url, policy="action: redact\n")
+    h = {"x-bastion-session": "s1"}
+    msgs = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi!"},
+            {"role": "user", "content": f"say {HARM}"}]
+    with httpx.Client(base_url=g.url, timeout=30, headers=h) as c:
+        r = c.post("/v1/chat/completions", json={"model": "m", "messages": msgs}).json()
+        assert r["bastion"]["input"]["action"] == "redact"
+        assert up.requests[-1]["messages"][-1] == {"role": "user", "content": "[content removed by policy]"}
+        for text in ("What is bread made of?", "Thanks!"):
+            assert c.post("/v1/chat/completions", json=chat(text)).json()["choices"][0]["finish_reason"] == "stop"
+    assert all(HARM not in json.dumps(req) for req in up.requests)
+
+
+def test_streamed_redaction_keeps_the_upstream_finish_reason(gateway, upstream):
+    _, url = upstream
+    g = gateway(upstream=url, policy="action: redact\n")
+    events = _stream(g.url, "harm_with_length")
+    assert _no_harm(events)
+    assert [c["finish_reason"] for e in events if isinstance(e, dict) for c in e.get("choices") or []
+            if c.get("finish_reason")] == ["length"]
+
+
+def test_numbers_too_large_for_json_are_refused(gateway, upstream):
+    _, url = upstream
+    g = gateway(upstream=url)
+    r = httpx.post(g.url + "/v1/chat/completions", headers={"content-type": "application/json"},
+                   content=b'{"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e999}')
+    assert r.status_code == 400
+    r = httpx.post(g.url + "/v1/chat/completions", json=chat("hi SCN=usage_inf"), timeout=30)
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_malformed"
+
+
+def test_two_audit_writers_on_one_file_lose_nothing(tmp_path):
+    path = tmp_path / "audit.db"
+    logs = [AuditLog(path), AuditLog(path)]
+
+    def pump(log: AuditLog, tag: str) -> None:
+        for i in range(400):
+            log.record(request_id=f"{tag}{i}", key_id=None, rail="input", action="allow", categories=[],
+                       verdicts=[], latency_ms=1.0, content="x")
+
+    threads = [threading.Thread(target=pump, args=(lg, t)) for lg, t in zip(logs, "ab", strict=True)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    [lg.close() for lg in logs]
+    assert [lg.errors for lg in logs] == [0, 0]
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT count(*) FROM audit").fetchone()[0] == 800
+    con.close()
+    assert verify(path).ok

@@ -11,6 +11,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import math
 import os
 import signal
 import time
@@ -37,7 +38,7 @@ from .keys import KeyStore
 from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .sessions import SessionState, SessionTracker
-from .streaming import StreamScanner, choice_texts, chunk_text, readable_text
+from .streaming import FieldTexts, StreamScanner, choice_texts, chunk_text, readable_text
 
 log = logging.getLogger("bastion.gateway")
 
@@ -160,6 +161,7 @@ class _Ctx:
     started: float
     body: dict[str, Any]
     prompt: str = ""  # latest user turn: the context for output checks
+    latest_index: int | None = None  # the message `prompt` came from (None: no role-user message)
     input_decision: Decision = ALLOW
     input_verdicts: list[dict[str, Any]] = field(default_factory=list)
 
@@ -274,7 +276,7 @@ class Gateway:
             if len(buf) > limit:
                 raise ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
         try:
-            return json.loads(bytes(buf), parse_constant=_no_constant)
+            return json.loads(bytes(buf), parse_constant=_no_constant, parse_float=_finite_float)
         except (ValueError, UnicodeDecodeError):
             raise ApiError(400, "Request body is not valid JSON.", code="invalid_json") from None
         except RecursionError:
@@ -314,8 +316,10 @@ class Gateway:
         pol = ctx.policy
         texts = [(m.get("role", ""), message_text(m)) for m in msgs]
         users = [t for r, t in texts if r == "user"]
+        user_at = [i for i, (r, _) in enumerate(texts) if r == "user"]
         latest = users[-1] if users else (texts[-1][1] if texts else "")
         ctx.prompt = latest
+        ctx.latest_index = user_at[-1] if user_at else None
         conversation = "\n".join(f"{r}: {t}" for r, t in texts if t)
         # Instructions a client writes in other roles, scored on their own: joined to a short user turn with
         # role prefixes, a harmful system message was diluted below the threshold.
@@ -347,22 +351,42 @@ class Gateway:
         verdicts = await self.check([s for _, s in scopes], "input") if scopes else []
         latency = time.perf_counter() - t0
 
-        decisions = []
+        raw: list[tuple[str, Decision]] = []
         for (scope, _), v in zip(scopes, verdicts, strict=True):
             # System prompts are full of personas ("You are ..."), so that scope is read for harm alone.
             d = pol.decide(v, attack=False) if scope == "instructions" else pol.decide(v)
             if scope == "latest" and not pol.checks.input:
                 d = pol.decide(attack_only(v))
-            decisions.append(d if scope == "latest" else _redact_as_block(pol, d, scope))
+            raw.append((scope, d))
+        extra_verdicts: list[dict[str, Any]] = []
+        redacting = ctx.latest_index is not None and any(s == "latest" and d.action == "redact" for s, d in raw)
+        again = [i for i, (s, d) in enumerate(raw) if redacting and s in ("conversation", "session")
+                 and d.action == "redact"]
+        if again:
+            # The latest turn will be redacted, and the conversation or session fired too, maybe only because it
+            # holds that turn: read them again as they will be forwarded.
+            after = {"conversation": "\n".join(f"{r}: {pol.redaction if i == ctx.latest_index else t}"
+                                               for i, (r, t) in enumerate(texts) if t),
+                     "session": "\n".join([*[t for t in st.turns if t not in set(users)],
+                                           *users[-pol.session.max_turns:][:-1], pol.redaction]) if st else ""}
+            for i, v in zip(again, await self.check([after[raw[i][0]] for i in again], "input"), strict=True):
+                raw[i] = (raw[i][0], pol.decide(v))
+                extra_verdicts.append({"scope": f"{raw[i][0]}.after_redaction", **v.to_dict()})
+        # `redact` replaces one user message: when another scope fired, or the latest text is not a user
+        # message, it acts as block.
+        decisions = [d if s == "latest" and ctx.latest_index is not None else _redact_as_block(pol, d, s)
+                     for s, d in raw]
         if st is not None:
             harm = verdicts[0].score if verdicts and scopes[0][0] == "latest" else 0.0
             st.risk = st.risk * pol.session.decay + max(0.0, harm - pol.session.floor)
-            if latest:
-                st.turns.append(latest)
             decisions.append(_redact_as_block(pol, pol.decide_session(st.risk), "session"))
         decision = merge_decisions(decisions)
+        if st is not None and latest:
+            # The session remembers what was forwarded: a redacted turn as its redaction text.
+            st.turns.append(pol.redaction if decision.action == "redact" else latest)
         ctx.input_decision = decision
         ctx.input_verdicts = [{"scope": s, **v.to_dict()} for (s, _), v in zip(scopes, verdicts, strict=True)]
+        ctx.input_verdicts.extend(extra_verdicts)
         if st is not None:
             ctx.input_verdicts.append({"scope": "session_risk", "risk": round(st.risk, 4)})
         self.record(ctx, "input", decision, ctx.input_verdicts, latency,
@@ -503,6 +527,13 @@ def session_id(request: Request, ctx: _Ctx) -> str | None:
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    f = float(text)
+    if not math.isfinite(f):  # 1e999: JSON allows it, but it cannot be sent on
+        raise ValueError(f"{text} is out of range")
+    return f
 
 
 def _redact_as_block(pol: Policy, d: Decision, scope: str) -> Decision:
@@ -718,13 +749,11 @@ def create_app(config: GatewayConfig, guard: Any = None, keys: KeyStore | None =
                 return StreamingResponse(iter(refusal_stream(ctx, decision, ctx.input_verdicts)),
                                          media_type="text/event-stream")
             return JSONResponse(refusal_completion(ctx, decision, "input", ctx.input_verdicts))
-        if decision.action == "redact":
+        if decision.action == "redact":  # (input_rail makes it block unless the latest user message fired)
+            assert ctx.latest_index is not None
             body = dict(body)
             msgs = list(body["messages"])
-            for i in range(len(msgs) - 1, -1, -1):
-                if msgs[i].get("role") == "user":
-                    msgs[i] = {**msgs[i], "content": pol.redaction}
-                    break
+            msgs[ctx.latest_index] = {"role": "user", "content": pol.redaction}  # every readable field replaced
             body["messages"] = msgs
         if stream:
             return await _stream(gw, ctx, body)
@@ -785,7 +814,7 @@ async def _non_stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
     if not isinstance(r, httpx.Response):
         return r
     try:
-        data = json.loads(r.content, parse_constant=_no_constant)
+        data = json.loads(r.content, parse_constant=_no_constant, parse_float=_finite_float)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) \
                 or not all(isinstance(c, dict) for c in data["choices"]):
             raise ValueError("no choices")
@@ -816,7 +845,7 @@ async def _read_events(resp: httpx.Response, q: asyncio.Queue) -> None:
                 await q.put(("done", None))
                 return
             try:
-                obj = json.loads(data, parse_constant=_no_constant)
+                obj = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
             except (ValueError, RecursionError):
                 await q.put(malformed())
                 return
@@ -877,7 +906,8 @@ async def _stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
         await resp.aclose()
         raise upstream_error(first[1], gw.metrics)
     n = body.get("n")
-    several = isinstance(n, int) and not isinstance(n, bool) and n > 1
+    several = n is not None and n != 1  # also "2" or 2.0, which some upstreams take as 2
+
     gen = (_buffered_stream if several and (ctx.policy.checks.output or ctx.policy.code_shield.mode != "off")
            else _guarded_stream)(gw, ctx, resp, reader, q, first)
     return StreamingResponse(gen, media_type="text/event-stream",
@@ -891,12 +921,12 @@ MAX_BUFFERED_CHARS = 400_000
 async def _buffered_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: asyncio.Task,
                            q: asyncio.Queue, first: tuple[str, Any]) -> AsyncIterator[bytes]:
     """A stream of several choices (`n > 1`): the choices interleave, so a sliding window would mix them. The
-    whole stream is held, each choice is checked as a whole reply (as in a non-streamed response), and then it
-    is released unchanged, or every choice ends with `content_filter`. Revise acts as block here."""
+    whole stream is held, each choice's text (each of its fields: content, reasoning, every tool call) is checked
+    whole, as in a non-streamed response, and then it is released unchanged, or every choice ends with
+    `content_filter`. Revise and redact act as block here."""
     pol = ctx.policy
     items: list[tuple[Any, ...]] = []
-    texts: dict[int, list[str]] = {}
-    size = 0
+    fields = FieldTexts()
     item = first
     decision: Decision = ALLOW
     verdicts: list[dict[str, Any]] = []
@@ -906,10 +936,8 @@ async def _buffered_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader:
     try:
         while item[0] == "chunk":
             items.append(item)
-            for i, t in choice_texts(item[1]).items():
-                texts.setdefault(i, []).append(t)
-                size += len(t)
-            if size > MAX_BUFFERED_CHARS:
+            fields.add(item[1])
+            if fields.chars > MAX_BUFFERED_CHARS:
                 item = ("error", ApiError(502, f"A reply of several choices over {MAX_BUFFERED_CHARS} characters "
                                                "cannot be held for checking.", "upstream_error", "reply_too_long"))
                 break
@@ -917,43 +945,45 @@ async def _buffered_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader:
         if item[0] == "error":
             outcome = "error"
             err = item[1] if isinstance(item[1], ApiError) else upstream_error(item[1], gw.metrics)
+            if isinstance(item[1], ApiError):
+                gw.metrics.inc("bastion_upstream_errors_total", {"kind": item[1].code or "error"})
             yield sse(err.body())
             yield SSE_DONE
             return
-        ids = sorted(i for i, ts in texts.items() if "".join(ts))
-        whole = {i: "".join(texts[i]) for i in ids}
+        whole = fields.whole()
+        keys = list(whole)
         t1 = time.perf_counter()
         decisions: list[Decision] = []
-        if pol.checks.output and ids:
-            for i, v in zip(ids, await gw.check([(ctx.prompt, whole[i]) for i in ids], "output"), strict=True):
-                verdicts.append({"scope": f"choice{i}", **v.to_dict()})
+        if pol.checks.output and keys:
+            for (i, f), v in zip(keys, await gw.check([(ctx.prompt, whole[k]) for k in keys], "output"), strict=True):
+                verdicts.append({"scope": f"choice{i}.{f}", **v.to_dict()})
                 decisions.append(pol.decide(v))
-        for i in ids:
-            res, cd = await gw.code_scan(pol, whole[i])
+        for k in keys:
+            res, cd = await gw.code_scan(pol, whole[k])
             if res is not None and res.insecure:
-                verdicts.append({"scope": f"choice{i}.code_shield", **_code_dict(res)})
+                verdicts.append({"scope": f"choice{k[0]}.{k[1]}.code_shield", **_code_dict(res)})
             decisions.append(cd)
         check_s = time.perf_counter() - t1
         decision = merge_decisions(decisions)
+        meta = next((it[1] for it in items), {})
         if decision.action in ("block", "revise", "redact"):
             outcome = "violation"
-            refusal = pol.redaction if decision.action == "redact" else decision.refusal
-            if decision.action == "revise":
-                refusal = pol.refusal_for(decision.categories)
-                decision = Decision("block", decision.categories, refusal,
-                                    decision.reasons + ("revise acts as block on streams of several choices",))
-            meta = next((it[1] for it in items), {})
+            if decision.action != "block":
+                decision = Decision("block", decision.categories, pol.refusal_for(decision.categories),
+                                    decision.reasons + (f"{decision.action} acts as block on streams of several "
+                                                        "choices",))
+            ids = sorted({i for i, _ in keys if isinstance(i, int)} | {0})
             chunk = {**_base_chunk(ctx, meta),
-                     "choices": [{"index": i, "delta": {"content": refusal}, "logprobs": None,
-                                  "finish_reason": "content_filter"} for i in (sorted(set(ids) | {0}))],
+                     "choices": [{"index": i, "delta": {"content": decision.refusal}, "logprobs": None,
+                                  "finish_reason": "content_filter"} for i in ids],
                      "bastion": bastion_field(ctx, decision, "output", verdicts)}
             gw.metrics.inc("bastion_stream_chunks_total", {"outcome": "withheld"}, len(items))
-            yield sse(chunk)
+            usage = [it[1] for it in items if not it[1].get("choices") and "usage" in it[1]]
+            yield sse(chunk) + b"".join(sse(u) for u in usage)
             yield SSE_DONE
             return
         outcome = "stop"
         out = [_raw_sse(it[2]) if len(it) > 2 and it[2] else sse(it[1]) for it in items]
-        meta = next((it[1] for it in items), {})
         out.append(sse({**_base_chunk(ctx, meta), "choices": [],
                         "bastion": bastion_field(ctx, decision, "output", verdicts)}))
         gw.metrics.inc("bastion_stream_chunks_total", {"outcome": "released"}, len(items))
@@ -964,10 +994,10 @@ async def _buffered_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader:
         with anyio.CancelScope(shield=True):
             with contextlib.suppress(Exception):
                 await resp.aclose()
-        if outcome != "stop":
+        if outcome not in ("stop", "violation"):
             decision = Decision(decision.action, decision.categories, decision.refusal,
-                                decision.reasons + (f"stream {outcome}",)) if outcome != "violation" else decision
-        content = "\n".join(f"[choice {i}]\n{''.join(ts)}" for i, ts in sorted(texts.items()))
+                                decision.reasons + (f"stream {outcome}",))
+        content = "\n".join(f"[choice {i} {f}]\n{t}" for (i, f), t in fields.whole().items())
         gw.record(ctx, "output", decision, verdicts, check_s or (time.perf_counter() - t0), content)
 
 
@@ -1009,6 +1039,7 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
 
     scanner = StreamScanner(rules, check, code_check=code_check if code_mode == "block" else None,
                             code_max_chars=pol.code_shield.max_block_chars)
+    fields = FieldTexts()
     tail: list[dict[str, Any]] = []  # finish / usage chunks, released after the final check
     meta: dict[str, Any] = {}
     first_text_at: float | None = None
@@ -1045,7 +1076,7 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                     if k in payload and k not in meta:
                         meta[k] = payload[k]
                 per_choice = choice_texts(payload)
-                if any(i != 0 for i in per_choice):  # n > 1 streams take _buffered_stream
+                if checking and any(i != 0 for i in per_choice):  # n > 1 streams take _buffered_stream
                     outcome = "error"
                     yield sse(upstream_error(ApiError(502, "The upstream model sent several choices to a "
                                                            "one-choice stream.", "upstream_error",
@@ -1070,11 +1101,34 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                     yield _raw_sse(raw) if raw else sse(payload)
                     continue
                 scanner.add((payload, raw), text)
+                fields.add(payload)
+                if fields.interleaved and fields.chars > MAX_BUFFERED_CHARS:
+                    outcome = "error"
+                    yield sse(ApiError(502, f"A reply whose fields interleave, over {MAX_BUFFERED_CHARS} characters, "
+                                            "cannot be held for checking.", "upstream_error",
+                                       "reply_too_long").body())
+                    yield SSE_DONE
+                    return
                 if not q.empty():
                     # Chunks queued while the last check ran: take them all before checking again, so a busy
                     # gateway makes fewer, larger output checks instead of falling behind one chunk at a time.
                     continue
-            n = scanner.plan(final=final) if checking else 0
+            if checking and fields.interleaved and not final:
+                continue  # held to the end: see FieldTexts
+            if checking and fields.interleaved and kind == "done":
+                d = merge_decisions([await check(t, final=True) for t in fields.whole().values()])
+                if d.action in ("block", "revise", "redact"):
+                    outcome = "violation"
+                    d = d if d.action == "block" else Decision(
+                        "block", d.categories, pol.refusal_for(d.categories),
+                        d.reasons + (f"{d.action} acts as block on a reply whose fields interleave",))
+                    scanner.violation = d
+                    scanner.withheld_text = scanner.pending_text
+                    gw.metrics.inc("bastion_stream_chunks_total", {"outcome": "withheld"})
+                    yield sse(_violation_chunk(ctx, meta, d, verdicts_seen))
+                    yield SSE_DONE
+                    return
+            n = scanner.plan(final=final) if checking and not (fields.interleaved and kind == "error") else 0
             if not checking and not final:
                 continue
             if n:
@@ -1161,9 +1215,10 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
         if fin is None and finish_released:  # the finish came with text: the verdict goes on a chunk of its own
             tail.append({**_base_chunk(ctx, meta), "choices": []})
             fin = len(tail) - 1
-        elif fin is None:  # the upstream sent no finish chunk: add one carrying the verdict
+        elif fin is None:  # no finish chunk left (none sent, or it was held with text): add one with the verdict
             tail.insert(0, {**_base_chunk(ctx, meta), "choices": [{"index": 0, "delta": {}, "logprobs": None,
-                                                                   "finish_reason": "stop"}]})
+                                                                   "finish_reason": scanner.withheld_finish
+                                                                   or "stop"}]})
             fin = 0
         tail[fin] = {**tail[fin], "bastion": field_}
         for c in tail:

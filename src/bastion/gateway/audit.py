@@ -26,6 +26,7 @@ from typing import Any
 log = logging.getLogger("bastion.gateway.audit")
 
 GENESIS = "0" * 64
+_WRITE_ATTEMPTS = 5
 FIELDS = ("seq", "ts", "request_id", "key_id", "rail", "action", "categories", "verdicts", "latency_ms",
           "policy", "content_sha256", "content")
 
@@ -147,32 +148,37 @@ class AuditLog:
             con.close()
 
     def _write(self, con: sqlite3.Connection, events: list[dict[str, Any]]) -> None:
-        for attempt in range(2):
-            seq, prev = self._seq, self._prev
-            rows = []
-            for ev in events:
-                seq += 1
-                row = {**ev, "seq": seq}
-                h = _row_hash(prev, row, self.key)
-                rows.append((*(row[k] for k in FIELDS), prev, h))
-                prev = h
+        # The chain's last row is read inside the write transaction (BEGIN IMMEDIATE takes the write lock), so a
+        # second writer on the same file appends after it instead of colliding: no decision is dropped.
+        for attempt in range(_WRITE_ATTEMPTS):
             try:
-                with con:
+                con.execute("BEGIN IMMEDIATE")
+                try:
+                    last = con.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
+                    seq, prev = (last[0], last[1]) if last else (0, GENESIS)
+                    rows = []
+                    for ev in events:
+                        seq += 1
+                        row = {**ev, "seq": seq}
+                        h = _row_hash(prev, row, self.key)
+                        rows.append((*(row[k] for k in FIELDS), prev, h))
+                        prev = h
                     con.executemany(f"INSERT INTO audit ({', '.join(FIELDS)}, prev_hash, hash) "
                                     f"VALUES ({', '.join('?' * (len(FIELDS) + 2))})", rows)
                     con.execute("INSERT INTO audit_head (id, seq, hash) VALUES (1, ?, ?) "
                                 "ON CONFLICT(id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash", (seq, prev))
+                    con.execute("COMMIT")
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
                 self._seq, self._prev = seq, prev
                 return
-            except sqlite3.IntegrityError as e:
-                # Another writer appended to this file: continue the chain from the row it wrote last.
-                last = con.execute("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1").fetchone()
-                self._seq, self._prev = (last[0], last[1]) if last else (0, GENESIS)
-                if attempt:
-                    self._failed(events, e)
             except sqlite3.Error as e:
-                self._failed(events, e)
-                return
+                if attempt == _WRITE_ATTEMPTS - 1 or not isinstance(e, (sqlite3.IntegrityError,
+                                                                         sqlite3.OperationalError)):
+                    self._failed(events, e)
+                    return
+                time.sleep(0.05 * (attempt + 1))
 
     def _failed(self, events: list[dict[str, Any]], e: Exception) -> None:
         self._errors += len(events)

@@ -32,43 +32,97 @@ _NOT_TEXT = frozenset({"role", "id", "type", "index", "tool_call_id", "url", "da
                        "format", "detail", "mime_type", "logprobs", "finish_reason"})
 
 
-def readable_text(obj: Any, sep: str = "") -> str:
-    """Every string in a message or a stream delta that a reader could see, in order.
+def readable_fields(obj: Any, path: str = "") -> list[tuple[str, str]]:
+    """Every string in a message, a stream choice or a delta that a reader could see, in order, as (field, text).
 
     Content (a string, or parts given as objects or plain strings), refusal, reasoning fields, tool-call and
     legacy function-call names and arguments, audio transcripts, and any field this gateway does not know yet:
-    it fails closed, so text in a new field is checked rather than forwarded unread."""
-    parts: list[str] = []
-    stack: list[Any] = [obj]
+    it fails closed, so text in a new field is checked rather than forwarded unread. The field is a path such as
+    `delta.content` or `delta.tool_calls[1].function.arguments` (a tool call is keyed by its own `index`, so the
+    deltas of one call share a field across chunks)."""
+    out: list[tuple[str, str]] = []
+    stack: list[tuple[str, Any]] = [(path, obj)]
     while stack:
-        v = stack.pop()
+        where, v = stack.pop()
         if isinstance(v, str):
             if v:
-                parts.append(v)
+                out.append((where, v))
         elif isinstance(v, dict):
-            stack.extend(x for k, x in reversed(list(v.items())) if k not in _NOT_TEXT)
+            stack.extend((f"{where}.{k}" if where else str(k), x) for k, x in reversed(list(v.items()))
+                         if k not in _NOT_TEXT)
         elif isinstance(v, list):
-            stack.extend(reversed(v))
-    return sep.join(parts)
+            for i in range(len(v) - 1, -1, -1):
+                x = v[i]
+                key = x.get("index") if isinstance(x, dict) and isinstance(x.get("index"), int) else i
+                stack.append((f"{where}[{key}]", x))
+    return out
 
 
-def choice_texts(chunk: dict[str, Any]) -> dict[int, str]:
-    """The readable text of a stream chunk per choice index."""
-    out: dict[int, str] = {}
+def readable_text(obj: Any, sep: str = "") -> str:
+    """The text of `readable_fields`, joined."""
+    return sep.join(t for _, t in readable_fields(obj))
+
+
+def _choice_key(ch: dict[str, Any]) -> int | str:
+    idx = ch.get("index", 0)
+    # A malformed index is a choice of its own, never merged into choice 0's text.
+    return idx if isinstance(idx, int) and not isinstance(idx, bool) else f"?{idx!r}"
+
+
+def choice_fields(chunk: dict[str, Any]) -> list[tuple[int | str, str, str]]:
+    """(choice index, field, text) for every readable string of a stream chunk's choices: the delta and any other
+    field of a choice (a legacy `text`, a `message`). Log-probability tokens count only when the choice has no
+    other text (they repeat it otherwise)."""
+    out: list[tuple[int | str, str, str]] = []
     for ch in chunk.get("choices") or []:
         if not isinstance(ch, dict):
             continue
-        idx = ch.get("index", 0)
-        idx = idx if isinstance(idx, int) and not isinstance(idx, bool) else 0
-        t = readable_text(ch.get("delta"))
-        if t:
-            out[idx] = out.get(idx, "") + t
+        idx = _choice_key(ch)
+        found = readable_fields({k: v for k, v in ch.items() if k not in ("index", "finish_reason", "logprobs")})
+        if not found and isinstance(ch.get("logprobs"), dict):
+            toks = [t.get("token") for t in ch["logprobs"].get("content") or [] if isinstance(t, dict)]
+            found = [("logprobs", "".join(t for t in toks if isinstance(t, str)))] if any(toks) else []
+        out.extend((idx, f, t) for f, t in found if t)
+    return out
+
+
+def choice_texts(chunk: dict[str, Any]) -> dict[int | str, str]:
+    """The readable text of a stream chunk per choice index."""
+    out: dict[int | str, str] = {}
+    for idx, _, t in choice_fields(chunk):
+        out[idx] = out.get(idx, "") + t
     return out
 
 
 def chunk_text(chunk: dict[str, Any]) -> str:
-    """All text a chunk carries that a user could read (every choice; see `readable_text`)."""
-    return "".join(choice_texts(chunk).values())
+    """All text a chunk carries that a user could read (every choice; see `readable_fields`)."""
+    return "".join(t for _, _, t in choice_fields(chunk))
+
+
+class FieldTexts:
+    """The text of each (choice, field) of a stream, and whether fields interleave: text in a field resuming
+    after another field's. Then the one sliding window over the stream no longer sees any field's text whole (a
+    phrase split across two parallel tool calls, or between reasoning and content), so the stream must be held
+    and each field checked on its own."""
+
+    def __init__(self) -> None:
+        self.texts: dict[tuple[int | str, str], list[str]] = {}
+        self.last: tuple[int | str, str] | None = None
+        self.interleaved = False
+        self.chars = 0
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        for idx, f, t in choice_fields(chunk):
+            key = (idx, f)
+            if key != self.last:
+                if key in self.texts:
+                    self.interleaved = True
+                self.last = key
+            self.texts.setdefault(key, []).append(t)
+            self.chars += len(t)
+
+    def whole(self) -> dict[tuple[int | str, str], str]:
+        return {k: "".join(v) for k, v in self.texts.items()}
 
 
 @dataclass
@@ -142,6 +196,7 @@ class StreamScanner:
     fences: FenceTracker = field(default_factory=FenceTracker)
     consumed: int = 0  # upstream characters released or dropped (redacted) so far
     withheld_text: str = ""  # the held text dropped by a violation
+    withheld_finish: str | None = None  # the finish reason of a held chunk dropped by a violation
 
     def add(self, chunk: Any, text: str, now: float | None = None) -> None:
         self.pending.append(_Piece(chunk, text, time.monotonic() if now is None else now))
@@ -225,7 +280,7 @@ class StreamScanner:
             # Drop everything held; the redaction marker replaces it (in the shape of the first held chunk).
             first = self.pending[0].chunk if self.pending else None
             first = first[0] if isinstance(first, tuple) else first
-            out = [_replace_text(first, decision.refusal)] if first is not None else []
+            out = [_replace_text(first, decision.refusal, self._held_finish())] if first is not None else []
             self._remember(decision.refusal)
             self.flags.append(decision)
             self.consumed += len(self.pending_text)
@@ -259,8 +314,18 @@ class StreamScanner:
                 return d
         return ALLOW
 
+    def _held_finish(self) -> str | None:
+        """The finish reason carried by a held chunk (an upstream's last text chunk may carry `length`)."""
+        for p in self.pending:
+            c = p.chunk[0] if isinstance(p.chunk, tuple) else p.chunk
+            for ch in (c.get("choices") or []) if isinstance(c, dict) else []:
+                if isinstance(ch, dict) and ch.get("finish_reason"):
+                    return str(ch["finish_reason"])
+        return None
+
     def _stop(self, decision: Decision) -> tuple[list[Any], Decision]:
         self.violation = decision
+        self.withheld_finish = self._held_finish()
         self.withheld_text = self.pending_text
         self.pending.clear()
         return [], decision
@@ -271,10 +336,10 @@ class StreamScanner:
         self.released_text = (self.released_text + text)[-keep:] if keep else ""
 
 
-def _replace_text(chunk: dict[str, Any], text: str) -> dict[str, Any]:
+def _replace_text(chunk: dict[str, Any], text: str, finish: str | None = None) -> dict[str, Any]:
     out = {k: v for k, v in chunk.items() if k != "choices"}
     choices = chunk.get("choices") or [{"index": 0}]
     first = choices[0] if isinstance(choices[0], dict) else {"index": 0}
     out["choices"] = [{"index": first.get("index", 0), "delta": {"content": text}, "logprobs": None,
-                       "finish_reason": None}]
+                       "finish_reason": finish}]
     return out
