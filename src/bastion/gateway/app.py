@@ -990,15 +990,20 @@ async def _buffered_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader:
         yield b"".join(out)
         yield SSE_DONE
     finally:
-        reader.cancel()
-        with anyio.CancelScope(shield=True):
-            with contextlib.suppress(Exception):
-                await resp.aclose()
+        await _close_upstream(reader, resp)
         if outcome not in ("stop", "violation"):
             decision = Decision(decision.action, decision.categories, decision.refusal,
                                 decision.reasons + (f"stream {outcome}",))
         content = "\n".join(f"[choice {i} {f}]\n{t}" for (i, f), t in fields.whole().items())
         gw.record(ctx, "output", decision, verdicts, check_s or (time.perf_counter() - t0), content)
+
+
+async def _close_upstream(reader: asyncio.Task, resp: httpx.Response) -> None:
+    """Stop reading the upstream stream and close it, even while the client's request is being cancelled."""
+    reader.cancel()
+    with anyio.CancelScope(shield=True):
+        with contextlib.suppress(Exception):
+            await resp.aclose()
 
 
 def _is_event_stream(resp: httpx.Response) -> bool:
@@ -1225,10 +1230,7 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
             yield sse(c)
         yield SSE_DONE
     finally:
-        reader.cancel()
-        with anyio.CancelScope(shield=True):
-            with contextlib.suppress(Exception):
-                await resp.aclose()
+        await _close_upstream(reader, resp)
         if first_text_at is not None and first_release_at is not None:
             gw.metrics.observe("bastion_stream_added_ttft_seconds", first_release_at - first_text_at)
         if checking or code_mode != "off":
