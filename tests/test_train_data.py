@@ -257,7 +257,9 @@ def test_coconot_preference_replies_are_labelled_by_their_opening(examples):
     from bastion.train.data import refusal_from_opening
 
     ref = [e for e in examples if e.task == "refusal" and e.source == "coconot_pref"]
-    assert len(ref) > 1500  # both replies of each pair, whatever their label
+    # both replies of each pair, whatever their label (1,237 since the pairs whose prompt is a held-out prompt are
+    # no longer trained on; 1,849 in the recorded build)
+    assert len(ref) > 1200
     decided = [(e, refusal_from_opening(e.text)) for e in ref]
     assert all(e.label == lab for e, lab in decided if lab is not None)
     # most "rejected" replies answer the question: the refusal positives are now a minority
@@ -476,7 +478,9 @@ def test_held_out_answers_outside_the_embedded_paragraph_lengths_are_in_no_train
     inside = [t for t in held if lo < len(t) < hi]
     corpus = "\n".join(f"{e.text}\n{e.context or ''}" for e in examples if e.split != "val")
     assert len(unseen) > 100 and not any(t in corpus for t in unseen)
-    assert any(t in corpus for t in inside)  # why the bound exists: Builder.embedded pads with those
+    # Builder.embedded pads with answers of these lengths; the recorded build (RECORDED_BUILD) took held-out ones
+    # too, hence the bound; a default build pads with training answers only
+    assert inside and not any(t in corpus for t in inside)
 
 
 def test_tensor_trust_sample_is_seeded_deduplicated_and_empty_without_the_dataset(tmp_path):

@@ -47,6 +47,10 @@ def register(app: typer.Typer) -> None:
                                                 "every training example, with --extra data too: adapt the shipped "
                                                 "guard on a CPU (--steps 1400 and the refit: about 41 min on 2 "
                                                 "cores; how the shipped model was built)."),
+        recorded_build: bool = typer.Option(False, "--recorded-build",
+                                            help="Assemble the shipped model's own training set (before the "
+                                                 "leakage fixes of 2026-11-29: some held-out items have copies in "
+                                                 "it), to reproduce that build; default: the decontaminated set."),
     ) -> None:
         """Fine-tune the embedded guard model (seeded; 40-55 minutes on 2 CPU cores, see docs/BENCHMARKS.md)."""
         from bastion.models import DEFAULT_MODEL_DIR
@@ -84,6 +88,9 @@ def register(app: typer.Typer) -> None:
             err.print("[red]error:[/] " + escape(f"training needs the train extra: pip install 'bastion-guard[train]' "
                                                  f"'torch==2.13.0' ({exc})"), soft_wrap=True)
             raise typer.Exit(2) from None
+        import bastion.train.data as train_data
+
+        train_data.RECORDED_BUILD = recorded_build
         out_dir.mkdir(parents=True, exist_ok=True)
         if heads_only and not (out_dir / "heads.npz").exists():
             err.print(f"[red]error:[/] --heads-only needs a fine-tuned model in {out_dir} (heads.npz missing)")

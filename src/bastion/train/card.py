@@ -440,6 +440,25 @@ def _category_note(bench: dict) -> str:
     return note + " Treat them as a hint."
 
 
+# Builds measured by benchmarks/guard_leakage.py (train/validation overlap), with what it found.
+_LEAKAGE = {
+    "bastion-guard-20261128-s13-d5f6acdd": (
+        "- **Train/validation leakage** (`benchmarks/guard_leakage.py`, 2026-11-29): validation is held out by source, "
+        "but sources overlap. This build trained on copies of all 67 held-out JailbreakBench behaviours (as the "
+        "requests of other models' replies), 52.5% of the CoCoNot sounds-dangerous prompts (as preference-pair "
+        "requests), the requests of the held-out Yi-6B replies, and near-copies of 72% of the held-out in-the-wild "
+        "jailbreak templates (78 verbatim inside filled-template examples, through a split bug), 85% of the "
+        "self-reminder ones and 77% of the red-team library's. Scored without them: prompt F1 0.825 (0.823 with "
+        "them), jailbreak recall 0.962 on the 53 clean templates (0.975), sounds-dangerous false positives 7.3% on "
+        "the clean CoCoNot prompts (11.4% on the leaked); pooled attack F1 falls from 0.870 to 0.654, so read the "
+        "attack check by recall and false-positive rate. `bastion train` builds a decontaminated set since then."),
+}
+
+
+def _leakage_note(manifest: dict) -> str:
+    return _LEAKAGE.get(manifest.get("version", ""), "")
+
+
 def _batch_note(manifest: dict) -> str:
     if "per-token" in manifest.get("encoder", ""):
         return ("- A score does not depend on the other texts in its batch (activations are quantised per token), "
@@ -713,9 +732,10 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         _coverage_note(manifest),
         _long_input_note(bool(manifest.get("attack_span"))),
         _batch_note(manifest),
+        _leakage_note(manifest),
         "",
         *_build_notes(manifest["version"]),
-        "## Validation (held out by source; not trained on, not used to pick thresholds)",
+        "## Validation (held out by source, not used to pick thresholds; see the leakage note for copies in training)",
         "",
         "| check | n | positives | precision | recall | F1 | FPR | threshold |",
         "|---|---|---|---|---|---|---|---|",

@@ -12,12 +12,20 @@ import gzip
 import json
 import random
 import re
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import synthetic
+
+# True: `build()` (and the copies of `prepare_examples`) assemble exactly the training set of the recorded (shipped)
+# build, leakage included; benchmarks/guard_leakage.py sets it to describe that model. False (default): the
+# decontaminated build of the leakage audit (see `Contamination`): no training text or context equals a validation
+# text or context or a red-team seed, or holds a near-copy of one or of a red-team library template; in-the-wild
+# templates are filled from the training split only; EDOS's test split and the held-out Dolly answers are not
+# trained on. The validation rows are the same in both modes.
+RECORDED_BUILD = False
 
 LICENCE_OK = ("MIT", "Apache-2.0", "BSD", "CC0", "CC-BY", "CC-BY-SA", "ODC-BY", "CDLA-Permissive")
 
@@ -30,8 +38,9 @@ CATEGORY_MAP = {
 # Sources whose rows are held out for validation (never trained on).
 VAL_HARMFUL_SOURCES = {"harmbench", "jbb_behaviors", "strongreject", "multijail", "gptfuzz_questions", "dangerousqa"}
 VAL_BENIGN_SOURCES = {"jbb_benign", "fastchat_bench", "oasst_eval", "arena_hard", "ifeval", "truthfulqa"}
-# Builder.embedded pads its examples with Dolly answers longer than the first and shorter than the second, from the
-# whole file (held-out answers included): the benchmark builds its attack documents from the other held-out ones.
+# Builder.embedded pads its examples with Dolly answers longer than the first and shorter than the second (in the
+# recorded build from the whole file, held-out answers included; otherwise training answers only): the benchmark
+# builds its attack documents from the other held-out ones.
 EMBEDDED_PARAGRAPH_CHARS = (60, 400)
 DOLLY_FILE = "benign_dolly/dolly_first6400_instruction_response.jsonl.gz"  # under the datasets root
 
@@ -141,10 +150,11 @@ def _licence_ok(lic: str) -> bool:
 
 
 class Builder:
-    def __init__(self, root: Path, seed: int = 13) -> None:
+    def __init__(self, root: Path, seed: int = 13, leak: Contamination | None = None) -> None:
         self.root = root
         self.rng = random.Random(seed)
         self.examples: list[Example] = []
+        self.leak = leak  # None: the recorded build (RECORDED_BUILD); else what training must not hold
 
     def add(self, **kw) -> None:
         self.examples.append(Example(**kw))
@@ -214,6 +224,9 @@ class Builder:
         sets.append(("toxigen_seed", "CDLA-Permissive-2.0", [r["text"] for r in tg if r["label"] == "hate"],
                      [r["text"] for r in tg if r["label"] != "hate"]))
         ed = list(_csv(self.root / "edos_sexism/edos_labelled_aggregated.csv"))
+        # EDOS's test split is not trained on (the recorded build did; it is dropped after the shuffle, so the draws
+        # of the other sets do not move)
+        held = {"edos_sexism": {r["text"] for r in ed if r.get("split") == "test"}} if self.leak is not None else {}
         sets.append(("edos_sexism", "CC0-1.0",
                      [r["text"] for r in ed if r["label_category"].startswith(("1.", "2."))],
                      [r["text"] for r in ed if r["label_sexist"] == "not sexist"]))
@@ -222,6 +235,9 @@ class Builder:
         for name, lic, pos, neg in sets:
             rng.shuffle(pos)
             rng.shuffle(neg)
+            if name in held:
+                pos = [t for t in pos if t not in held[name]]
+                neg = [t for t in neg if t not in held[name]]
             cat = "S1" if name == "threatgram101" else "S10"
             split_val = name == "toxigen_seed"  # implicit hate: held out entirely
             for t in pos[:cap]:
@@ -253,7 +269,7 @@ class Builder:
         rng = random.Random(17)
         lo, hi = EMBEDDED_PARAGRAPH_CHARS
         dolly = [r["response"] for r in _jsonl(self.root / DOLLY_FILE)
-                 if lo < len(r["response"]) < hi]
+                 if lo < len(r["response"]) < hi and (self.leak is None or not self.leak(r["response"]))]
         short_h = [h for h in harmful if len(h) < 200]
 
         def para() -> str:
@@ -318,7 +334,10 @@ class Builder:
         for t, split in itw:
             self.add(task="attack", text=t, label=1, source="jailbreak_llms_inthewild", licence="MIT", split=split)
         # In-the-wild templates instantiated with harmful requests (the way they are used).
-        fillable = [t for t, _ in itw if len(t) < 6000]
+        if self.leak is None:  # the recorded build: every template, the held-out ones included
+            fillable = [t for t, _ in itw if len(t) < 6000]
+        else:  # training-split templates holding no near-copy of a held-out or benchmark one
+            fillable = [t for t, split in itw if split == "train" and len(t) < 6000 and not self.leak(t)]
         for _ in range(600):
             tpl = rng.choice(fillable)
             h = rng.choice(harmful_train)
@@ -483,6 +502,9 @@ def wrapped_contexts(exs: list[Example], root: Path, seed: int = 13, template_sh
     prompt, against 1.5% plain; 1.0% after this). A reply is harmful or refuses whatever wraps the request."""
     rng = random.Random(seed + 4)
     templates = [t for t, split in inthewild_jailbreaks(root, random.Random(11)) if split == "train" and len(t) < 6000]
+    if not RECORDED_BUILD:  # only the templates `build` kept for training (none holds a near-copy of a held-out one)
+        kept = {e.text for e in exs if e.source == "jailbreak_llms_inthewild" and e.split != "val"}
+        templates = [t for t in templates if t in kept]
     docs = [e.text for e in exs if e.task == "response" and e.split == "train" and e.source == "dolly"]
     out = []
     for e in exs:
@@ -490,6 +512,8 @@ def wrapped_contexts(exs: list[Example], root: Path, seed: int = 13, template_sh
             continue
         r = rng.random()
         if r < template_share:
+            if not templates:  # `exs` holds no training template (not a build's examples)
+                continue
             ctx, lic = fill_template(rng.choice(templates), e.context), "MIT (template)"
         elif r < template_share + document_share / 2:
             ctx, lic = e.context + "\n\n" + " ".join(rng.sample(docs, 2)), "CC-BY-SA-3.0 (Dolly)"
@@ -539,7 +563,11 @@ def unrelated_replies(exs: list[Example], seed: int = 13, share: float = 0.15) -
     rng = random.Random(seed + 23)
     answers = [e.text for e in exs if e.task == "response" and e.split == "train" and e.source == "dolly"]
     licence: dict[str, str] = {}  # request -> its licence (the first seen)
+    # no validation text or context is paired (the recorded build paired 17 held-out JailbreakBench requests)
+    held = set() if RECORDED_BUILD else {_norm(t) for e in exs if e.split == "val" for t in (e.text, e.context) if t}
     for e in exs:
+        if held and _norm(e.context or e.text) in held:
+            continue
         if e.split == "train" and e.label == 1 and e.task == "response" and e.context and \
                 e.source.startswith("refusal_direction:"):
             licence.setdefault(e.context, e.licence)
@@ -605,8 +633,103 @@ def _redteam_seed_texts(root: Path) -> set[str]:
     return {_norm(t) for t in seed_texts(root)}
 
 
+NEAR_WORDS = 8  # shingle size (words) of the near-copy test, as benchmarks/guard_leakage.py
+NEAR_SHARE = 0.8  # Jaccard, or share of a protected text's shingles inside a training text, that makes a near-copy
+
+
+def _shingles(n: str) -> set[str]:
+    """The NEAR_WORDS-word shingles of a normalised text; none under NEAR_WORDS words (those match only exactly)."""
+    w = n.split()
+    return {" ".join(w[i:i + NEAR_WORDS]) for i in range(len(w) - NEAR_WORDS + 1)}
+
+
+class Contamination:
+    """What no training text or context may hold: a text equal (normalised) to a validation text or context or a
+    red-team seed (`exact`), or a near-copy of a protected text (`near`: validation texts and contexts, red-team
+    seeds and library templates): 8-word-shingle Jaccard >= 0.8 with it, or >= 80% of its shingles inside the
+    training text (a template body inside a filled template, an answer inside a padded document). The rules of
+    benchmarks/guard_leakage.py, checked against every protected text rather than a sample of candidates.
+
+    Calling it with a text gives the reason it is contaminated ("seed", "validation", "near:<what>") or None."""
+
+    def __init__(self, exact: dict[str, str], near: Iterable[tuple[str, str]]) -> None:
+        self.exact = exact  # normalised text -> "seed" | "validation"
+        self.kinds: list[str] = []
+        self.sizes: list[int] = []
+        self.index: dict[str, list[int]] = defaultdict(list)
+        seen: set[str] = set()
+        for n, kind in near:
+            sh = _shingles(n)
+            if not sh or n in seen:
+                continue
+            seen.add(n)
+            for g in sh:
+                self.index[g].append(len(self.sizes))
+            self.kinds.append(kind)
+            self.sizes.append(len(sh))
+        self._cache: dict[str, str | None] = {}
+
+    @classmethod
+    def of(cls, val: list[Example], root: Path) -> Contamination:
+        from bastion.redteam.seeds import load_templates
+
+        exact: dict[str, str] = {}
+        near: list[tuple[str, str]] = []
+        for t in _redteam_seed_texts(root):
+            exact[t] = "seed"
+            near.append((t, "redteam_seed"))
+        for t in load_templates(root):
+            near.append((_norm(t["template"].replace("{prompt}", " ")), "redteam_template"))
+        for e in val:
+            for t in (e.text, e.context):
+                n = _norm(t or "")
+                if n:
+                    exact.setdefault(n, "validation")
+                    near.append((n, f"{e.task}/{e.source}"))
+        return cls(exact, near)
+
+    def __call__(self, text: str | None) -> str | None:
+        n = _norm(text or "")
+        if not n:
+            return None
+        if n in self._cache:
+            return self._cache[n]
+        why = self.exact.get(n)
+        if why is None:
+            sh = _shingles(n)
+            hits: Counter[int] = Counter()
+            for g in sh:
+                hits.update(self.index.get(g, ()))
+            for i, k in hits.items():
+                if k >= NEAR_SHARE * self.sizes[i] or k >= NEAR_SHARE * (self.sizes[i] + len(sh) - k):
+                    why = "near:" + self.kinds[i]
+                    break
+        self._cache[n] = why
+        return why
+
+
 def build(root: Path, seed: int = 13, n_benign: int = 14000) -> list[Example]:
-    b = Builder(root, seed)
+    """The examples of a build. RECORDED_BUILD: the recorded build's, exactly. Otherwise the same validation rows
+    (those of the recorded build, in the same order) and a training set decontaminated against them."""
+    recorded = _assemble(root, seed, n_benign, None)
+    if RECORDED_BUILD:
+        return recorded
+    val = [e for e in recorded if e.split == "val"]
+    out = _assemble(root, seed, n_benign, Contamination.of(val, root))
+    if [_key(e) for e in out if e.split == "val"] != [_key(e) for e in val]:
+        raise RuntimeError("the decontaminated build moved the validation rows")
+    return out
+
+
+def _key(e: Example) -> tuple:
+    return e.task, e.split, e.label, e.source, e.text, e.context
+
+
+def _assemble(root: Path, seed: int, n_benign: int, leak: Contamination | None, removed: Counter | None = None
+              ) -> list[Example]:
+    """`leak` None: the recorded build. Else no training example contaminated by `leak` (each one dropped is
+    counted in `removed` by (reason, task, source))."""
+    b = Builder(root, seed, leak)
     b.harmful_pool()
     b.benign_pool(n_benign)
     b.guardreasoner()
@@ -615,14 +738,27 @@ def build(root: Path, seed: int = 13, n_benign: int = 14000) -> list[Example]:
                      and e.source.startswith("hpp:")]
     benign_train = [e.text for e in b.examples if e.task == "prompt" and e.label == 0 and e.split == "train"
                     and e.source.startswith("bpp:")]
+    if leak is not None:  # no seed or held-out text reaches the synthetic, embedded, attack or reply examples
+        harmful_train = [t for t in harmful_train if not leak(t)]
+        benign_train = [t for t in benign_train if not leak(t)]
     b.synthetic_prompts(harmful_train)
     b.embedded(harmful_train, benign_train)
     b.attacks(harmful_train, benign_train)
     b.responses(harmful_train)
     b.head_only()  # last, so the fine-tuning examples and their calibration split do not move
     # Red-team seeds are never trained on, so the guard's measured attack success rate is honest.
-    seeds = _redteam_seed_texts(root)
-    b.examples = [e for e in b.examples if _norm(e.text) not in seeds or e.split == "val"]
+    if leak is None:
+        seeds = _redteam_seed_texts(root)
+        b.examples = [e for e in b.examples if _norm(e.text) not in seeds or e.split == "val"]
+    else:
+        kept = []
+        for e in b.examples:
+            why = None if e.split == "val" else leak(e.text) or leak(e.context)
+            if why is None:
+                kept.append(e)
+            elif removed is not None:
+                removed[(why, e.task, e.source)] += 1
+        b.examples = kept
     # Deduplicate per task on normalised text; a text seen in validation is removed from training.
     seen: dict[tuple[str, str], Example] = {}
     val_keys = {(e.task, _norm(e.text), _norm(e.context or "")) for e in b.examples if e.split == "val"}
