@@ -11,7 +11,6 @@ import contextlib
 import ipaddress
 import json
 import logging
-import math
 import os
 import signal
 import time
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.guard import Verdict
 from bastion.guard.policy import ALLOW, Decision, Policy, PolicyError, attack_only, merge_decisions
+from bastion.jsonl import LineError, loads_line
 
 from .audit import AuditLog
 from .batcher import GuardBatcher
@@ -38,7 +38,7 @@ from .keys import KeyStore
 from .metrics import Metrics
 from .ratelimit import RateLimiter
 from .sessions import SessionState, SessionTracker
-from .streaming import FieldTexts, StreamScanner, choice_texts, chunk_text, readable_text
+from .streaming import FieldTexts, StreamScanner, choice_fields, choice_texts, chunk_text, readable_text
 
 log = logging.getLogger("bastion.gateway")
 
@@ -276,11 +276,9 @@ class Gateway:
             if len(buf) > limit:
                 raise ApiError(413, f"Request body is larger than {limit} bytes.", code="request_too_large")
         try:
-            return json.loads(bytes(buf), parse_constant=_no_constant, parse_float=_finite_float)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(400, "Request body is not valid JSON.", code="invalid_json") from None
-        except RecursionError:
-            raise ApiError(400, "Request body is nested too deeply.", code="invalid_json") from None
+            return loads_line(bytes(buf))  # NaN, 1e999 and deep nesting refused too
+        except LineError as e:
+            raise ApiError(400, f"Request body is not valid JSON ({e}).", code="invalid_json") from None
 
     # ---- guard ---------------------------------------------------------------------------------
     async def check(self, items: list[Any], rail: str, urgent: bool = True) -> list[Verdict]:
@@ -523,17 +521,6 @@ def session_id(request: Request, ctx: _Ctx) -> str | None:
     if not isinstance(sid, str) or not sid:
         return None
     return f"{ctx.key_id or '-'}|{sid}"
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    f = float(text)
-    if not math.isfinite(f):  # 1e999: JSON allows it, but it cannot be sent on
-        raise ValueError(f"{text} is out of range")
-    return f
 
 
 def _redact_as_block(pol: Policy, d: Decision, scope: str) -> Decision:
@@ -814,11 +801,11 @@ async def _non_stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
     if not isinstance(r, httpx.Response):
         return r
     try:
-        data = json.loads(r.content, parse_constant=_no_constant, parse_float=_finite_float)
+        data = loads_line(r.content)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list) \
                 or not all(isinstance(c, dict) for c in data["choices"]):
             raise ValueError("no choices")
-    except (ValueError, RecursionError):
+    except ValueError:  # LineError too
         raise upstream_error(ApiError(502, "The upstream model returned a malformed response.", "upstream_error",
                                       "upstream_malformed"), gw.metrics) from None
     out, _ = await gw.output_rail(ctx, data)
@@ -845,8 +832,8 @@ async def _read_events(resp: httpx.Response, q: asyncio.Queue) -> None:
                 await q.put(("done", None))
                 return
             try:
-                obj = json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
-            except (ValueError, RecursionError):
+                obj = loads_line(data)
+            except LineError:
                 await q.put(malformed())
                 return
             if not isinstance(obj, dict) or not isinstance(obj.get("choices", []), list):
@@ -936,7 +923,7 @@ async def _buffered_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader:
     try:
         while item[0] == "chunk":
             items.append(item)
-            fields.add(item[1])
+            fields.add(choice_fields(item[1]))
             if fields.chars > MAX_BUFFERED_CHARS:
                 item = ("error", ApiError(502, f"A reply of several choices over {MAX_BUFFERED_CHARS} characters "
                                                "cannot be held for checking.", "upstream_error", "reply_too_long"))
@@ -1080,7 +1067,8 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                 for k in ("id", "created", "model", "system_fingerprint"):
                     if k in payload and k not in meta:
                         meta[k] = payload[k]
-                per_choice = choice_texts(payload)
+                found = choice_fields(payload)  # read once per chunk
+                per_choice = choice_texts(found)
                 if checking and any(i != 0 for i in per_choice):  # n > 1 streams take _buffered_stream
                     outcome = "error"
                     yield sse(upstream_error(ApiError(502, "The upstream model sent several choices to a "
@@ -1106,7 +1094,7 @@ async def _guarded_stream(gw: Gateway, ctx: _Ctx, resp: httpx.Response, reader: 
                     yield _raw_sse(raw) if raw else sse(payload)
                     continue
                 scanner.add((payload, raw), text)
-                fields.add(payload)
+                fields.add(found)
                 if fields.interleaved and fields.chars > MAX_BUFFERED_CHARS:
                     outcome = "error"
                     yield sse(ApiError(502, f"A reply whose fields interleave, over {MAX_BUFFERED_CHARS} characters, "

@@ -86,10 +86,10 @@ def choice_fields(chunk: dict[str, Any]) -> list[tuple[int | str, str, str]]:
     return out
 
 
-def choice_texts(chunk: dict[str, Any]) -> dict[int | str, str]:
-    """The readable text of a stream chunk per choice index."""
+def choice_texts(found: list[tuple[int | str, str, str]]) -> dict[int | str, str]:
+    """The readable text per choice index of a chunk's `choice_fields`."""
     out: dict[int | str, str] = {}
-    for idx, _, t in choice_fields(chunk):
+    for idx, _, t in found:
         out[idx] = out.get(idx, "") + t
     return out
 
@@ -111,8 +111,9 @@ class FieldTexts:
         self.interleaved = False
         self.chars = 0
 
-    def add(self, chunk: dict[str, Any]) -> None:
-        for idx, f, t in choice_fields(chunk):
+    def add(self, found: list[tuple[int | str, str, str]]) -> None:
+        """Take a chunk's `choice_fields`."""
+        for idx, f, t in found:
             key = (idx, f)
             if key != self.last:
                 if key in self.texts:

@@ -102,7 +102,7 @@ class CampaignConfig(BaseModel):
     max_consecutive_errors: int = 5
     params: dict[str, Any] = Field(default_factory=dict)  # extra chat parameters for openai targets
 
-    @field_validator("limit", "benign_limit")
+    @field_validator("limit", "benign_limit", "attack_limit", "max_retries")
     @classmethod
     def _nonneg(cls, v: int | None) -> int | None:
         if v is not None and v < 0:
@@ -114,13 +114,6 @@ class CampaignConfig(BaseModel):
     def _pos(cls, v: int) -> int:
         if v < 1:
             raise ValueError("must be >= 1")
-        return v
-
-    @field_validator("attack_limit", "max_retries")
-    @classmethod
-    def _nonneg_int(cls, v: int) -> int:
-        if v < 0:
-            raise ValueError("must be >= 0")
         return v
 
     @field_validator("timeout", "attack_max_seconds")
