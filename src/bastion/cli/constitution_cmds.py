@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bastion.cli.paths import out_path_problem
 from bastion.jsonl import dumps_line
 
 err = Console(stderr=True, soft_wrap=True)
@@ -34,13 +35,9 @@ def _usage(msg: str) -> typer.Exit:
 
 def _check_out(out_path: Path, inputs: list[Path | None], opt: str = "--out") -> None:
     """OUT must be a file path that is none of the inputs (symlinks resolved): exit 2 otherwise."""
-    if out_path.is_dir() or str(out_path).endswith(("/", os.sep)):
-        raise _usage(f"{opt} {out_path}: is a directory; give a file path such as {out_path / 'out.jsonl'}")
-    target = out_path.resolve()
-    for i in inputs:
-        if i is not None and i.exists() and i.resolve() == target:
-            raise _usage(f"{opt} {out_path} is the input file {i}; writing there would change the input: "
-                         "choose another path")
+    problem = out_path_problem(out_path, inputs, opt)
+    if problem:
+        raise _usage(problem)
 
 
 def _constitution(path: str, principles: list[str] | None = None, tags: list[str] | None = None) -> Any:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from bastion.cli.paths import out_path_problem
 from bastion.jsonl import LineError, dumps_line, iter_lines, loads_line
 
 err = Console(stderr=True, soft_wrap=True)  # an error is one line, however long its path
@@ -109,11 +110,9 @@ def _open_out(out_path: Path | None, file: str) -> tuple[Any, Path | None]:
     earlier output is never left half overwritten, and the input is never truncated by writing over it)."""
     if out_path is None or str(out_path) == "-":
         return sys.stdout, None
-    if file != "-" and out_path.exists() and Path(file).exists() and out_path.resolve() == Path(file).resolve():
-        err.print(f"[red]error:[/] --out {escape(str(out_path))} is the input file; choose another path")
-        raise typer.Exit(2)
-    if out_path.is_dir():
-        err.print(f"[red]error:[/] --out {escape(str(out_path))} is a folder; give a file path")
+    problem = out_path_problem(out_path, [file])
+    if problem:
+        err.print(f"[red]error:[/] {escape(problem)}")
         raise typer.Exit(2)
     if not out_path.parent.is_dir():
         err.print(f"[red]error:[/] cannot write {escape(str(out_path))}: folder {escape(str(out_path.parent))} "

@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 
+from bastion.cli.paths import out_path_problem
+
 EXIT_USAGE = 2
 EXIT_VERIFY_FAILED = 1
 
@@ -71,8 +73,9 @@ def _make_guard(model: str | None) -> Any:
 
 def _check_out(path: Path | None, option: str = "--out") -> None:
     """Fail early (usage error) when an output path cannot be a file, before any work is done."""
-    if path is not None and path.is_dir():
-        raise _fail(f"{option} {path} is a directory; give a file name")
+    problem = None if path is None else out_path_problem(path, (), option)
+    if problem:
+        raise _fail(problem)
 
 
 def _write(path: Path, text: str) -> None:
