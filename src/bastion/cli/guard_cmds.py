@@ -83,14 +83,56 @@ def _print_verdict(v: Any, title: str) -> None:
     out.print(t)
 
 
+class _RawNumber:
+    """A JSON number kept as its text, so an id is copied through exactly (1E5, 0.1000000000000000055511, 1e400)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _dump_value(v: Any) -> str:
+    """`v` as JSON, written as `dumps_line` writes it, with each _RawNumber as its original text."""
+    if isinstance(v, _RawNumber):
+        return v.text
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{dumps_line(k)}: {_dump_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, list):
+        return "[" + ", ".join(_dump_value(x) for x in v) + "]"
+    return dumps_line(v)
+
+
+def _dumps_record(rec: dict[str, Any]) -> str:
+    """One output line; its id (the first key) exactly as it was in the input."""
+    if "id" not in rec:
+        return dumps_line(rec)
+    rest = dumps_line({k: v for k, v in rec.items() if k != "id"})
+    return '{"id": ' + _dump_value(rec["id"]) + (", " + rest[1:] if rest != "{}" else "}")
+
+
+def _raw_id(line: str) -> Any:
+    """The line's id with its numbers as written (_RawNumber); the line has already parsed strictly."""
+    try:
+        return json.loads(line, parse_float=_RawNumber, parse_int=_RawNumber)["id"]
+    except (ValueError, RecursionError, KeyError, TypeError):  # not expected after the strict parse
+        return None
+
+
 def _classify_line(line: str) -> tuple[dict[str, Any] | None, Any, tuple[str, str | None] | None]:
-    """Parse one input line: (error_record, None, None) or (None, id, (prompt, response))."""
+    """Parse one input line: (error_record, None, None) or (None, id, (prompt, response)). A number in the id
+    is kept as its text (1E5 stays 1E5, not 100000.0), so the id is copied through unchanged."""
     if not line.strip():
         return {"error": "empty line"}, None, None
     try:
         rec = loads_line(line)
     except LineError as exc:
         return {"error": str(exc)}, None, None
+    if isinstance(rec, dict) and isinstance(rec.get("id"), (int, float, list, dict)) \
+            and not isinstance(rec["id"], bool):
+        raw = _raw_id(line)
+        if raw is not None:
+            rec["id"] = raw
     if not isinstance(rec, dict):
         return {"error": "line is not a JSON object"}, None, None
 
@@ -105,11 +147,13 @@ def _classify_line(line: str) -> tuple[dict[str, Any] | None, Any, tuple[str, st
     return None, rec.get("id"), (rec["prompt"], resp)
 
 
-def _open_out(out_path: Path | None, file: str) -> tuple[Any, Path | None]:
-    """The stream to write results to, and the temporary file that replaces `out_path` when the run ends (so an
-    earlier output is never left half overwritten, and the input is never truncated by writing over it)."""
+def _open_out(out_path: Path | None, file: str) -> tuple[Any, Path | None, Path | None]:
+    """The stream to write results to, the temporary file that replaces the output file when the run ends (so an
+    earlier output is never left half overwritten, and the input is never truncated by writing over it), and the
+    file it replaces: `out_path`, or the file a symlink there points to (the link is written through, not
+    replaced). A FIFO or device (not a regular file) is written directly."""
     if out_path is None or str(out_path) == "-":
-        return sys.stdout, None
+        return sys.stdout, None, None
     problem = out_path_problem(out_path, [file])
     if problem:
         err.print(f"[red]error:[/] {escape(problem)}")
@@ -118,9 +162,14 @@ def _open_out(out_path: Path | None, file: str) -> tuple[Any, Path | None]:
         err.print(f"[red]error:[/] cannot write {escape(str(out_path))}: folder {escape(str(out_path.parent))} "
                   "does not exist")
         raise typer.Exit(2)
-    tmp = out_path.with_name(f".{out_path.name}.partial")
     try:
-        return open(tmp, "w", encoding="utf-8"), tmp  # noqa: SIM115
+        if out_path.exists() and not out_path.is_file():  # a FIFO, /dev/stdout, ...: nothing to replace
+            return open(out_path, "w", encoding="utf-8"), None, None  # noqa: SIM115
+        final = out_path.resolve()
+        if not final.parent.is_dir():  # a dangling symlink into a missing folder
+            raise FileNotFoundError(2, f"folder {final.parent} does not exist")
+        tmp = final.with_name(f".{final.name}.partial")
+        return open(tmp, "w", encoding="utf-8"), tmp, final  # noqa: SIM115
     except OSError as exc:
         err.print(f"[red]error:[/] cannot write {escape(str(out_path))}: {exc.strerror}")
         raise typer.Exit(2) from None
@@ -189,7 +238,7 @@ def register(app: typer.Typer) -> None:
                 err.print(f"[red]error:[/] cannot read {escape(file)}: {exc.strerror}")
                 raise typer.Exit(1) from None
         g = _guard(_threshold_opts(threshold), model=model)
-        dst, tmp = _open_out(out_path, file)
+        dst, tmp, final = _open_out(out_path, file)
         total = None
         if file != "-":
             try:
@@ -209,7 +258,7 @@ def register(app: typer.Typer) -> None:
             verdicts = iter(g.check_batch(items)) if items else iter(())
             for e, rid, _it in buf:
                 rec = e if e is not None else _record(rid, next(verdicts), full)
-                dst.write(dumps_line(rec) + "\n")
+                dst.write(_dumps_record(rec) + "\n")
 
         with progress:
             buf: list = []
@@ -223,9 +272,10 @@ def register(app: typer.Typer) -> None:
             if buf:
                 flush(buf)
         dst.flush()
-        if tmp is not None:
+        if dst is not sys.stdout:
             dst.close()
-            tmp.replace(out_path)
+        if tmp is not None and final is not None:
+            tmp.replace(final)
 
     @app.command("eval")
     def eval_cmd(
@@ -247,7 +297,7 @@ def register(app: typer.Typer) -> None:
         if task not in ("prompt", "response", "refusal", "attack"):
             err.print(f"[red]error:[/] --task must be prompt, response, refusal or attack (got {escape(repr(task))})")
             raise typer.Exit(2)
-        if file != "-" and not Path(file).is_file():
+        if file != "-" and (Path(file).is_dir() or not Path(file).exists()):  # a pipe such as <(...) is fine
             err.print(f"[red]error:[/] cannot read {escape(file)}: " + ("it is a folder" if Path(file).is_dir()
                                                                         else "no such file"))
             raise typer.Exit(1)

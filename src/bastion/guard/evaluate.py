@@ -107,7 +107,8 @@ def _check_labels(labels: Any) -> np.ndarray:
 def metrics(task: str, y: np.ndarray, p: np.ndarray, thr: float) -> dict[str, Any]:
     """Precision, recall, F1, FPR at `thr`, AUPRC and a threshold table of one check's scores `p` against labels `y`.
     A metric the labels cannot define (recall and AUPRC with no positive, FPR with no negative) is None and named
-    in "undefined"."""
+    in "undefined". Precision where nothing is flagged (no score at or above the threshold), and F1 where precision
+    or recall is undefined, are None too (in the result and in each table row)."""
     y = _check_labels(y)
     p = np.asarray(p, dtype=np.float64)
     res: dict[str, Any] = {"task": task, "n": int(len(y)), "positives": int(y.sum())}
@@ -122,6 +123,11 @@ def metrics(task: str, y: np.ndarray, p: np.ndarray, thr: float) -> dict[str, An
             if k in row:
                 row[k] = None
     res["undefined"] = undefined
+    for row in (res, *res["table"]):
+        if not bool((p >= row["threshold"]).any()):  # nothing flagged: tp + fp = 0
+            row["precision"] = None
+        if row["precision"] is None or row["recall"] is None:
+            row["f1"] = None
     return res
 
 

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import os
 import random
+import re
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import openai
 
@@ -104,6 +108,97 @@ class TokenBucket:
             await asyncio.sleep(wait)
 
 
+# ---- URLs and secrets ----------------------------------------------------------------------------
+_SECRET_PARAM = re.compile(r"key|token|secret|sig|pass|auth|cred", re.I)
+_AUTH_HEADER = re.compile(r"\b(Bearer|Basic)\s+[^\s\"',;]+", re.I)
+
+
+def display_url(url: str) -> str:
+    """`url` as it may be shown or stored: without user:password@ and without a query (either may hold a key)."""
+    parts = urlsplit(str(url))
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port is not None else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The parts of `url` that may be credentials: the userinfo's password (or the user, when it stands alone, as
+    in https://KEY@host), and the values of query parameters whose name looks like a key or token."""
+    parts = urlsplit(str(url))
+    out = [parts.password if parts.password is not None else parts.username or ""]
+    out += [v for k, v in parse_qsl(parts.query, keep_blank_values=True) if v and _SECRET_PARAM.search(k)]
+    return [x for x in out if x]
+
+
+def redact_url(url: str) -> str:
+    """`url` with its credentials (see `url_secrets`) replaced by ***, keeping everything else as written."""
+    parts = urlsplit(str(url))
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, sep, _pw = userinfo.partition(":")
+        netloc = f"{user}:***@{hostport}" if sep else f"***@{hostport}"
+    query = "&".join(
+        f"{k}={'***' if v and _SECRET_PARAM.search(k) else v}" if sep else k
+        for k, sep, v in (item.partition("=") for item in parts.query.split("&"))) if parts.query else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def scrub(text: str, secrets: Sequence[str] = ()) -> str:
+    """`text` with each secret and any `Bearer <token>` / `Basic <token>` replaced by ***. Secrets shorter than 6
+    characters are left alone (replacing them everywhere would garble the message)."""
+    for sec in sorted({x for x in secrets if x and len(x) >= 6 and x != "EMPTY"}, key=len, reverse=True):
+        text = text.replace(sec, "***")
+    return _AUTH_HEADER.sub(lambda m: f"{m.group(1)} ***", text)
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """`text` as one line: its non-empty lines joined by " / ", cut at `limit` characters."""
+    line = " / ".join(x.strip() for x in str(text).splitlines() if x.strip())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+# ---- a total deadline for blocking requests -------------------------------------------------------
+# httpx's timeout bounds each socket read, so a server that drips bytes keeps a request alive indefinitely. The
+# blocking client's response hook checks this deadline (set per request by `chat`) as each piece arrives.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("bastion_llm_deadline", default=None)
+# The HTTP library the openai SDK is built on (httpx, or httpx2 in newer SDKs).
+_http: Any = sys.modules[next(c for c in openai.DefaultHttpxClient.__mro__
+                              if c.__name__ == "Client" and not c.__module__.startswith("openai")
+                              ).__module__.split(".")[0]]
+
+
+class _DeadlineStream(_http.SyncByteStream):  # type: ignore[misc, name-defined]
+    def __init__(self, inner: Any, deadline: float, request: Any) -> None:
+        self.inner, self.deadline, self.request = inner, deadline, request
+
+    def __iter__(self) -> Iterator[bytes]:
+        for piece in self.inner:
+            if time.monotonic() > self.deadline:
+                raise _http.ReadTimeout("the response did not complete in time", request=self.request)
+            yield piece
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
+
+
+def _deadline_hook(response: Any) -> None:
+    deadline = _DEADLINE.get()
+    if deadline is None:
+        return
+    if time.monotonic() > deadline:
+        raise _http.ReadTimeout("the response did not start in time", request=response.request)
+    response.stream = _DeadlineStream(response.stream, deadline, response.request)
+
+
 # ---- the client -------------------------------------------------------------------------------------
 def _utf8_safe(text: str) -> str:
     """`text` with lone surrogates (from a JSON "\\ud800" escape in some input file) as U+FFFD: the request body is
@@ -174,6 +269,7 @@ class LLMClient:
         backoff_base: float = 0.5,
         backoff_max: float = 20.0,
         default_params: dict[str, Any] | None = None,
+        rate_limiter: TokenBucket | None = None,
     ) -> None:
         if not base_url or not str(base_url).startswith(("http://", "https://")):
             raise ValueError(f"base URL must start with http:// or https://, got {base_url!r}")
@@ -182,29 +278,38 @@ class LLMClient:
         if concurrency < 1:
             raise ValueError("concurrency must be >= 1")
         self.base_url = str(base_url).rstrip("/")
+        parts = urlsplit(self.base_url)
+        # A query in the base URL (Azure's ?api-version=, a gateway's key) goes on every request as the SDK's
+        # default_query: the SDK would otherwise put the request path after it.
+        self._query = dict(parse_qsl(parts.query, keep_blank_values=True))
+        self._sdk_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")).rstrip("/")
+        self.display_url = display_url(self.base_url)  # no credentials: for messages and run names
         self.model = model
         self.api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self._secrets = [self.api_key, *url_secrets(self.base_url)]
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
         self.concurrency = int(concurrency)
         self.backoff_base = float(backoff_base)
         self.backoff_max = float(backoff_max)
         self.default_params = dict(default_params or {})
-        self.bucket = TokenBucket(rate_limit_rps) if rate_limit_rps else None
+        # `rate_limiter`: a bucket shared with other clients of the same endpoint (it wins over rate_limit_rps)
+        self.bucket = rate_limiter or (TokenBucket(rate_limit_rps) if rate_limit_rps else None)
         self._sync_sem = threading.BoundedSemaphore(self.concurrency)
         self._sync: openai.OpenAI | None = None
         self._async: dict[int, tuple[openai.AsyncOpenAI, asyncio.Semaphore]] = {}
         self._rng = random.Random()
 
     def __repr__(self) -> str:
-        return f"LLMClient({self.base_url!r}, {self.model!r})"
+        return f"LLMClient({self.display_url!r}, {self.model!r})"
 
     # ---- underlying openai clients (async ones are per event loop) --------------------------------
     @property
     def sync_client(self) -> openai.OpenAI:
         if self._sync is None:
-            self._sync = openai.OpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
-                                       max_retries=0)
+            http = openai.DefaultHttpxClient(timeout=self.timeout, event_hooks={"response": [_deadline_hook]})
+            self._sync = openai.OpenAI(base_url=self._sdk_url, api_key=self.api_key, timeout=self.timeout,
+                                       max_retries=0, default_query=self._query or None, http_client=http)
         return self._sync
 
     def _async_parts(self) -> tuple[openai.AsyncOpenAI, asyncio.Semaphore]:
@@ -212,8 +317,8 @@ class LLMClient:
         key = id(loop)
         parts = self._async.get(key)
         if parts is None or getattr(parts[1], "_bastion_loop", None) is not loop:
-            client = openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
-                                        max_retries=0)
+            client = openai.AsyncOpenAI(base_url=self._sdk_url, api_key=self.api_key, timeout=self.timeout,
+                                        max_retries=0, default_query=self._query or None)
             sem = asyncio.Semaphore(self.concurrency)
             sem._bastion_loop = loop  # type: ignore[attr-defined]
             parts = (client, sem)
@@ -248,7 +353,11 @@ class LLMClient:
             t0 = time.perf_counter()
             try:
                 with self._sync_sem:
-                    resp = self.sync_client.chat.completions.create(**params)
+                    token = _DEADLINE.set(time.monotonic() + self.timeout)  # the whole request, not each read
+                    try:
+                        resp = self.sync_client.chat.completions.create(**params)
+                    finally:
+                        _DEADLINE.reset(token)
                 return self._result(resp, t0, attempt + 1)
             except Exception as e:  # noqa: BLE001 - translated below
                 last = self._translate(e)
@@ -268,7 +377,10 @@ class LLMClient:
             t0 = time.perf_counter()
             try:
                 async with sem:
-                    resp = await client.chat.completions.create(**params)
+                    try:  # the whole request, not each read (a server may drip bytes)
+                        resp = await asyncio.wait_for(client.chat.completions.create(**params), self.timeout)
+                    except asyncio.TimeoutError:
+                        raise LLMTimeoutError(self._timeout_message()) from None
                 return self._result(resp, t0, attempt + 1)
             except asyncio.CancelledError:
                 raise
@@ -286,15 +398,18 @@ class LLMClient:
         for attempt in range(self.max_retries + 1):
             if self.bucket:
                 self.bucket.acquire()
-            started = False
+            started = finished = False
             try:
                 with self._sync_sem:
                     for chunk in self.sync_client.chat.completions.create(**params):
                         if chunk.choices:
-                            delta = chunk.choices[0].delta.content
+                            finished = finished or bool(chunk.choices[0].finish_reason)
+                            delta = chunk.choices[0].delta.content if chunk.choices[0].delta else None
                             if delta:
                                 started = True
                                 yield delta
+                if not finished:
+                    raise self._stream_cut()
                 return
             except Exception as e:  # noqa: BLE001
                 err = self._translate(e)
@@ -310,15 +425,18 @@ class LLMClient:
         for attempt in range(self.max_retries + 1):
             if self.bucket:
                 await self.bucket.aacquire()
-            started = False
+            started = finished = False
             try:
                 async with sem:
                     async for chunk in await client.chat.completions.create(**params):
                         if chunk.choices:
-                            delta = chunk.choices[0].delta.content
+                            finished = finished or bool(chunk.choices[0].finish_reason)
+                            delta = chunk.choices[0].delta.content if chunk.choices[0].delta else None
                             if delta:
                                 started = True
                                 yield delta
+                if not finished:
+                    raise self._stream_cut()
                 return
             except asyncio.CancelledError:
                 raise
@@ -349,13 +467,31 @@ class LLMClient:
         base = min(self.backoff_max, self.backoff_base * (2 ** attempt))
         return base * (0.5 + 0.5 * self._rng.random())
 
-    @staticmethod
-    def _result(resp: Any, t0: float, attempts: int) -> ChatResult:
+    def _where(self) -> str:
+        return f"{self.display_url} (model {self.model})"
+
+    def _timeout_message(self) -> str:
+        return f"request to {self._where()} timed out after {self.timeout:g}s"
+
+    def _stream_cut(self) -> LLMBadResponseError:
+        return LLMBadResponseError(f"the stream from {self._where()} ended early (no finish_reason): "
+                                   "the reply may be incomplete")
+
+    def _result(self, resp: Any, t0: float, attempts: int) -> ChatResult:
         latency = (time.perf_counter() - t0) * 1000.0
         if not getattr(resp, "choices", None):
-            raise LLMBadResponseError("the endpoint returned a completion with no choices")
+            raise LLMBadResponseError(f"the endpoint {self._where()} {_not_a_completion(resp)}")
         choice = resp.choices[0]
-        text = (choice.message.content if choice.message else None) or ""
+        msg = choice.message
+        text = _content_text(getattr(msg, "content", None) if msg else None, self._where())
+        if not text and msg is not None:
+            refusal = getattr(msg, "refusal", None)
+            tool_calls = getattr(msg, "tool_calls", None)
+            if isinstance(refusal, str) and refusal:  # a refusal sent in message.refusal is the reply
+                text = refusal
+            elif tool_calls:  # a reply that only calls tools: the calls, as JSON, so it is not silently empty
+                calls = [c.model_dump(exclude_none=True) if hasattr(c, "model_dump") else c for c in tool_calls]
+                text = json.dumps({"tool_calls": calls}, ensure_ascii=False, default=str)
         lps = None
         if getattr(choice, "logprobs", None) is not None and choice.logprobs.content is not None:
             lps = [TokenLogprob(t.token, float(t.logprob), {x.token: float(x.logprob) for x in (t.top_logprobs or [])})
@@ -369,11 +505,17 @@ class LLMClient:
                           latency_ms=latency, attempts=attempts)
 
     def _translate(self, e: BaseException) -> LLMError:
-        where = f"{self.base_url} (model {self.model})"
+        """`e` as an LLMError whose message is one line, with the API key and URL credentials masked."""
+        err = self._translate_raw(e)
+        err.args = (_one_line(scrub(str(err), self._secrets), limit=600),)
+        return err
+
+    def _translate_raw(self, e: BaseException) -> LLMError:
+        where = self._where()
         if isinstance(e, LLMError):
             return e
         if isinstance(e, openai.APITimeoutError):
-            return LLMTimeoutError(f"request to {where} timed out after {self.timeout:g}s")
+            return LLMTimeoutError(self._timeout_message())
         if isinstance(e, openai.APIConnectionError):
             return LLMConnectionError(f"cannot connect to {where}: {e.__cause__ or e}")
         if isinstance(e, openai.APIStatusError):
@@ -399,7 +541,46 @@ def _error_message(e: Any) -> str:
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
+            return _one_line(str(inner["message"]))
         if isinstance(body.get("message"), str):
-            return body["message"]
-    return str(getattr(e, "message", "") or e).splitlines()[0][:300]
+            return _one_line(body["message"])
+    return _one_line(str(getattr(e, "message", "") or e))
+
+
+def _part_text(part: Any) -> str | None:
+    get = part.get if isinstance(part, dict) else (lambda k: getattr(part, k, None))
+    for key in ("text", "refusal"):  # {"type": "text", "text": ...} or {"type": "refusal", "refusal": ...}
+        if isinstance(get(key), str):
+            return get(key)
+    return None
+
+
+def _content_text(content: Any, where: str) -> str:
+    """A message's content as text: a string, or the text of a list of content parts."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [t for t in (_part_text(p) for p in content) if t is not None]
+        if texts or not content:
+            return "".join(texts)
+    shown = _one_line(json.dumps(content, default=str), limit=80)
+    raise LLMBadResponseError(f"the completion from {where} has content that is not text "
+                              f"({type(content).__name__}: {shown})")
+
+
+def _not_a_completion(resp: Any) -> str:
+    """What came back instead of a completion with choices, for the error message."""
+    if isinstance(resp, (str, bytes)):
+        text = resp.decode("utf-8", "replace") if isinstance(resp, bytes) else resp
+        kind = "HTML" if text.lstrip()[:1] == "<" else "text"
+        return f"returned {kind}, not a chat completion ({_one_line(text, limit=80)!r})"
+    extra = getattr(resp, "model_extra", None) or (resp if isinstance(resp, dict) else {})
+    error = extra.get("error") if isinstance(extra, dict) else None
+    if error is None:
+        error = getattr(resp, "error", None)
+    if error:
+        message = error.get("message", error) if isinstance(error, dict) else error
+        return f"returned an error instead of a completion: {_one_line(str(message))}"
+    return "returned a completion with no choices"

@@ -28,7 +28,9 @@ from bastion.llm import (
     LLMClient,
     LLMConnectionError,
     LLMError,
+    TokenBucket,
 )
+from bastion.llm.client import display_url, redact_url, url_secrets
 from bastion.store import AttemptRecord, Store
 
 from .base import AttackPrompt, Judge, Judgement, Seed, Target, TargetReply
@@ -294,6 +296,20 @@ class _Services:
         self.cfg = cfg
         self.guard_factory = guard_factory
         self._guard: Any = None
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def bucket(self, url: str | None) -> TokenBucket | None:
+        """The --rate-limit bucket of an endpoint, shared by every client of it (target, judge, attacker)."""
+        if not self.cfg.rate_limit or not url:
+            return None
+        key = display_url(url)
+        if key not in self._buckets:
+            self._buckets[key] = TokenBucket(self.cfg.rate_limit)
+        return self._buckets[key]
+
+    def target_url(self) -> str | None:
+        c = self.cfg
+        return c.target.partition(":")[2] if c.target.startswith("openai:") else None
 
     def guard(self) -> Any:
         if self._guard is None:
@@ -306,17 +322,16 @@ class _Services:
     def target_options(self) -> TargetOptions:
         c = self.cfg
         return TargetOptions(model=c.model, timeout=c.timeout, max_retries=c.max_retries,
-                             rate_limit_rps=c.rate_limit, concurrency=c.concurrency, params=dict(c.params),
-                             guard_factory=self.guard)
+                             rate_limit_rps=c.rate_limit, rate_limiter=self.bucket(self.target_url()),
+                             concurrency=c.concurrency, params=dict(c.params), guard_factory=self.guard)
 
     def judge_client(self) -> LLMClient | None:
         c = self.cfg
         if not c.judge_model:
             return None
-        target_url = c.target.partition(":")[2] if c.target.startswith("openai:") else None
-        return LLMClient(c.judge_base_url or target_url or c.attacker_base_url or "http://localhost:8000/v1",
-                         c.judge_model,
-                         timeout=c.timeout, max_retries=c.max_retries, concurrency=c.concurrency)
+        url = c.judge_base_url or self.target_url() or c.attacker_base_url or "http://localhost:8000/v1"
+        return LLMClient(url, c.judge_model, timeout=c.timeout, max_retries=c.max_retries, concurrency=c.concurrency,
+                         rate_limiter=self.bucket(url))
 
     def judges(self) -> list[Judge]:
         c = self.cfg
@@ -391,11 +406,10 @@ class _Runner:
             c = self.cfg
             if not c.attacker_model:
                 raise CampaignError("attacks need --attacker-model (and --attacker-base-url)")
-            target_url = c.target.partition(":")[2] if c.target.startswith("openai:") else None
-            self._attacker = LLMClient(c.attacker_base_url or target_url or "http://localhost:8000/v1",
-                                       c.attacker_model,
+            url = c.attacker_base_url or self.svc.target_url() or "http://localhost:8000/v1"
+            self._attacker = LLMClient(url, c.attacker_model,
                                        timeout=c.timeout, max_retries=c.max_retries, concurrency=c.concurrency,
-                                       rate_limit_rps=c.rate_limit)
+                                       rate_limiter=self.svc.bucket(url))
         return self._attacker
 
     async def run(self, todo: list[Planned]) -> None:
@@ -672,6 +686,28 @@ RESUMABLE = ("target", "model", "timeout", "max_retries", "rate_limit", "concurr
              "attacker_base_url")
 
 
+_URL_SETTINGS = {"target": "--target", "judge_base_url": "--judge-base-url", "attacker_base_url": "--attacker-base-url"}
+
+
+def _setting_url(key: str, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    if key == "target":
+        return value.partition(":")[2] if value.startswith("openai:") else None
+    return value
+
+
+def _redacted(settings: dict[str, Any]) -> dict[str, Any]:
+    """`settings` as stored: credentials in the target, judge and attacker URLs (user:password@, ?api_key=) as
+    ***. A resume asks for such a URL again (see `_resume_config`)."""
+    out = dict(settings)
+    for key in _URL_SETTINGS:
+        url = _setting_url(key, out.get(key))
+        if url:
+            out[key] = ("openai:" if key == "target" else "") + redact_url(url)
+    return out
+
+
 def stored_settings(store: Store, run_id: str) -> dict[str, Any]:
     """The settings a stored run resumes with (not validated): its config, with the overrides of earlier
     resumes applied and defaults for keys an older version did not store."""
@@ -690,10 +726,8 @@ def _resume_config(run: Any, cfg: CampaignConfig | None, store: Store, run_ids: 
     """The config to resume `run` with: the stored one, with the earlier resumes' overrides, then `cfg`'s
     changes to RESUMABLE settings (raises TargetError for any other change)."""
     have = _stored_settings(run)
-    if cfg is None:
-        return CampaignConfig(**have), {}
     original = {**CampaignConfig().model_dump(), **run.config}
-    want = cfg.model_dump()
+    want = have if cfg is None else cfg.model_dump()
     changed = {k: v for k, v in want.items() if v != have.get(k) and v != original.get(k)}
     bad = [k for k in changed if k not in RESUMABLE]
     if bad:
@@ -708,7 +742,13 @@ def _resume_config(run: Any, cfg: CampaignConfig | None, store: Store, run_ids: 
         if judged:
             raise TargetError(f"--model cannot change on --resume: run {run.id} already has {judged} judged "
                               f"attempt(s) against model {have.get('model')!r} (start a new run)")
-    return CampaignConfig(**{**have, **changed}), changed
+    new = {**have, **changed}
+    for key, flag in _URL_SETTINGS.items():
+        url = _setting_url(key, new.get(key))
+        if key not in changed and url and "***" in url_secrets(url):
+            raise TargetError(f"run {run.id} was stored without the credentials in its {flag} URL; "
+                              f"give {flag} again, with them, to resume it")
+    return CampaignConfig(**new), changed
 
 
 def prepare_campaign(cfg: CampaignConfig | None, store: Store, *, guard_factory: Callable[[], Any] | None = None,
@@ -752,7 +792,7 @@ def prepare_campaign(cfg: CampaignConfig | None, store: Store, *, guard_factory:
         versions = _versions(svc.guard() if needs_guard else None)
         if engine != "local":
             versions["engine"] = engine
-        config = cfg.model_dump()
+        config = _redacted(cfg.model_dump())  # no credentials from URLs in the store
         if cfg.guarded:
             pre = store.create_run(lanes[0].target.name, config, cfg.seed, versions, label="pre")
             post = store.create_run(lanes[1].target.name, config, cfg.seed, versions, label="post")
@@ -771,7 +811,7 @@ def prepare_campaign(cfg: CampaignConfig | None, store: Store, *, guard_factory:
                 summary = dict(store.get_run(rid).summary or {})
                 summary["resume_overrides"] = [*summary.get("resume_overrides", []), {
                     "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                    "changes": overrides}]
+                    "changes": _redacted(overrides)}]
             store.set_status(rid, "running", summary=summary)
     for ln in lanes:
         ln.done = store.done_keys(ln.run_id)

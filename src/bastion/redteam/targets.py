@@ -43,6 +43,7 @@ class TargetOptions:
     timeout: float = 60.0
     max_retries: int = 3
     rate_limit_rps: float | None = None
+    rate_limiter: Any = None  # a TokenBucket shared with the other clients of the same endpoint (wins over rps)
     concurrency: int = 8
     params: dict[str, Any] = field(default_factory=dict)  # extra chat-completion parameters
     guard_service: Any = None  # a GuardService; built on demand for guard targets
@@ -169,7 +170,7 @@ class OpenAITarget:
                  params: dict[str, Any] | None = None, **client_kw: Any) -> None:
         self.client = client or LLMClient(base_url, model, **client_kw)
         self.params = dict(params or {})
-        self.name = f"openai:{self.client.base_url} model={model}"
+        self.name = f"openai:{self.client.display_url} model={model}"  # no credentials from the URL
 
     async def respond(self, messages: list[Message]) -> TargetReply:
         r = await self.client.achat(messages, **self.params)
@@ -245,7 +246,7 @@ def _openai_target(rest: str, opts: TargetOptions) -> Target:
         raise TargetError("openai target needs --model NAME")
     return OpenAITarget(rest, opts.model, api_key=opts.api_key, timeout=opts.timeout,
                         max_retries=opts.max_retries, rate_limit_rps=opts.rate_limit_rps,
-                        concurrency=opts.concurrency, params=opts.params)
+                        rate_limiter=opts.rate_limiter, concurrency=opts.concurrency, params=opts.params)
 
 
 @register_target("python")
