@@ -71,11 +71,22 @@ def _make_guard(model: str | None) -> Any:
     return Guard(model=model)
 
 
-def _check_out(path: Path | None, option: str = "--out") -> None:
-    """Fail early (usage error) when an output path cannot be a file, before any work is done."""
-    problem = None if path is None else out_path_problem(path, (), option)
+def _db_path(db: str | None) -> str:
+    """The store a command reads: --db, else $BASTION_DB, else ./bastion.db."""
+    from bastion.store.db import default_db_path
+
+    return db or default_db_path()
+
+
+def _check_out(path: Path | None, option: str = "--out", inputs: tuple[Path | str | None, ...] = ()) -> None:
+    """Fail early (usage error) when an output path cannot be a file or is one of the inputs (the store, a
+    safeguards file), before any work is done."""
+    problem = None if path is None else out_path_problem(path, inputs, option)
     if problem:
         raise _fail(problem)
+
+
+REPORT_SUFFIXES = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
 
 
 def _write(path: Path, text: str) -> None:
@@ -114,7 +125,7 @@ def register(app: typer.Typer) -> None:
             age = parse_duration(max_age) if max_age else None
         except _usage_errors() as e:
             raise _fail(_msg(e)) from None
-        _check_out(out)
+        _check_out(out, inputs=(_db_path(db), safeguards))
         profile, sg, store, ev, pre_ev = _scoring_inputs(framework, safeguards, db, run_id, pre, target)
         try:
             base_ev = evidence_from_store(store, resolve_run_id(store, baseline)) if baseline else None
@@ -202,7 +213,7 @@ def register(app: typer.Typer) -> None:
             sweep,
         )
 
-        _check_out(out)
+        _check_out(out, inputs=(_db_path(db),))
         rg = None
         try:
             profile = load_profile(framework)
@@ -291,7 +302,8 @@ def register(app: typer.Typer) -> None:
         run_id: str = typer.Argument(..., help="Run to report on; `latest` for the newest run."),
         out: Path | None = typer.Option(None, "--out", "-o", help="Output file (default: report.html, report.md "
                                         "or report.json by --format)."),
-        fmt: str = typer.Option("html", "--format", help="html, md or json."),
+        fmt: str | None = typer.Option(None, "--format", help="html, md or json (default: from the --out "
+                                       "suffix .html, .md or .json, else html)."),
         pre: str | None = typer.Option(None, "--pre"),
         framework: str = typer.Option("bastion-default", "--framework", "-f"),
         db: str | None = typer.Option(None, "--db"),
@@ -312,11 +324,15 @@ def register(app: typer.Typer) -> None:
         )
         from bastion.preparedness.trend import compute_trend
 
-        if fmt not in ("html", "md", "json"):
+        if fmt is not None and fmt not in ("html", "md", "json"):
             raise _fail(f"--format must be html, md or json, got {fmt!r}")
+        implied = REPORT_SUFFIXES.get(out.suffix.lower()) if out is not None else None
+        if fmt is not None and implied is not None and implied != fmt:  # an explicit --format is obeyed
+            sys.stderr.write(f"note: writing {fmt} to {out} as --format asks (its suffix suggests {implied})\n")
+        fmt = fmt or implied or "html"
         if out is None:
             out = Path("report." + fmt)
-        _check_out(out)
+        _check_out(out, inputs=(_db_path(db), safeguards))
         try:
             profile = load_profile(framework)
             sg = load_safeguards(safeguards, [c.id for c in profile.categories]) if safeguards else None
@@ -375,8 +391,11 @@ def register(app: typer.Typer) -> None:
         from bastion.preparedness import score
         from bastion.report.card import card_html, card_markdown
 
-        _check_out(out)
-        _check_out(out.with_suffix(".html"))
+        if out.suffix.lower() in (".html", ".htm"):
+            raise _fail(f"--out {out}: the card's --out is its Markdown file (the .html file is written beside "
+                        "it); give a .md path")
+        _check_out(out, inputs=(_db_path(db), safeguards))
+        _check_out(out.with_suffix(".html"), inputs=(_db_path(db), safeguards))
         profile, sg, _store, ev, pre_ev = _scoring_inputs(framework, safeguards, db, run_id, pre)
         sc = score(ev, profile, pre=pre_ev, safeguards=sg).to_dict()
         info = {"model_name": model_name or ev.target, "constitution": constitution, "guard_policy": guard_policy,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
@@ -40,13 +42,27 @@ def _csv(value: str | None) -> list[str] | None:
     return items or None
 
 
-def _store(db: str | None) -> Any:
+def _store(db: str | None, readonly: bool = False) -> Any:
+    """The store at --db (default $BASTION_DB or ./bastion.db). `readonly` (the `runs` commands): it must exist,
+    and is never written to; only `redteam` creates a store."""
     from bastion.store import Store, StoreError, default_db_path
 
+    path = db or default_db_path()
+    if readonly and path != ":memory:" and not Path(path).expanduser().exists():
+        _fail(f"no Bastion database at {path} (run `bastion redteam` first, or pass --db)")
     try:
-        return Store(db or default_db_path())
+        return Store(path, readonly=readonly)
     except StoreError as e:
         _fail(str(e))
+
+
+_CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(x: Any) -> Any:
+    """A CSV cell a spreadsheet will not run as a formula: text starting with = + - @ TAB or CR gets a leading
+    apostrophe (numbers are left alone)."""
+    return "'" + x if isinstance(x, str) and x.startswith(_CSV_FORMULA) else x
 
 
 def _pct(x: float | None) -> str:
@@ -75,6 +91,19 @@ def _get_run(store: Any, ref: str) -> Any:
         return store.get_run(ref)
     except KeyError as e:
         _fail(str(e.args[0]))
+
+
+def _resume_hint(store: Any, resume: str | None, before: set[str]) -> str:
+    """"; continue with: bastion redteam --resume ID" for this campaign's own run: the one resumed, or the one it
+    created (not just the newest in the store; the pre run of a --guarded pair); "" when it made none."""
+    try:
+        ours = [resume] if resume else [r.id for r in reversed(store.list_runs()) if r.id not in before]
+        if ours and not resume:
+            pre = [rid for rid in ours if store.get_run(rid).label in (None, "pre")]
+            ours = pre or ours
+    except Exception:  # noqa: BLE001 - the store itself may be what failed; the hint is only help
+        return ""
+    return f"; continue with: bastion redteam --resume {ours[0]}" if ours else ""
 
 
 def _validation_message(e: Any) -> str:
@@ -122,7 +151,7 @@ def _print_report(runs: list[tuple[str, str, str | None, dict[str, Any]]]) -> No
         keys = list(dict.fromkeys(k for rb in rows_by_run for k in rb))
         for k in keys:
             first = next(rb[k] for rb in rows_by_run if k in rb)
-            cells = [k] + ([_cat_name(k)] if key == "category" else []) + [str(first["attempts"])]
+            cells = [escape(str(k))] + ([escape(_cat_name(k))] if key == "category" else []) + [str(first["attempts"])]
             for rb in rows_by_run:
                 r = rb.get(k)
                 cells += [_pct(r["asr"]), _ci(r)] if r else ["-", "-"]
@@ -135,11 +164,12 @@ def _print_report(runs: list[tuple[str, str, str | None, dict[str, Any]]]) -> No
         out.print(t)
     for run_id, target, label, s in runs:
         o = s["over_refusal"]
-        tag = f"{label}: " if label else ""
+        tag = f"{escape(label)}: " if label else ""
         out.print(f"{tag}[bold]Over-refusal[/bold] on benign look-alikes: {_pct(o['rate'])} "
                   f"({o['refused']}/{o['attempts']}) 95% CI {_ci(o)}", highlight=False)
         if s.get("worst_techniques"):
-            out.print(f"{tag}Most damaging techniques: {', '.join(s['worst_techniques'][:3])}", highlight=False)
+            out.print(f"{tag}Most damaging techniques: {escape(', '.join(s['worst_techniques'][:3]))}",
+                      highlight=False)
         if s.get("judge_agreement"):
             a = s["judge_agreement"]
             out.print(f"{tag}Judge agreement: {_pct(a['rate'])} over {a['attempts']} attempts", highlight=False)
@@ -155,7 +185,7 @@ def _print_report(runs: list[tuple[str, str, str | None, dict[str, Any]]]) -> No
         for o in s.get("resume_overrides") or []:
             changes = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in o.get("changes", {}).items())
             out.print(f"{tag}Resumed at {o.get('at')} with {escape(changes)}", highlight=False)
-        out.print(f"{tag}Run id: [bold]{run_id}[/bold]  target: {target}", highlight=False)
+        out.print(f"{tag}Run id: [bold]{escape(run_id)}[/bold]  target: {escape(target)}", highlight=False)
 
 
 def _print_json(store: Any, run_ids: list[str], status: str, error: str | None,
@@ -249,6 +279,7 @@ def register(app: typer.Typer) -> None:
         )
         from bastion.redteam.seeds import SeedLibraryError
         from bastion.redteam.targets import TargetError
+        from bastion.store import StoreError
 
         if engine not in ("local", "ray"):
             _fail(f"--engine must be local or ray (got {engine!r})")
@@ -323,14 +354,12 @@ def register(app: typer.Typer) -> None:
                 _print_json(store, e.run_ids, "failed", e.error)
             _fail(str(e), code=1)
         except KeyboardInterrupt:
-            # this campaign's own run: the one resumed, or the one it created (not just the newest in the store)
-            ours = [resume] if resume else [r.id for r in reversed(store.list_runs()) if r.id not in before]
-            if ours and not resume:
-                pre = [rid for rid in ours if store.get_run(rid).label in (None, "pre")]
-                ours = pre or ours
-            hint = f"; continue with: bastion redteam --resume {ours[0]}" if ours else ""
+            hint = _resume_hint(store, resume, before)
             err.print(f"interrupted: finished attempts are stored{hint}", highlight=False, soft_wrap=True)
             raise typer.Exit(130) from None
+        except (StoreError, sqlite3.Error) as e:  # e.g. another process held the database locked too long
+            hint = _resume_hint(store, resume, before)
+            _fail(f"{str(e).splitlines()[0]}" + (f"; finished attempts are stored{hint}" if hint else ""), code=1)
         runs = []
         for rid in result.run_ids:
             r = store.get_run(rid)
@@ -374,7 +403,7 @@ def register(app: typer.Typer) -> None:
                   limit: int = typer.Option(20, "--limit", "-n", min=1),
                   as_json: bool = typer.Option(False, "--json")) -> None:
         """Runs, newest first."""
-        store = _store(db)
+        store = _store(db, readonly=True)
         runs = store.list_runs(limit=limit)
         if as_json:
             sys.stdout.write(json.dumps([{
@@ -383,12 +412,13 @@ def register(app: typer.Typer) -> None:
                 "asr": (r.summary or {}).get("overall", {}).get("asr"),
                 "over_refusal": (r.summary or {}).get("over_refusal", {}).get("rate")} for r in runs]) + "\n")
             return
-        t = Table(title=f"Runs in {store.path}")
+        t = Table(title=f"Runs in {escape(store.path)}")
         for col in ("run id", "created", "target", "status", "attempts", "ASR", "over-refusal"):
             t.add_column(col, overflow="fold")
         for r in runs:
             s = r.summary or {}
-            t.add_row(r.id, r.created_at, r.target + (f" ({r.label})" if r.label else ""), r.status,
+            t.add_row(escape(r.id), escape(r.created_at), escape(r.target + (f" ({r.label})" if r.label else "")),
+                      escape(r.status),
                       str(r.n_attempts), _pct(s["overall"]["asr"]) if s.get("overall") else "-",
                       _pct(s["over_refusal"]["rate"]) if s.get("over_refusal") else "-")
         out.print(t)
@@ -400,7 +430,7 @@ def register(app: typer.Typer) -> None:
         """A run's configuration and statistics."""
         from bastion.redteam.stats import summarize
 
-        store = _store(db)
+        store = _store(db, readonly=True)
         run = _get_run(store, run_id)
         summary = summarize(store.attempts(run.id))
         if (run.summary or {}).get("resume_overrides"):
@@ -411,8 +441,9 @@ def register(app: typer.Typer) -> None:
                        versions=run.versions, label=run.label, paired_with=run.paired_with, error=run.error)
             sys.stdout.write(json.dumps(obj) + "\n")
             return
-        out.print(f"Run [bold]{run.id}[/bold]: {run.status}, {run.n_attempts} attempts, created {run.created_at}"
-                  + (f", error: {run.error}" if run.error else ""), highlight=False)
+        out.print(f"Run [bold]{escape(run.id)}[/bold]: {escape(run.status)}, {run.n_attempts} attempts, "
+                  f"created {escape(run.created_at)}" + (f", error: {escape(run.error)}" if run.error else ""),
+                  highlight=False)
         _print_report([(run.id, run.target, run.label, summary)])
 
     @runs_app.command("export")
@@ -420,10 +451,19 @@ def register(app: typer.Typer) -> None:
                     db: str | None = typer.Option(None, "--db"),
                     fmt: str = typer.Option("jsonl", "--format", "-f", help="jsonl | csv"),
                     out_path: Path | None = typer.Option(None, "--out", "-o", help="File (default: stdout).")) -> None:
-        """Every attempt of a run, with its turns, as JSONL or CSV."""
+        """Every attempt of a run, with its turns, as JSONL (exact) or CSV (for spreadsheets: a cell starting
+        with = + - @ TAB or CR gets a leading ' so that it is not run as a formula)."""
+        from bastion.cli.paths import out_path_problem
+        from bastion.store import default_db_path
+
         if fmt not in ("jsonl", "csv"):
             _fail(f"--format must be jsonl or csv, got {fmt!r}")
-        store = _store(db)
+        # the store itself is never overwritten (a directory is reported when writing, as "cannot write")
+        problem = (None if out_path is None or out_path.is_dir() or str(out_path).endswith(("/", os.sep))
+                   else out_path_problem(out_path, [db or default_db_path()]))
+        if problem:
+            _fail(problem)
+        store = _store(db, readonly=True)
         run = _get_run(store, run_id)
         buf = io.StringIO()
         if fmt == "jsonl":
@@ -436,7 +476,7 @@ def register(app: typer.Typer) -> None:
             w.writeheader()
             for row in store.iter_attempt_rows(run.id):
                 row["prompt"] = json.dumps(row["prompt"], ensure_ascii=False)
-                w.writerow(row)
+                w.writerow({k: _csv_cell(v) for k, v in row.items()})
         if out_path is None:
             sys.stdout.write(buf.getvalue())
         else:

@@ -10,13 +10,14 @@ from .evidence import CategoryEvidence, Example, RunEvidence
 
 
 def open_store(db: str | Path | None, must_exist: bool = True) -> Any:
-    """Open the store read-mostly: a missing database file is a usage error, not a new empty database."""
+    """Open the store to read it: a missing database file is a usage error, not a new empty database, and an
+    existing one is opened read-only (never written; an archived read-only copy can be read)."""
     from bastion.store.db import Store, default_db_path
 
     path = str(db) if db is not None else default_db_path()
     if must_exist and path != ":memory:" and not Path(path).expanduser().exists():
         raise FileNotFoundError(f"no Bastion database at {path} (run `bastion redteam` first, or pass --db)")
-    return Store(path)
+    return Store(path, readonly=must_exist)
 
 
 def _parse_time(text: str) -> datetime:

@@ -12,16 +12,21 @@ from .stats import two_proportion_p
 
 
 def compute_trend(evidences: Sequence[RunEvidence], profile: Profile, target: str = "") -> dict[str, Any]:
-    """Score each run (oldest first) and flag a category whose ASR is significantly higher than in the
-    previous run (one-sided two-proportion test at the profile's `regression_alpha`)."""
+    """Score each run (oldest first) and flag a category whose ASR is significantly higher than its baseline
+    (one-sided two-proportion test at the profile's `regression_alpha`).
+
+    A category's baseline is the latest earlier run that completed with attempts in that category: a failed,
+    interrupted or still running run, or one that made no attempt there, is never a baseline (it would hide a
+    regression), though its own attempts are still tested against the baseline. Each run row carries its
+    `status`."""
     runs = sorted(evidences, key=lambda e: e.created_at)
     cats = [c.id for c in profile.categories]
     out_runs: list[dict[str, Any]] = []
     regressions: list[dict[str, Any]] = []
-    prev: RunEvidence | None = None
+    base: dict[str, tuple[RunEvidence, int, int]] = {}  # category -> (run, attempts, successes)
     for ev in runs:
         card = score(ev, profile)
-        row: dict[str, Any] = {"run_id": ev.run_id, "created_at": ev.created_at.isoformat(),
+        row: dict[str, Any] = {"run_id": ev.run_id, "created_at": ev.created_at.isoformat(), "status": ev.status,
                                "overall_level": card.overall_level, "decision": card.decision,
                                "over_refusal": card.over_refusal["rate"], "categories": {}}
         n_all = sum(c.attempts for c in ev.categories.values())
@@ -29,18 +34,18 @@ def compute_trend(evidences: Sequence[RunEvidence], profile: Profile, target: st
         for c, pc in zip(card.categories, profile.categories, strict=True):
             entry = {"level": c.post_level, "asr": c.asr, "ci_high": c.ci_high, "attempts": c.attempts,
                      "tracked": c.tracked, "regression": False}
-            if prev is not None:
-                hz = profile.hazards_for(pc)
-                n1, k1, _ = ev.aggregate(hz)
-                n0, k0, _ = prev.aggregate(hz)
+            n1, k1, _ = ev.aggregate(profile.hazards_for(pc))
+            if c.category in base and n1:
+                prev, n0, k0 = base[c.category]
                 p = two_proportion_p(k1, n1, k0, n0)
-                if n1 and n0 and k1 / n1 > k0 / n0 and p < profile.regression_alpha:
+                if k1 / n1 > k0 / n0 and p < profile.regression_alpha:
                     entry["regression"] = True
                     regressions.append({"run_id": ev.run_id, "baseline_run_id": prev.run_id, "category": c.category,
                                         "asr": k1 / n1, "baseline_asr": k0 / n0, "p_value": p})
+            if ev.status == "completed" and n1:
+                base[c.category] = (ev, n1, k1)
             row["categories"][c.category] = entry
         out_runs.append(row)
-        prev = ev
     return {"target": target or (runs[-1].target if runs else ""), "framework": profile.name, "categories": cats,
             "runs": out_runs, "regressions": regressions}
 

@@ -56,12 +56,12 @@ def card_markdown(card: dict[str, Any], ev: RunEvidence, profile: Profile, info:
     lines = [
         f"# Model safety card: {md_text(name)}", "",
         "| | |", "|---|---|",
-        f"| Deployment | {md_code(name)} |",
+        f"| Deployment | {md_code(name, in_table=True)} |",
         f"| Constitution | {md_text(constitution)} |",
         f"| Guard policy | {md_text(policy)} |",
         f"| Guard model version | {md_text(guard_ver)} |",
-        f"| Framework | {md_text(profile.title or profile.name)} ({md_code(profile.name)}) |",
-        f"| Evaluation date | {ev.created_at.date().isoformat()} (run {md_code(ev.run_id)}) |",
+        f"| Framework | {md_text(profile.title or profile.name)} ({md_code(profile.name, in_table=True)}) |",
+        f"| Evaluation date | {ev.created_at.date().isoformat()} (run {md_code(ev.run_id, in_table=True)}) |",
         f"| Overall level | **{card['overall_level'].capitalize()}** |",
         f"| Decision | **{card['decision']}** |",
         f"| Over-refusal | {_pct(o['rate'])} ({ci} {_pct(o['ci_low'])}–{_pct(o['ci_high'])})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any
 
@@ -93,14 +94,21 @@ def _heatmap_section(ev: RunEvidence) -> str:
     cols = ev.techniques()
     if not rows or not cols:
         return "<p class='muted'>No harmful attempts in this run.</p>"
-    return heatmap(rows, cols, cells, "ASR by hazard category × technique")
+    return ("<div style='overflow-x:auto'>" + heatmap(rows, cols, cells, "ASR by hazard category × technique")
+            + "</div>")
 
 
 def _tradeoff_svg(tradeoff: dict[str, Any] | None, trend: dict[str, Any] | None, card: dict[str, Any]) -> str:
     if tradeoff and tradeoff.get("points"):
-        pts = sorted((p["over_refusal"], p["asr"]) for p in tradeoff["points"] if p["asr"] is not None)
+        # A run with no benign (or no harmful) prompts has no over-refusal (or ASR) axis: no curve to draw.
+        pts = sorted((p["over_refusal"], p["asr"]) for p in tradeoff["points"]
+                     if p["asr"] is not None and p["over_refusal"] is not None)
+        if not pts:
+            return (f"<p class='muted'>No trade-off curve: {_e(tradeoff.get('harmful', 0))} harmful and "
+                    f"{_e(tradeoff.get('benign', 0))} benign prompts (the curve needs both).</p>")
         marks = []
-        if tradeoff.get("current"):
+        if tradeoff.get("current") and tradeoff["current"].get("over_refusal") is not None \
+                and tradeoff["current"].get("asr") is not None:
             c = tradeoff["current"]
             marks.append((c["over_refusal"], c["asr"], f"current t={c['threshold']:.2f}"))
         if tradeoff.get("recommended"):
@@ -128,6 +136,10 @@ def _tradeoff_svg(tradeoff: dict[str, Any] | None, trend: dict[str, Any] | None,
         "<span class='mono'>bastion tradeoff</span> to sweep the guard threshold for the full curve.</p>"
 
 
+TREND_PLOT_WIDTH = 408  # px: line_chart's default width less its margins
+MIN_TICK_GAP_PX = 70  # a YYYY-MM-DD label is about 60 px wide at 11 px
+
+
 def _trend_section(trend: dict[str, Any] | None) -> str:
     if not trend or len(trend.get("runs", [])) < 2:
         return "<p class='muted'>Only one run of this target so far: the trend starts with the next scheduled run.</p>"
@@ -137,18 +149,37 @@ def _trend_section(trend: dict[str, Any] | None) -> str:
         pts = [(i, r["categories"][c]["asr"]) for i, r in enumerate(runs) if r["categories"][c]["asr"] is not None]
         if pts and any(r["categories"][c]["tracked"] for r in runs):
             series.append((c, pts))
-    every = max(1, (len(runs) + 7) // 8)  # at most ~8 date labels
-    ticks = [(i, r["created_at"][:10]) for i, r in enumerate(runs) if i % every == 0 or i == len(runs) - 1]
+    last = len(runs) - 1
+    every = max(1, math.ceil(last * MIN_TICK_GAP_PX / TREND_PLOT_WIDTH))  # date labels at least a label apart
+    ticks = [(i, r["created_at"][:10]) for i, r in enumerate(runs) if i % every == 0]
+    if ticks[-1][0] != last:  # the newest run is always labelled; a regular label too close before it goes
+        if (last - ticks[-1][0]) / last * TREND_PLOT_WIDTH < MIN_TICK_GAP_PX and len(ticks) > 1:
+            ticks.pop()
+        ticks.append((last, runs[last]["created_at"][:10]))
     svg = line_chart(series, "run date", "ASR", title=f"ASR per category across {len(runs)} runs",
                      x_ticks=ticks, x_max=max(len(runs) - 1, 1))
     rows = "".join(f"<tr><td class='mono'>{_e(r['run_id'])}</td><td>{_e(r['created_at'][:19])}</td>"
+                   f"<td>{_e(r.get('status', 'completed'))}</td>"
                    f"{_lvl_cell(r['overall_level'])}<td>{_e(r['decision'])}</td>"
                    f"<td class='num'>{_pct(r['over_refusal'])}</td></tr>" for r in runs)
     regs = "".join(f"<li><b>{_e(g['category'])}</b> regressed in run <span class='mono'>{_e(g['run_id'])}</span>: "
-                   f"{_pct(g['baseline_asr'])} → {_pct(g['asr'])} (p={g['p_value']:.4f})</li>"
-                   for g in trend["regressions"]) or "<li>No significant regression between consecutive runs.</li>"
-    return (svg + "<table><tr><th>Run</th><th>Created</th><th>Overall</th><th>Decision</th><th>Over-refusal</th>"
-            f"</tr>{rows}</table><ul>{regs}</ul>")
+                   f"{_pct(g['baseline_asr'])} → {_pct(g['asr'])} (p={g['p_value']:.4f}, vs run "
+                   f"<span class='mono'>{_e(g['baseline_run_id'])}</span>)</li>"
+                   for g in trend["regressions"]) or ("<li>No significant regression against the previous completed "
+                                                      "run of each category.</li>")
+    return (svg + "<table><tr><th>Run</th><th>Created</th><th>Status</th><th>Overall</th><th>Decision</th>"
+            f"<th>Over-refusal</th></tr>{rows}</table><ul>{regs}</ul>"
+            "<p class='muted'>A run that did not complete is never a regression baseline.</p>")
+
+
+EXAMPLE_CHARS = 1500  # of an unredacted example's prompt or reply shown in the report
+
+
+def _clip(text: str, limit: int = EXAMPLE_CHARS) -> str:
+    """Escaped text, cut at `limit` characters with a note of how many more there were."""
+    if len(text) <= limit:
+        return _e(text)
+    return f"{_e(text[:limit])}<span class='muted'>… [{len(text) - limit:,} more characters]</span>"
 
 
 def _examples_section(ev: RunEvidence, redact: bool) -> str:
@@ -160,8 +191,8 @@ def _examples_section(ev: RunEvidence, redact: bool) -> str:
             prompt = f"<span class='redacted'>[redacted prompt: {len(x.prompt)} characters]</span>"
             reply = f"<span class='redacted'>[redacted reply: {len(x.reply)} characters]</span>"
         else:
-            prompt = f"<pre>{_e(x.prompt[:1500])}</pre>"
-            reply = f"<pre>{_e(x.reply[:1500])}</pre>"
+            prompt = f"<pre>{_clip(x.prompt)}</pre>"
+            reply = f"<pre>{_clip(x.reply)}</pre>"
         items.append(f"<tr><td class='mono'>{_e(x.attempt_id)}</td><td>{_e(x.category)}</td><td>{_e(x.technique)}</td>"
                      f"<td class='mono'>{_e(x.seed_id)}</td><td class='num'>{x.score:.2f}</td>"
                      f"<td>{prompt}</td><td>{reply}</td></tr>")

@@ -28,9 +28,12 @@ def md_text(x: object) -> str:
     return "\\" + out if out[:1] in ("#", "+", "-", "=") else out  # no heading or list marker at a line start
 
 
-def md_code(x: object) -> str:
-    """Untrusted text as an inline code span (content shown literally), safe whatever backticks it holds."""
-    text = " ".join(("" if x is None else str(x)).split()).replace("|", "\\|")
+def md_code(x: object, in_table: bool = False) -> str:
+    """Untrusted text as an inline code span (content shown literally), safe whatever backticks it holds.
+    `in_table`: the span is in a table cell, where a `|` must be escaped (elsewhere the backslash would show)."""
+    text = " ".join(("" if x is None else str(x)).split())
+    if in_table:
+        text = text.replace("|", "\\|")
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or longest else ""
@@ -70,9 +73,13 @@ def report_markdown(card: dict[str, Any], ev: RunEvidence | None = None, trend: 
         if trend["regressions"]:
             out.append("**Regressions across runs:**")
             out += [f"- {md_text(g['category'])} in {md_code(g['run_id'])}: {_pct(g['baseline_asr'])} → {_pct(g['asr'])} "
-                    f"(p={g['p_value']:.4f})" for g in trend["regressions"]]
+                    f"(p={g['p_value']:.4f}, vs {md_code(g['baseline_run_id'])})" for g in trend["regressions"]]
         else:
             out.append(f"No significant regression across {len(trend['runs'])} runs of this target.")
+        unfinished = sum(1 for r in trend["runs"] if r.get("status", "completed") != "completed")
+        if unfinished:
+            out.append(f"{unfinished} of the {len(trend['runs'])} runs did not complete: such a run is never a "
+                       "regression baseline.")
         out.append("")
     out.append(f"<sub>evidence sha256 `{card['evidence_sha256']}` · verify with `bastion verify`</sub>")
     return "\n".join(out) + "\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from html import escape
 
@@ -54,6 +55,12 @@ def heatmap(rows: Sequence[str], cols: Sequence[str], cells: dict[tuple[str, str
     return "".join(out)
 
 
+def _nice_step(raw: float) -> float:
+    """The smallest 1, 2 or 5 times a power of ten that is >= raw."""
+    mag = 10 ** math.floor(math.log10(raw))
+    return next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw * (1 - 1e-9))
+
+
 def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], x_label: str, y_label: str,
                title: str = "", x_max: float | None = None, y_max: float | None = None,
                vline: tuple[float, str] | None = None,
@@ -65,7 +72,12 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], x_la
     xs = [x for _, pts in series for x, _ in pts] + [m[0] for m in marks] + ([vline[0]] if vline else [])
     ys = [y for _, pts in series for _, y in pts] + [m[1] for m in marks]
     xmax = x_max if x_max is not None else max(xs + [1e-9]) * 1.05
-    ymax = y_max if y_max is not None else max(ys + [0.05]) * 1.1  # a flat-zero series still gets a readable axis
+    if y_max is not None:
+        ymax, n_y = y_max, 5
+    else:  # a round axis (0, 20, 40, 60%), and a flat-zero series still gets a readable one
+        ystep = _nice_step(max(ys + [0.05]) / 5)
+        n_y = max(1, math.ceil(max(ys + [0.05]) / ystep - 1e-9))
+        ymax = ystep * n_y
     xmin = 0.0 if x_ticks is None else min(t for t, _ in x_ticks)
     xmax = max(xmax, xmin + 1e-9)
 
@@ -81,8 +93,8 @@ def line_chart(series: Sequence[tuple[str, Sequence[tuple[float, float]]]], x_la
     if title:
         out.append(f'<text x="4" y="15" font-size="13" font-weight="bold">{_e(title)}</text>')
     out.append(f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="#fff" stroke="#999"/>')
-    for i in range(6):
-        yv = ymax * i / 5
+    for i in range(n_y + 1):
+        yv = ymax * i / n_y
         out.append(f'<line x1="{left}" x2="{left + pw}" y1="{sy(yv):.1f}" y2="{sy(yv):.1f}" stroke="#eee"/>'
                    f'<text x="{left - 5}" y="{sy(yv) + 4:.1f}" text-anchor="end">{fmt(yv)}</text>')
     ticks = x_ticks if x_ticks is not None else [(xmax * i / 5, fmt(xmax * i / 5)) for i in range(6)]

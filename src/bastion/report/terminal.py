@@ -93,15 +93,16 @@ def render_tradeoff(sweep: dict[str, Any], console: Console | None = None, every
 
 
 def render_trend(trend: dict[str, Any], console: Console | None = None) -> None:
-    """Print levels and ASR per category across runs of one target, flagging regressions."""
+    """Print levels and ASR per category across runs of one target, flagging regressions. A run that did not
+    complete is marked: it is never a regression baseline."""
     console = console or Console()
     cats = trend["categories"]
-    t = Table(title=f"Trend for target {trend['target']} ({trend['framework']})")
+    t = Table(title=f"Trend for target {escape(str(trend['target']))} ({escape(str(trend['framework']))})")
     t.add_column("Run", no_wrap=True)
     t.add_column("Date", no_wrap=True)
     t.add_column("Overall")
     for c in cats:
-        t.add_column(c)
+        t.add_column(Text(str(c)))
     t.add_column("Over-refusal", justify="right")
     for r in trend["runs"]:
         cells = []
@@ -111,11 +112,15 @@ def render_trend(trend: dict[str, Any], console: Console | None = None) -> None:
             if e.get("regression"):
                 txt.append(" ▲ regression", style="bold red")
             cells.append(txt)
-        t.add_row(r["run_id"], r["created_at"][:10], level_text(r["overall_level"]), *cells, pct(r["over_refusal"]))
+        run = Text(str(r["run_id"]))
+        if r.get("status", "completed") != "completed":
+            run.append(f" ({r['status']})", style="yellow")
+        t.add_row(run, Text(r["created_at"][:10]), level_text(r["overall_level"]), *cells, pct(r["over_refusal"]))
     console.print(t)
     if trend["regressions"]:
         for g in trend["regressions"]:
-            console.print(f"[bold red]regression[/] {g['category']} in run {g['run_id']}: ASR {pct(g['baseline_asr'])} → "
-                          f"{pct(g['asr'])} (p={g['p_value']:.4f}, vs run {g['baseline_run_id']})")
+            console.print(Text.assemble(("regression", "bold red"),
+                                        f" {g['category']} in run {g['run_id']}: ASR {pct(g['baseline_asr'])} → "
+                                        f"{pct(g['asr'])} (p={g['p_value']:.4f}, vs run {g['baseline_run_id']})"))
     else:
-        console.print("[green]No significant regression between consecutive runs.[/]")
+        console.print("[green]No significant regression against the previous completed run of each category.[/]")

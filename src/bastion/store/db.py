@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 DEFAULT_DB = "bastion.db"
 SCHEMA_VERSION = 1
 DIGEST_VERSION = 2  # of Store.attempts_sha256
+BUSY_TIMEOUT_S = 30.0  # how long to wait for another process's lock before failing
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -70,6 +73,17 @@ CREATE TABLE IF NOT EXISTS turns (
     PRIMARY KEY (attempt_id, idx)
 );
 """
+
+
+# The columns this code reads and writes: a database whose tables lack one is refused at open.
+_COLUMNS = {
+    "runs": ("id", "created_at", "finished_at", "target", "label", "paired_with", "config", "seed", "status",
+             "versions", "error", "summary"),
+    "attempts": ("id", "run_id", "key", "seed_id", "seed_text", "category", "technique", "benign", "prompt",
+                 "reply", "blocked_by", "verdicts", "success", "refused", "score", "latency_ms", "tokens", "error",
+                 "created_at"),
+    "turns": ("attempt_id", "idx", "role", "content", "meta"),
+}
 
 
 def default_db_path() -> str:
@@ -141,24 +155,118 @@ class StoreError(RuntimeError):
 class Store:
     """Access to a Bastion SQLite database. Safe to share between threads (one connection, one lock)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, readonly: bool = False,
+                 timeout: float | None = None) -> None:
+        """Open (read-write: create when missing) or, with `readonly`, only read an existing store.
+
+        A read-only store never writes to the file: it opens an archived, read-only copy (a read-only
+        directory, where SQLite cannot create the WAL index, is opened as immutable) and does not wait for a
+        writer's lock on the schema. A file that is not a Bastion store, or one of a newer schema, is refused
+        with a StoreError and left untouched. `timeout`: seconds to wait for another process's lock (default
+        BUSY_TIMEOUT_S)."""
+        timeout = BUSY_TIMEOUT_S if timeout is None else timeout
+        self.timeout = timeout
         self.path = str(path if path is not None else default_db_path())
+        self.readonly = readonly and self.path != ":memory:"
         if self.path != ":memory:":
-            parent = Path(self.path).expanduser().resolve().parent
+            p = Path(self.path).expanduser()
+            parent = p.resolve().parent
             if not parent.is_dir():
                 raise StoreError(f"database directory does not exist: {parent}")
+            if self.readonly and not p.is_file():
+                raise StoreError(f"no Bastion database at {self.path}" if not p.exists()
+                                 else f"{self.path} is not a database file")
         try:
-            self._con = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._con.row_factory = sqlite3.Row
-            self._con.execute("PRAGMA journal_mode=WAL")
-            self._con.execute("PRAGMA synchronous=NORMAL")
+            if self.readonly:
+                self._con = self._connect_readonly(timeout)
+            else:
+                self._con = sqlite3.connect(self.path, timeout=timeout, check_same_thread=False,
+                                            isolation_level=None)
+                self._con.row_factory = sqlite3.Row
+            fresh = self._check_schema()
+            if not self.readonly:
+                self._con.execute("PRAGMA journal_mode=WAL")
+                self._con.execute("PRAGMA synchronous=NORMAL")
+                if fresh:
+                    self._con.executescript(_SCHEMA)
+                    self._con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
+                                      (str(SCHEMA_VERSION),))
             self._con.execute("PRAGMA foreign_keys=ON")
-            self._con.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            if getattr(self, "_con", None) is not None:
+                self._con.close()
+            raise StoreError(f"cannot open database {self.path}: {e}") from e
+        except StoreError:
+            if getattr(self, "_con", None) is not None:
+                self._con.close()
+            raise
+        self._lock = threading.RLock()
+
+    def _connect_readonly(self, timeout: float) -> sqlite3.Connection:
+        p = Path(self.path).expanduser()
+        if os.access(p, os.W_OK) and os.access(p.resolve().parent, os.W_OK):
+            # A writable file: a normal connection that refuses every change (it still tidies its WAL files
+            # away on close, which a mode=ro connection cannot).
+            con = sqlite3.connect(str(p), timeout=timeout, check_same_thread=False, isolation_level=None)
+            con.execute("PRAGMA query_only=ON")
+            con.row_factory = sqlite3.Row
+            return con
+        uri = p.resolve().as_uri()
+        con = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=timeout, check_same_thread=False,
+                              isolation_level=None)
+        try:
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as e:
+            con.close()
+            if "locked" in str(e) or "busy" in str(e):
+                raise
+            # A WAL database in a directory this user cannot write: SQLite cannot create its -shm index.
+            # Nothing can be writing there either, so it is read as immutable, unless a write-ahead log holds
+            # changes not yet in the main file (immutable would not see them).
+            wal = Path(str(Path(self.path).expanduser()) + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                raise StoreError(f"cannot read {self.path} read-only: {e}; its write-ahead log {wal} holds "
+                                 "changes that only a writable copy can apply (copy the database together "
+                                 "with its -wal file to a writable directory)") from e
+            con = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, timeout=timeout,
+                                  check_same_thread=False, isolation_level=None)
+        con.row_factory = sqlite3.Row
+        return con
+
+    def _check_schema(self) -> bool:
+        """Check that the file is a Bastion store this code can read; True when it is empty (a new store).
+        Raises StoreError, before anything is written, for a foreign or newer database."""
+        tables = {r[0] for r in self._con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not tables:
+            if self.readonly:
+                raise StoreError(f"{self.path} is not a Bastion database (it is empty); run `bastion redteam` "
+                                 "first, or pass --db")
+            return True
+        if "meta" not in tables:
+            raise StoreError(f"{self.path} is not a Bastion database (it has tables "
+                             f"{', '.join(sorted(tables)[:5])} but no Bastion schema version); pass another --db")
+        try:
+            row = self._con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        except sqlite3.DatabaseError:
+            raise StoreError(f"{self.path} is not a Bastion database (its meta table is not Bastion's); "
+                             "pass another --db") from None
+        version = None if row is None else str(row[0])
+        if version is not None and version != str(SCHEMA_VERSION):
+            newer = version.isdigit() and int(version) > SCHEMA_VERSION
+            raise StoreError(f"{self.path} has store schema version {version}; this Bastion reads version "
+                             f"{SCHEMA_VERSION}" + (": upgrade Bastion to read it" if newer else ""))
+        for table, cols in _COLUMNS.items():
+            have = {r[1] for r in self._con.execute(f"PRAGMA table_info({table})")}
+            if not have:
+                raise StoreError(f"{self.path} is not a usable Bastion database: table {table} is missing")
+            missing = [c for c in cols if c not in have]
+            if missing:
+                raise StoreError(f"{self.path} is not a usable Bastion database: table {table} lacks column(s) "
+                                 f"{', '.join(missing)}")
+        if version is None and not self.readonly:  # created by a Store that stopped before recording it
             self._con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                               (str(SCHEMA_VERSION),))
-        except sqlite3.DatabaseError as e:
-            raise StoreError(f"cannot open database {self.path}: {e}") from e
-        self._lock = threading.RLock()
+        return False
 
     def close(self) -> None:
         self._con.close()
@@ -173,12 +281,12 @@ class Store:
     def create_run(self, target: str, config: dict[str, Any], seed: int, versions: dict[str, Any],
                    run_id: str | None = None, label: str | None = None) -> str:
         rid = run_id or new_run_id()
-        with self._lock:
+        with self._lock, _writing(self.path, self.timeout, "create the run"):
             self._con.execute(
                 "INSERT INTO runs(id, created_at, target, label, config, seed, status, versions) "
                 "VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-                (rid, _now(), target, label, json.dumps(config, sort_keys=True), int(seed),
-                 json.dumps(versions, sort_keys=True)))
+                (_text(rid), _now(), _text(target), _text(label), _text(json.dumps(config, sort_keys=True)),
+                 int(seed), _text(json.dumps(versions, sort_keys=True))))
         return rid
 
     def pair_runs(self, a: str, b: str) -> None:
@@ -189,18 +297,21 @@ class Store:
     def set_status(self, run_id: str, status: str, error: str | None = None,
                    summary: dict[str, Any] | None = None) -> None:
         finished = _now() if status != "running" else None
-        with self._lock:
+        with self._lock, _writing(self.path, self.timeout, f"record the status of run {run_id}"):
             self._con.execute(
                 "UPDATE runs SET status=?, error=?, finished_at=?, summary=COALESCE(?, summary) WHERE id=?",
-                (status, error, finished, json.dumps(summary) if summary is not None else None, run_id))
+                (status, _text(error), finished, _text(json.dumps(summary)) if summary is not None else None,
+                 run_id))
 
     def get_run(self, run_id: str) -> RunRecord:
-        """The run with this id (a unique prefix is accepted). Raises KeyError when unknown."""
+        """The run with this id (a unique prefix is accepted). Raises KeyError when unknown or empty."""
+        if not run_id or not run_id.strip():
+            raise KeyError("empty run id: give a run id, a unique prefix of one, or `latest`")
         with self._lock:
             row = self._con.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
-            if row is None:
-                rows = self._con.execute("SELECT * FROM runs WHERE id LIKE ? ORDER BY created_at",
-                                         (run_id.replace("%", "") + "%",)).fetchall()
+            if row is None:  # a literal prefix (no LIKE wildcards)
+                rows = self._con.execute("SELECT * FROM runs WHERE substr(id, 1, ?) = ? ORDER BY created_at",
+                                         (len(run_id), run_id)).fetchall()
                 if len(rows) == 1:
                     row = rows[0]
                 elif len(rows) > 1:
@@ -232,7 +343,7 @@ class Store:
     def add_attempt(self, run_id: str, a: AttemptRecord) -> int:
         """Store (or replace, for a retried errored attempt) one attempt and its turns; committed at once."""
         turns = a.turns or [*a.prompt, *([{"role": "assistant", "content": a.reply}] if a.reply is not None else [])]
-        with self._lock:
+        with self._lock, _writing(self.path, self.timeout, f"store an attempt of run {run_id}"):
             cur = self._con.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
@@ -241,15 +352,18 @@ class Store:
                     "INSERT INTO attempts(run_id, key, seed_id, seed_text, category, technique, benign, prompt, "
                     "reply, blocked_by, verdicts, success, refused, score, latency_ms, tokens, error, created_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, a.key, a.seed_id, a.seed_text, a.category, a.technique, int(a.benign),
-                     json.dumps(a.prompt, ensure_ascii=False), a.reply, a.blocked_by,
-                     json.dumps(a.verdicts, ensure_ascii=False, default=str), _opt_int(a.success),
-                     _opt_int(a.refused), a.score, a.latency_ms, json.dumps(a.tokens), a.error, _now()))
+                    (run_id, _text(a.key), _text(a.seed_id), _text(a.seed_text), _text(a.category),
+                     _text(a.technique), int(a.benign), _text(json.dumps(a.prompt, ensure_ascii=False)),
+                     _text(a.reply), _text(a.blocked_by),
+                     _text(json.dumps(a.verdicts, ensure_ascii=False, default=str)), _opt_int(a.success),
+                     _opt_int(a.refused), a.score, a.latency_ms, _text(json.dumps(a.tokens)), _text(a.error),
+                     _now()))
                 aid = int(cur.lastrowid)
                 cur.executemany(
                     "INSERT INTO turns(attempt_id, idx, role, content, meta) VALUES (?, ?, ?, ?, ?)",
-                    [(aid, i, str(t.get("role", "")), str(t.get("content") or ""),
-                      json.dumps(t["meta"], default=str) if t.get("meta") else None) for i, t in enumerate(turns)])
+                    [(aid, i, _text(str(t.get("role", ""))), _text(str(t.get("content") or "")),
+                      _text(json.dumps(t["meta"], default=str)) if t.get("meta") else None)
+                     for i, t in enumerate(turns)])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
@@ -359,6 +473,29 @@ class Store:
                               (run_id,))
             self._con.execute("DELETE FROM attempts WHERE run_id=?", (run_id,))
             self._con.execute("DELETE FROM runs WHERE id=?", (run_id,))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _text(x: str | None) -> str | None:
+    """Text SQLite can store as UTF-8: a surrogate pair becomes its character, a lone surrogate (from a
+    malformed JSON reply or a python: target) U+FFFD, instead of failing the whole write."""
+    if x is None or not _SURROGATE.search(x):
+        return x
+    return x.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+@contextmanager
+def _writing(path: str, timeout: float, what: str) -> Iterator[None]:
+    """A lock held by another process past the busy timeout becomes a one-line StoreError."""
+    try:
+        yield
+    except sqlite3.OperationalError as e:
+        if "locked" in str(e) or "busy" in str(e):
+            raise StoreError(f"cannot {what}: database {path} is locked by another process "
+                             f"(waited {timeout:g} s)") from e
+        raise
 
 
 def _opt_int(x: bool | None) -> int | None:
