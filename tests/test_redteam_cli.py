@@ -141,3 +141,42 @@ def test_redteam_without_the_dataset_pool_is_a_one_line_error(tmp_path, monkeypa
     r = runner.invoke(app, ["redteam", "--db", str(tmp_path / "r.db"), "--limit", "1"])
     assert r.exit_code == 2
     assert "seed library is built from the dataset pool" in r.output and "BASTION_DATASETS" in r.output
+
+
+def test_each_endpoint_gets_its_own_api_key(redteam_sandbox, tmp_path, fake_llm, monkeypatch):
+    """--api-key-env / --judge-key-env: the target's key never goes to the judge's endpoint, nor the other way;
+    the variable names are stored, the keys are not."""
+    target = fake_llm("I can't help with that.", api_key="target-key-123")
+    judge = fake_llm("No", api_key="judge-key-456")
+    monkeypatch.setenv("OPENAI_API_KEY", "some-other-key")
+    monkeypatch.setenv("T_KEY", "target-key-123")
+    monkeypatch.setenv("J_KEY", "judge-key-456")
+    db = str(tmp_path / "b.db")
+    args = ["redteam", "--target", f"openai:{target.base_url}", "--model", "m", "--judge-model", "j",
+            "--judge-base-url", judge.base_url, "--limit", "3", "--benign-limit", "1", "--techniques", "direct",
+            "--db", db, "--json"]
+    # OPENAI_API_KEY for both: the scripted servers answer 401
+    assert _invoke(*args).exit_code == 1
+    obj = _json(_invoke(*args, "--api-key-env", "T_KEY", "--judge-key-env", "J_KEY"))
+    assert obj["over_refusal"]["attempts"] == 1 and target.calls >= 4 and judge.calls >= 3
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    blob = "\n".join(con.iterdump())
+    con.close()
+    assert "target-key-123" not in blob and "judge-key-456" not in blob and "T_KEY" in blob
+    # a named variable that is not set stops before a run is created
+    runs_before = len(_json(_invoke("runs", "list", "--db", db, "--json")))
+    res = _invoke(*args, "--api-key-env", "NOT_SET_ANYWHERE")
+    assert res.exit_code == 2 and "NOT_SET_ANYWHERE" in res.stderr
+    assert len(_json(_invoke("runs", "list", "--db", db, "--json"))) == runs_before
+
+
+def test_judge_on_the_target_url_uses_the_target_key(redteam_sandbox, tmp_path, fake_llm, monkeypatch):
+    llm = fake_llm("I can't help with that.", api_key="shared-key-789")
+    monkeypatch.setenv("OPENAI_API_KEY", "wrong")
+    monkeypatch.setenv("T_KEY", "shared-key-789")
+    obj = _json(_invoke("redteam", "--target", f"openai:{llm.base_url}", "--model", "m", "--judge-model", "j",
+                        "--api-key-env", "T_KEY", "--limit", "2", "--benign-limit", "0", "--techniques", "direct",
+                        "--db", str(tmp_path / "c.db"), "--json"))
+    assert obj["categories"] and llm.calls >= 4

@@ -35,6 +35,14 @@ def _fail(msg: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def _check_key_envs(cfg: Any) -> None:
+    """Every --*-key-env names a variable that is set, checked before a run is created."""
+    for flag, name in (("--api-key-env", cfg.api_key_env), ("--judge-key-env", cfg.judge_key_env),
+                       ("--attacker-key-env", cfg.attacker_key_env)):
+        if name is not None and not os.environ.get(name):
+            _fail(f"{flag} {name}: that environment variable is not set")
+
+
 def _csv(value: str | None) -> list[str] | None:
     if value is None:
         return None
@@ -252,12 +260,23 @@ def register(app: typer.Typer) -> None:
         judge_model: str | None = typer.Option(None, "--judge-model", help="LLM judge model (adds a second judge)."),
         judge_base_url: str | None = typer.Option(None, "--judge-base-url",
                                                   help="Default: the openai: target's URL."),
+        api_key_env: str | None = typer.Option(None, "--api-key-env",
+                                               help="Environment variable holding the openai: target's API key "
+                                                    "(default OPENAI_API_KEY)."),
+        judge_key_env: str | None = typer.Option(None, "--judge-key-env",
+                                                 help="Environment variable holding the LLM judge's API key "
+                                                      "(default: the target's when the judge uses the target's URL, "
+                                                      "else OPENAI_API_KEY)."),
+        attacker_key_env: str | None = typer.Option(None, "--attacker-key-env",
+                                                    help="Environment variable holding the attacker LLM's API key "
+                                                         "(default as for the judge)."),
         db: str | None = typer.Option(None, "--db", help="SQLite store (default $BASTION_DB or ./bastion.db)."),
         resume: str | None = typer.Option(None, "--resume",
                                           help="Continue a stored run (id, prefix or `latest`) with its settings; "
                                                "only --target openai:URL, --model (before any attempt is "
                                                "judged), --timeout, --max-retries, --rate-limit, --concurrency, "
-                                               "--judge-base-url and --attacker-base-url may change."),
+                                               "--judge-base-url, --attacker-base-url and the --*-key-env "
+                                               "options may change."),
         engine: str = typer.Option("local", "--engine", help="local | ray (spread attempts over a Ray cluster)."),
         address: str | None = typer.Option(None, "--address", help="Ray cluster address (default: start locally)."),
         workers: int | None = typer.Option(None, "--workers", min=1, help="Ray actors (default: the cluster's CPUs)."),
@@ -295,7 +314,8 @@ def register(app: typer.Typer) -> None:
             limit=DEFAULT_LIMIT if limit is None else limit,
             benign_limit=DEFAULT_BENIGN_LIMIT if benign_limit is None else benign_limit,
             seed=seed, concurrency=concurrency, timeout=timeout, max_retries=max_retries,
-            rate_limit=rate_limit, judge=judge, judge_model=judge_model, judge_base_url=judge_base_url)
+            rate_limit=rate_limit, judge=judge, judge_model=judge_model, judge_base_url=judge_base_url,
+            api_key_env=api_key_env, judge_key_env=judge_key_env, attacker_key_env=attacker_key_env)
         before: set[str] = set()
         if resume:
             run = _get_run(store, resume)
@@ -312,11 +332,13 @@ def register(app: typer.Typer) -> None:
                 cfg = CampaignConfig(**{**stored_settings(store, run.id), **{k: values[k] for k in given}})
             except ValidationError as e:
                 _fail(_validation_message(e))
+            _check_key_envs(cfg)
         else:
             try:
                 cfg = CampaignConfig(**values)
             except ValidationError as e:
                 _fail(_validation_message(e))
+            _check_key_envs(cfg)
             before = {r.id for r in store.list_runs()}
             if cfg.categories:
                 from bastion.taxonomy import load_taxonomy

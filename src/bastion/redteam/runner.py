@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import os
 import platform
 import random
 from collections import defaultdict
@@ -101,6 +102,11 @@ class CampaignConfig(BaseModel):
     judge: str = "guard"
     judge_model: str | None = None
     judge_base_url: str | None = None
+    # Names of the environment variables holding each endpoint's API key (the keys themselves are never stored).
+    # None: OPENAI_API_KEY, and for a judge or attacker on the target's URL, the target's key.
+    api_key_env: str | None = None
+    judge_key_env: str | None = None
+    attacker_key_env: str | None = None
     max_consecutive_errors: int = 5
     params: dict[str, Any] = Field(default_factory=dict)  # extra chat parameters for openai targets
 
@@ -319,9 +325,22 @@ class _Services:
                 raise CampaignError(f"cannot load the guard model: {e}") from e
         return self._guard
 
+    def api_key(self, url: str | None, env: str | None) -> str | None:
+        """The API key for a client of `url`: from the variable `env` names, else the target's key when `url` is
+        the target's endpoint, else None (the client then reads OPENAI_API_KEY)."""
+        if env is None and url and self.cfg.api_key_env and display_url(url) == display_url(self.target_url() or ""):
+            env = self.cfg.api_key_env
+        if env is None:
+            return None
+        key = os.environ.get(env)
+        if not key:
+            raise CampaignError(f"the environment variable {env} (an API key) is not set")
+        return key
+
     def target_options(self) -> TargetOptions:
         c = self.cfg
-        return TargetOptions(model=c.model, timeout=c.timeout, max_retries=c.max_retries,
+        return TargetOptions(model=c.model, api_key=self.api_key(self.target_url(), c.api_key_env),
+                             timeout=c.timeout, max_retries=c.max_retries,
                              rate_limit_rps=c.rate_limit, rate_limiter=self.bucket(self.target_url()),
                              concurrency=c.concurrency, params=dict(c.params), guard_factory=self.guard)
 
@@ -330,7 +349,7 @@ class _Services:
         if not c.judge_model:
             return None
         url = c.judge_base_url or self.target_url() or c.attacker_base_url or "http://localhost:8000/v1"
-        return LLMClient(url, c.judge_model, timeout=c.timeout, max_retries=c.max_retries, concurrency=c.concurrency,
+        return LLMClient(url, c.judge_model, api_key=self.api_key(url, c.judge_key_env), timeout=c.timeout, max_retries=c.max_retries, concurrency=c.concurrency,
                          rate_limiter=self.bucket(url))
 
     def judges(self) -> list[Judge]:
@@ -407,7 +426,7 @@ class _Runner:
             if not c.attacker_model:
                 raise CampaignError("attacks need --attacker-model (and --attacker-base-url)")
             url = c.attacker_base_url or self.svc.target_url() or "http://localhost:8000/v1"
-            self._attacker = LLMClient(url, c.attacker_model,
+            self._attacker = LLMClient(url, c.attacker_model, api_key=self.svc.api_key(url, c.attacker_key_env),
                                        timeout=c.timeout, max_retries=c.max_retries, concurrency=c.concurrency,
                                        rate_limiter=self.svc.bucket(url))
         return self._attacker
@@ -683,7 +702,7 @@ def resume_hint(error: str, run_id: str, cfg: CampaignConfig) -> str:
 # Settings a --resume may change (where and how the target, judges and attacker are reached): the rest defines
 # the campaign (its plan and what is measured) and stays as stored. `model` only while no attempt was judged.
 RESUMABLE = ("target", "model", "timeout", "max_retries", "rate_limit", "concurrency", "judge_base_url",
-             "attacker_base_url")
+             "attacker_base_url", "api_key_env", "judge_key_env", "attacker_key_env")
 
 
 _URL_SETTINGS = {"target": "--target", "judge_base_url": "--judge-base-url", "attacker_base_url": "--attacker-base-url"}
