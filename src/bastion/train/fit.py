@@ -2,13 +2,21 @@
 
 Reproducible (seeded), CPU-only, under an hour on 2 cores: multi-task fine-tuning of MiniLM-L6 within a
 wall-time budget, int8 ONNX export, tier-1 hashed n-gram models for the cascade, and thresholds chosen
-on a calibration split of the training sources. Validation sources are never trained on.
+on a calibration split of the training sources. No validation text is trained on; most validation sources are held
+out whole, a few are split by row between training and validation (docs/MODEL_CARD.md lists which).
+
+A build writes into a staging folder beside `out_dir` and replaces `out_dir` only once its manifest is complete, so
+a failed or interrupted run leaves the model that was there untouched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import random
+import shutil
+import tempfile
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -30,9 +38,12 @@ from bastion.models.runtime import (
     pair_windows,
 )
 
+from . import data as _data
 from .data import (
     AttackDocuments,
+    Contamination,
     Example,
+    _norm,
     attack_document_data,
     build,
     refusal_prefixed,
@@ -63,6 +74,8 @@ class TrainConfig:
     # continue fine-tuning from this bastion model (its dequantised int8 encoder and its heads) instead of base
     # MiniLM; the fine-tuning then reads every training example, head-only copies included
     continue_from: Path | None = None
+    # export base MiniLM into the build before anything else (--export-encoder); never with heads_only or continue_from
+    export_encoder: bool = False
 
 
 # A continued fine-tuning starts from trained heads: they learn at 3x the encoder's rate, not the 30x new heads need.
@@ -156,14 +169,54 @@ def metrics(y: np.ndarray, p: np.ndarray, thr: float) -> dict:
             "f1": round(f1, 4), "fpr": round(fp / max(1, fp + tn), 4)}
 
 
+def _check_scores(y: np.ndarray, p: np.ndarray, what: str, both_classes: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """(y, p) as arrays, or ValueError: no rows, lengths that differ, labels other than 0/1, a score that is NaN, or
+    (`both_classes`) a single class."""
+    y, p = np.asarray(y), np.asarray(p)  # p keeps its dtype: a float32 score compares with a threshold in float32
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"{what}: labels {y.shape} and scores {p.shape} are not two equal-length 1-D arrays")
+    if not len(y):
+        raise ValueError(f"{what}: no calibration rows")
+    if y.dtype.kind not in "biuf" or not np.isin(y, (0, 1)).all():
+        raise ValueError(f"{what}: labels must be 0 or 1")
+    if p.dtype.kind not in "biuf":
+        raise ValueError(f"{what}: scores must be numbers")
+    nan = np.isnan(p.astype(np.float64))
+    if nan.any():
+        raise ValueError(f"{what}: {int(nan.sum())} scores are NaN")
+    if both_classes and len(np.unique(y)) < 2:
+        raise ValueError(f"{what}: the calibration rows hold one class only (label {int(y[0])})")
+    return y.astype(np.int64), p
+
+
 def _best_f1_threshold(y: np.ndarray, p: np.ndarray, lo: float = 0.05, hi: float = 0.95, tol: float = 0.01) -> float:
     """The middle of the near-best plateau: among grid thresholds whose calibration F1 is within `tol` of the
     best, the median one. The calibration splits are small and partly templated, so the single best grid point
-    is noisy; the plateau's middle moves less between splits and sources."""
+    is noisy; the plateau's middle moves less between splits and sources. When every point of the grid is on the
+    plateau (the grid cannot tell them apart: the scores all lie above `hi` or below `lo`), the grid is redrawn over
+    the scores' own range. ValueError on no rows, labels other than 0/1 or a NaN score; with one class only no
+    threshold can be calibrated and the grid's middle comes back (a build refuses that case: `pick_threshold`)."""
+    y, p = _check_scores(y, p, "threshold", both_classes=False)
+
+    def plateau(grid: list[float]) -> list[float]:
+        f1 = np.array([metrics(y, p, t)["f1"] for t in grid])
+        return [t for t, f in zip(grid, f1, strict=True) if f >= f1.max() - tol]
+
     grid = [round(float(t), 3) for t in np.arange(lo, hi + 1e-9, 0.025)]
-    f1 = np.array([metrics(y, p, t)["f1"] for t in grid])
-    near = [t for t, f in zip(grid, f1, strict=True) if f >= f1.max() - tol]
+    near = plateau(grid)
+    if len(near) == len(grid) and p.max() > p.min():
+        fine = sorted({round(float(t), 4) for t in np.linspace(p.min(), p.max(), 41)[1:]})
+        near_fine = plateau(fine)
+        if len(near_fine) < len(fine):
+            return near_fine[len(near_fine) // 2]
     return near[len(near) // 2]
+
+
+def pick_threshold(task: str, y: np.ndarray, p: np.ndarray) -> float:
+    """A build's threshold for `task` from its calibration labels and scores (`_best_f1_threshold`); ValueError when
+    they cannot calibrate one (no rows, one class only, NaN scores, labels other than 0/1)."""
+    _check_scores(y, p, f"{task} calibration")
+    return _best_f1_threshold(y, p)
 
 
 @dataclass
@@ -357,7 +410,12 @@ def cascade_band(tier1: np.ndarray, y: np.ndarray, exact: np.ndarray, thr: float
     calibration positives the exact tier flags, so the cascade gives up at most about `share` of exact-tier recall.
     Capped at the threshold: a settled window keeps its tier-1 score, so a band above the threshold would let tier 1
     decide positives the exact tier never sees (a tier-1 refusal model confident on every calibration refusal once
-    put its band at 0.95, over a threshold of 0.525)."""
+    put its band at 0.95, over a threshold of 0.525). ValueError on a NaN score or on arrays of different lengths."""
+    tier1, exact = np.asarray(tier1, dtype=np.float64), np.asarray(exact, dtype=np.float64)
+    if not (tier1.shape == exact.shape == np.shape(y)):
+        raise ValueError(f"cascade band: tier-1 {tier1.shape}, exact {exact.shape} and labels {np.shape(y)} differ")
+    if np.isnan(tier1).any() or np.isnan(exact).any() or np.isnan(thr):
+        raise ValueError("cascade band: a score or the threshold is NaN")
     pos = np.sort(tier1[(y == 1) & (exact >= thr)])
     band = float(pos[int(share * len(pos))]) if len(pos) else 0.0
     return min(band, float(thr))
@@ -385,6 +443,30 @@ def _scores(model: CascadeModel, task: str, exs: list[Example], cache: dict[str,
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def extra_examples(paths: list[Path], built: list[Example], root: Path) -> list[Example]:
+    """The rows of the `--extra` files that pass the checks `build` applies to its own training rows: none equal
+    (normalised, per task, with its context) to a row already there, validation rows included, or to an earlier
+    extra row; and, outside RECORDED_BUILD, none contaminated by a validation text, a red-team seed or a near-copy
+    of one (`Contamination`)."""
+    from .extra import load_extra
+
+    rows = [e for p in paths for e in load_extra(p)]
+
+    def key(e: Example) -> tuple[str, str, str]:
+        return e.task, _norm(e.text), _norm(e.context or "")
+
+    seen = {key(e) for e in built}
+    leak = None if _data.RECORDED_BUILD else Contamination.of([e for e in built if e.split == "val"], root)
+    out = []
+    for e in rows:
+        k = key(e)
+        if k in seen or (leak is not None and (leak(e.text) or leak(e.context))):
+            continue
+        seen.add(k)
+        out.append(e)
+    return out
+
+
 def prepare_examples(cfg: TrainConfig) -> list[Example]:
     """Every example a build reads: the data (and --extra), its calibration draw, then the seeded copies."""
     rng = np.random.default_rng(cfg.seed)
@@ -392,10 +474,7 @@ def prepare_examples(cfg: TrainConfig) -> list[Example]:
     # same held-out examples; the seed drives the fine-tuning, the head refits and the calibration draw.
     exs = build(cfg.data_root, n_benign=cfg.n_benign)
     if cfg.extra:
-        from .extra import load_extra
-
-        for p in cfg.extra:
-            exs.extend(load_extra(p))
+        exs.extend(extra_examples(cfg.extra, exs, cfg.data_root))
     for e in exs:  # calibration split: 8% of train, used only for thresholds and cascade bands
         if e.split == "train" and rng.random() < 0.08:
             e.split = "calib"
@@ -407,17 +486,93 @@ def prepare_examples(cfg: TrainConfig) -> list[Example]:
     return exs
 
 
+HEADS_ONLY_FILES = ("encoder.onnx", "tokenizer.json", "heads.npz")  # what --heads-only keeps and needs in out_dir
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """ValueError (one line) for a configuration that would lose or replace the model it should keep: an --out that
+    is a file, --export-encoder with --heads-only or --continue-from, --heads-only without a fine-tuned model."""
+    out = cfg.out_dir
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a model folder")
+    if cfg.export_encoder and cfg.heads_only:
+        raise ValueError("--export-encoder replaces the encoder with base MiniLM; --heads-only keeps the fine-tuned one")
+    if cfg.export_encoder and cfg.continue_from is not None:
+        raise ValueError("--export-encoder starts from base MiniLM; --continue-from starts from a trained model")
+    if cfg.heads_only:
+        if cfg.continue_from is not None:
+            raise ValueError("--continue-from fine-tunes the encoder; it cannot go with --heads-only")
+        missing = [f for f in HEADS_ONLY_FILES if not (out / f).is_file()]
+        if missing:
+            raise ValueError(f"--heads-only needs a fine-tuned model in {out} ({missing[0]} missing)")
+
+
+def _stale_stages(out_dir: Path) -> list[Path]:
+    """Staging and set-aside folders of earlier builds of `out_dir` that were killed before they could clean up."""
+    if not out_dir.parent.is_dir():
+        return []
+    return sorted(p for p in out_dir.parent.iterdir()
+                  if p.is_dir() and p.name.startswith((f".{out_dir.name}.stage-", f".{out_dir.name}.old-")))
+
+
+def _swap_in(stage: Path, out_dir: Path) -> None:
+    """Put the finished build `stage` at `out_dir`: the old folder is renamed away, the stage renamed in (the old
+    folder is put back if that fails), then the old folder is removed."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}-{time.time_ns()}")
+        out_dir.rename(old)
+    try:
+        stage.rename(out_dir)
+    except BaseException:
+        if old is not None and not out_dir.exists():
+            old.rename(out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
+    """Build a model into `cfg.out_dir` (see the module docstring): in a staging folder beside it that starts as a
+    copy of `cfg.out_dir` (--heads-only keeps its encoder), swapped in only when the manifest is complete; on any
+    failure the stage is removed and `cfg.out_dir` is left as it was. Returns the manifest."""
+    check_config(cfg)
+    out_dir = cfg.out_dir
+    for p in _stale_stages(out_dir):
+        log(f"note: {p} is left from an interrupted build (not read; safe to delete)")
+    t_start = time.time()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.stage-", dir=out_dir.parent))
+    try:
+        if out_dir.is_dir():
+            for f in out_dir.iterdir():
+                (shutil.copytree if f.is_dir() else shutil.copy2)(f, stage / f.name)
+        manifest = _train_into(dataclasses.replace(cfg, out_dir=stage), log)
+        _swap_in(stage, out_dir)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    log(f"wrote {out_dir} in {time.time() - t_start:.0f}s")
+    return manifest
+
+
+def _train_into(cfg: TrainConfig, log: Callable[[str], None]) -> dict:
+    """The build itself, written into `cfg.out_dir` (the staging folder)."""
     from .export import base_model_path, describe_encoder, export_encoder
     from .finetune import finetune
 
     t_start = time.time()
     exs = prepare_examples(cfg)
     log(f"examples: {dict(sorted(Counter((e.task, e.split) for e in exs).items()))}")
+    if cfg.export_encoder or (not cfg.heads_only and cfg.continue_from is None
+                              and not (cfg.out_dir / "encoder.onnx").exists()):
+        export_encoder(cfg.out_dir)  # base MiniLM: what tokenises a build from scratch
     # the encoder that tokenises (and embeds nothing): out_dir's, else the model fine-tuning continues from, else base
-    # MiniLM exported into out_dir
+    # MiniLM exported into out_dir; --heads-only never exports over the encoder it keeps
     tok_dir = cfg.out_dir
     if not (tok_dir / "tokenizer.json").exists():
+        if cfg.heads_only:
+            raise FileNotFoundError(f"--heads-only needs a fine-tuned model in {cfg.out_dir} (tokenizer.json missing)")
         if cfg.continue_from:
             tok_dir = cfg.continue_from
         else:
@@ -514,7 +669,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
         cal, val = by[(task, "calib")], by[(task, "val")]
         pc, pv = _scores(model, task, cal, cache), _scores(model, task, val, cache)
         yc, yv = np.array([e.label for e in cal]), np.array([e.label for e in val])
-        thr = _best_f1_threshold(yc, pc)
+        thr = pick_threshold(task, yc, pc)
         manifest["thresholds"][_THR_NAME[task]] = thr
         r = report["tasks"].setdefault(task, {})
         r["threshold"] = thr
@@ -570,5 +725,4 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> dict:
     })
     manifest["attack_span"]["data"] = span_data  # after the digest: counts, not scoring settings
     (cfg.out_dir / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    log(f"wrote {cfg.out_dir} in {time.time() - t_start:.0f}s")
     return manifest
