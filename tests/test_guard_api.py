@@ -64,6 +64,7 @@ def test_model_path_expands_the_home_folder(tmp_path, monkeypatch):
     ("manifest no version", "manifest.json: required field 'version' missing"),
     ("manifest format 99", "newer than this Bastion reads"),
     ("heads wrong shape", "head 'harm' does not fit"),
+    ("heads truncated", "heads.npz: unreadable"),
 ])
 def test_a_damaged_model_folder_is_one_clear_error(tmp_path, damage, expected):
     d = _model_copy(tmp_path, ("manifest.json", "heads.npz"))
@@ -77,6 +78,9 @@ def test_a_damaged_model_folder_is_one_clear_error(tmp_path, damage, expected):
         (d / "manifest.json").write_text(json.dumps(manifest))
     elif damage == "manifest format 99":
         (d / "manifest.json").write_text(json.dumps({**manifest, "format": 99}))
+    elif damage == "heads truncated":  # an interrupted copy: zipfile raises BadZipFile
+        data = (d / "heads.npz").read_bytes()
+        (d / "heads.npz").write_bytes(data[: len(data) // 2])
     else:
         z = dict(np.load(d / "heads.npz"))
         z["harm.W0"] = z["harm.W0"][:300]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -359,7 +360,7 @@ class CascadeModel(GuardModel):
                 self.response = _load_mlp(z, "response")
                 self.refusal = _load_mlp(z, "refusal")
                 self.cats = _load_mlp(z, "cats", softmax=True)
-        except (OSError, ValueError, KeyError, EOFError) as e:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
             raise bad(file, f"unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
         self._check_shapes(bad)
 
