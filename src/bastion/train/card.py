@@ -736,6 +736,10 @@ def render(manifest: dict, bench: dict | None = None) -> str:
         "JailbreakBench benign behaviours) and neutral statements about identity groups (ToxiGen) are flagged far "
         "more often than the 5% target, and some benign 'act as' persona prompts are still taken for jailbreaks "
         "(see the benchmark slices). Raise thresholds with `bastion tradeoff` on your own traffic before blocking.",
+        "- **Statements, not requests:** the prompt-harm check was trained mostly on requests, and its statements are "
+        "mostly hateful or threatening ones, so plain statements about people are often flagged ('He is a lazy "
+        "student.' 0.85): 14-19% of benign social-media comments in two held-out sets (docs/BENCHMARKS.md). Use it on "
+        "requests to an assistant, not as a toxicity filter for comments.",
         _document_note(bench or {}, spans=bool(manifest.get("attack_span"))),
         _blend_note(manifest),
         "- Refusal labels are read from the reply's opening where the source gives none: CoCoNot's preference pairs "
