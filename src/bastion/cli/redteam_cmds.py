@@ -304,7 +304,6 @@ def register(app: typer.Typer) -> None:
             _fail(f"--engine must be local or ray (got {engine!r})")
         if engine == "local" and (address or workers):
             _fail("--address and --workers need --engine ray")
-        store = _store(db)
         values = dict(
             target=target, model=model, guarded=guarded, techniques=_csv(techniques),
             attacks=_csv(attacks) or [], attacker_model=attacker_model, attacker_base_url=attacker_base_url,
@@ -318,6 +317,7 @@ def register(app: typer.Typer) -> None:
             api_key_env=api_key_env, judge_key_env=judge_key_env, attacker_key_env=attacker_key_env)
         before: set[str] = set()
         if resume:
+            store = _store(db)
             run = _get_run(store, resume)
             resume = run.id
             # flags given on the command line (Typer ships its own click: compare the source by name)
@@ -339,7 +339,6 @@ def register(app: typer.Typer) -> None:
             except ValidationError as e:
                 _fail(_validation_message(e))
             _check_key_envs(cfg)
-            before = {r.id for r in store.list_runs()}
             if cfg.categories:
                 from bastion.taxonomy import load_taxonomy
 
@@ -347,6 +346,8 @@ def register(app: typer.Typer) -> None:
                 bad = [c for c in cfg.categories if c not in known]
                 if bad:
                     _fail(f"unknown categories {', '.join(bad)}; use S1..S14")
+            store = _store(db)  # created only once the options are known to be usable
+            before = {r.id for r in store.list_runs()}
 
         progress = Progress(TextColumn("[bold]red team[/bold]"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,

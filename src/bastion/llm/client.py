@@ -110,21 +110,54 @@ class TokenBucket:
 
 # ---- URLs and secrets ----------------------------------------------------------------------------
 _SECRET_PARAM = re.compile(r"key|token|secret|sig|pass|auth|cred", re.I)
-_AUTH_HEADER = re.compile(r"\b(Bearer|Basic)\s+[^\s\"',;]+", re.I)
+# A credential after Bearer/Basic: token-like (16+ characters of a token's alphabet), so that "the Bearer of this
+# account" or "Basic plan" stay as written; after "Authorization:" any value following Bearer/Basic is one.
+_AUTH_HEADER = re.compile(r"\b(Bearer|Basic)\s+(?=[A-Za-z0-9._~+/=-]{16})[^\s\"',;]+", re.I)
+_AUTH_FIELD = re.compile(r"\b(authorization[\"']?\s*[:=]\s*[\"']?(?:(?:Bearer|Basic)\s+|(?=[A-Za-z0-9._~+/=-]{16})))"
+                         r"[^\s\"',;]+", re.I)
 
 
 def display_url(url: str) -> str:
-    """`url` as it may be shown or stored: without user:password@ and without a query (either may hold a key)."""
+    """`url` as it may be shown or stored: without user:password@ and without a query (either may hold a key).
+    A key written in the path is not recognised and stays: pass keys as `api_key` (the CLI's --api-key-env)."""
     parts = urlsplit(str(url))
     host = parts.hostname or ""
     if ":" in host:  # IPv6 literal
         host = f"[{host}]"
     try:
-        port = parts.port
-    except ValueError:
-        port = None
+        port: int | str | None = parts.port
+    except ValueError:  # not a valid port: shown as written, never dropped
+        port = _port_text(parts.netloc)
     netloc = f"{host}:{port}" if port is not None else host
     return urlunsplit((parts.scheme, netloc, parts.path, "", "")).rstrip("/")
+
+
+def _port_text(netloc: str) -> str | None:
+    """The port of `netloc` as written (None when there is none), as urllib splits it."""
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):  # IPv6 literal
+        hostport = hostport.partition("]")[2]
+    _, sep, text = hostport.partition(":")
+    return text if sep else None
+
+
+def check_base_url(url: str) -> None:
+    """Raise ValueError, one line with the URL's credentials masked, unless `url` can be an endpoint's base URL:
+    http:// or https://, a host, and a port (when one is given) from 1 to 65535."""
+    text = str(url or "")
+    shown = redact_url(text)
+    if not text.startswith(("http://", "https://")):
+        raise ValueError(f"base URL must start with http:// or https://, got {shown!r}")
+    parts = urlsplit(text)
+    if not parts.hostname:
+        raise ValueError(f"base URL {shown!r} has no host")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        raise ValueError(f"base URL {shown!r} has port {_port_text(parts.netloc)!r}: a port is a number from 1 to "
+                         "65535")
 
 
 def url_secrets(url: str) -> list[str]:
@@ -151,10 +184,17 @@ def redact_url(url: str) -> str:
 
 
 def scrub(text: str, secrets: Sequence[str] = ()) -> str:
-    """`text` with each secret and any `Bearer <token>` / `Basic <token>` replaced by ***. Secrets shorter than 6
-    characters are left alone (replacing them everywhere would garble the message)."""
-    for sec in sorted({x for x in secrets if x and len(x) >= 6 and x != "EMPTY"}, key=len, reverse=True):
+    """`text` with each secret, a token-like `Bearer <token>` / `Basic <token>` and an `Authorization:` value
+    replaced by ***. Secrets shorter than 6 characters are masked only right after Bearer/Basic (replacing them
+    everywhere would garble the message)."""
+    known = {x for x in secrets if x and x != "EMPTY"}
+    for sec in sorted((x for x in known if len(x) >= 6), key=len, reverse=True):
         text = text.replace(sec, "***")
+    short = [re.escape(x) for x in sorted((x for x in known if len(x) < 6), key=len, reverse=True)]
+    if short:
+        text = re.sub(rf"\b(Bearer|Basic)\s+(?:{'|'.join(short)})(?![^\s\"',;])", lambda m: f"{m.group(1)} ***",
+                      text, flags=re.I)
+    text = _AUTH_FIELD.sub(lambda m: f"{m.group(1)}***", text)
     return _AUTH_HEADER.sub(lambda m: f"{m.group(1)} ***", text)
 
 
@@ -271,8 +311,7 @@ class LLMClient:
         default_params: dict[str, Any] | None = None,
         rate_limiter: TokenBucket | None = None,
     ) -> None:
-        if not base_url or not str(base_url).startswith(("http://", "https://")):
-            raise ValueError(f"base URL must start with http:// or https://, got {base_url!r}")
+        check_base_url(base_url)
         if not model:
             raise ValueError("a model name is required")
         if concurrency < 1:
@@ -505,9 +544,12 @@ class LLMClient:
                           latency_ms=latency, attempts=attempts)
 
     def _translate(self, e: BaseException) -> LLMError:
-        """`e` as an LLMError whose message is one line, with the API key and URL credentials masked."""
+        """`e` as an LLMError whose message is one line, with the API key and URL credentials masked in what the
+        server or the HTTP library said (the client's own location text, built from `display_url`, holds none
+        and is kept as written: a key such as Ollama's "ollama" must not garble the host name)."""
         err = self._translate_raw(e)
-        err.args = (_one_line(scrub(str(err), self._secrets), limit=600),)
+        where = self._where()
+        err.args = (_one_line(where.join(scrub(x, self._secrets) for x in str(err).split(where)), limit=600),)
         return err
 
     def _translate_raw(self, e: BaseException) -> LLMError:

@@ -31,7 +31,7 @@ from bastion.llm import (
     LLMError,
     TokenBucket,
 )
-from bastion.llm.client import display_url, redact_url, url_secrets
+from bastion.llm.client import check_base_url, display_url, redact_url, url_secrets
 from bastion.store import AttemptRecord, Store
 
 from .base import AttackPrompt, Judge, Judgement, Seed, Target, TargetReply
@@ -136,6 +136,21 @@ class CampaignConfig(BaseModel):
     def _rate(cls, v: float | None) -> float | None:
         if v is not None and (not math.isfinite(v) or v <= 0):
             raise ValueError(f"must be > 0 requests per second, got {v:g} (leave it out for no limit)")
+        return v
+
+    @field_validator("target")
+    @classmethod
+    def _target_url(cls, v: str) -> str:
+        url = v.partition(":")[2]
+        if v.startswith("openai:") and url.startswith(("http://", "https://")):
+            check_base_url(url)  # a bad host or port: a usage error before a run is created
+        return v
+
+    @field_validator("judge_base_url", "attacker_base_url")
+    @classmethod
+    def _base_url(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith(("http://", "https://")):  # other text fails when the client is built
+            check_base_url(v)
         return v
 
     @field_validator("attack_max_tokens")

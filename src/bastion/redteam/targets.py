@@ -244,9 +244,12 @@ def _openai_target(rest: str, opts: TargetOptions) -> Target:
         raise TargetError(f"openai target needs a URL, e.g. openai:http://localhost:8000/v1 (got {rest!r})")
     if not opts.model:
         raise TargetError("openai target needs --model NAME")
-    return OpenAITarget(rest, opts.model, api_key=opts.api_key, timeout=opts.timeout,
-                        max_retries=opts.max_retries, rate_limit_rps=opts.rate_limit_rps,
-                        rate_limiter=opts.rate_limiter, concurrency=opts.concurrency, params=opts.params)
+    try:
+        return OpenAITarget(rest, opts.model, api_key=opts.api_key, timeout=opts.timeout,
+                            max_retries=opts.max_retries, rate_limit_rps=opts.rate_limit_rps,
+                            rate_limiter=opts.rate_limiter, concurrency=opts.concurrency, params=opts.params)
+    except ValueError as e:  # a bad URL (no host, a port out of range): a usage error, before any run exists
+        raise TargetError(str(e)) from e
 
 
 @register_target("python")

@@ -159,11 +159,13 @@ class Store:
                  timeout: float | None = None) -> None:
         """Open (read-write: create when missing) or, with `readonly`, only read an existing store.
 
-        A read-only store never writes to the file: it opens an archived, read-only copy (a read-only
-        directory, where SQLite cannot create the WAL index, is opened as immutable) and does not wait for a
-        writer's lock on the schema. A file that is not a Bastion store, or one of a newer schema, is refused
-        with a StoreError and left untouched. `timeout`: seconds to wait for another process's lock (default
-        BUSY_TIMEOUT_S)."""
+        A read-only store never changes the store's contents and does not wait for a writer's lock on the
+        schema. A file this user can write is opened normally with every change refused: on close SQLite may fold
+        a write-ahead log left by a killed writer into the main file (same contents, different bytes). A file it
+        cannot write is opened read-only, as immutable when no -wal/-shm lies beside it or its directory is
+        read-only (where SQLite cannot create the WAL index), so an archived copy is read as it is. A file that
+        is not a Bastion store, or one of a newer schema, is refused with a StoreError and left untouched.
+        `timeout`: seconds to wait for another process's lock (default BUSY_TIMEOUT_S)."""
         timeout = BUSY_TIMEOUT_S if timeout is None else timeout
         self.timeout = timeout
         self.path = str(path if path is not None else default_db_path())
@@ -212,6 +214,15 @@ class Store:
             con.row_factory = sqlite3.Row
             return con
         uri = p.resolve().as_uri()
+        if not any(Path(f"{p}{x}").exists() for x in ("-wal", "-shm", "-journal")):
+            # No connection has the store open and no change is pending. A mode=ro connection would create -wal
+            # and -shm files (with the database's r--r--r-- bits, owned by this user) that it cannot remove, and
+            # the next writer would fail on them: read it as immutable, creating nothing (a writer that starts
+            # during this read is not seen; this user cannot write the file anyway).
+            con = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, timeout=timeout,
+                                  check_same_thread=False, isolation_level=None)
+            con.row_factory = sqlite3.Row
+            return con
         con = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=timeout, check_same_thread=False,
                               isolation_level=None)
         try:
