@@ -198,3 +198,12 @@ def test_garbage_requests_never_crash_the_worker(gateway):
         assert c.get("/healthz").status_code == 200
     assert all(code in (200, 400) for code in codes), codes
     assert codes[-1] == 200 and codes[-2] == 200
+
+
+def test_keys_list_without_a_keys_file_is_an_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from bastion.cli.main import app
+
+    res = CliRunner().invoke(app, ["keys", "list", "--keys", str(tmp_path / "none.yaml")])
+    assert res.exit_code == 2 and "no keys file" in res.stderr

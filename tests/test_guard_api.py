@@ -65,6 +65,8 @@ def test_model_path_expands_the_home_folder(tmp_path, monkeypatch):
     ("manifest format 99", "newer than this Bastion reads"),
     ("heads wrong shape", "head 'harm' does not fit"),
     ("heads truncated", "heads.npz: unreadable"),
+    ("tokenizer damaged", "tokenizer.json: cannot be opened"),
+    ("encoder damaged", "encoder.onnx: cannot be opened"),
 ])
 def test_a_damaged_model_folder_is_one_clear_error(tmp_path, damage, expected):
     d = _model_copy(tmp_path, ("manifest.json", "heads.npz"))
@@ -78,6 +80,10 @@ def test_a_damaged_model_folder_is_one_clear_error(tmp_path, damage, expected):
         (d / "manifest.json").write_text(json.dumps(manifest))
     elif damage == "manifest format 99":
         (d / "manifest.json").write_text(json.dumps({**manifest, "format": 99}))
+    elif damage in ("tokenizer damaged", "encoder damaged"):
+        name = "tokenizer.json" if damage.startswith("tokenizer") else "encoder.onnx"
+        (d / name).unlink()  # a symlink into the shipped model: replace it, never write through it
+        (d / name).write_text("x")
     elif damage == "heads truncated":  # an interrupted copy: zipfile raises BadZipFile
         data = (d / "heads.npz").read_bytes()
         (d / "heads.npz").write_bytes(data[: len(data) // 2])
@@ -187,3 +193,23 @@ def test_policy_check_honours_its_input_and_output_switches(guard):
     assert Policy.from_yaml("").check(guard, HARMFUL, PLACEHOLDER_COMPLIANCE)[1].action == "block"
     off = Policy.from_yaml("checks: {output: false}\n").check(guard, HARMFUL, PLACEHOLDER_COMPLIANCE)
     assert off[1].action == "allow" and off[0].unsafe  # the verdict is still reported
+
+
+def test_verdict_reads_real_classify_full_lines(tmp_path):
+    """The lines `bastion classify --full` really writes (contract fields at the top, the rest under "verdict")."""
+    from typer.testing import CliRunner
+
+    from bastion.cli.main import app
+    from bastion.guard import Guard
+
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"id": 1, "prompt": HARMFUL}) + "\n"
+                   + json.dumps({"id": 2, "prompt": "How do I bake bread?", "response": "I can't help with that."})
+                   + "\n", encoding="utf-8")
+    res = CliRunner().invoke(app, ["classify", str(src), "--full"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    lines = [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
+    g = Guard()
+    assert Verdict.from_dict(lines[0]) == g.check_prompt(HARMFUL)
+    assert Verdict.from_json(json.dumps(lines[1])) == g.check_response("How do I bake bread?",
+                                                                       "I can't help with that.")

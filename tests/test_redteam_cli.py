@@ -180,3 +180,24 @@ def test_judge_on_the_target_url_uses_the_target_key(redteam_sandbox, tmp_path, 
                         "--api-key-env", "T_KEY", "--limit", "2", "--benign-limit", "0", "--techniques", "direct",
                         "--db", str(tmp_path / "c.db"), "--json"))
     assert obj["categories"] and llm.calls >= 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--techniques", "no_such_technique"], "no_such_technique"),
+    (["--categories", "S99"], "S99"),
+])
+def test_usage_errors_leave_no_database(redteam_sandbox, tmp_path, args, message):
+    db = tmp_path / "z.db"
+    res = _invoke("redteam", *args, "--db", str(db))
+    assert res.exit_code == 2 and message in res.stderr and not db.exists()
+
+
+def test_a_missing_dataset_pool_leaves_no_database(tmp_path, monkeypatch):
+    from bastion.redteam import seeds
+
+    seeds._library.cache_clear()
+    seeds._load.cache_clear()
+    monkeypatch.setenv("BASTION_DATASETS", str(tmp_path / "nodata"))
+    db = tmp_path / "nd.db"
+    res = _invoke("redteam", "--db", str(db))
+    assert res.exit_code == 2 and "dataset pool" in res.stderr and not db.exists()

@@ -197,6 +197,8 @@ def keys_list(keys: Path = typer.Option(Path("bastion_keys.yaml"), help="Keys fi
     """List key ids (never the keys)."""
     from bastion.gateway.keys import KeysError, KeyStore
 
+    if not keys.exists():
+        _fail(f"no keys file at {keys} (create one with `bastion keys add ID --keys {keys}`)")
     try:
         for k in KeyStore.load(keys).ids:
             typer.echo(k)

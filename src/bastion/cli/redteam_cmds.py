@@ -346,6 +346,14 @@ def register(app: typer.Typer) -> None:
                 bad = [c for c in cfg.categories if c not in known]
                 if bad:
                     _fail(f"unknown categories {', '.join(bad)}; use S1..S14")
+            # the techniques and the seed library (the dataset pool) too: a usage error leaves no database behind
+            from bastion.redteam import runner as rt_runner
+
+            try:
+                rt_runner.check_techniques(cfg.techniques or rt_runner.DEFAULT_TECHNIQUES)
+                rt_runner._seeds(False, cfg.categories)  # the library: built once per process, cached for the run
+            except (ValueError, SeedLibraryError) as e:
+                _fail(str(e).splitlines()[0])
             store = _store(db)  # created only once the options are known to be usable
             before = {r.id for r in store.list_runs()}
 

@@ -87,7 +87,8 @@ class Verdict:
         if not isinstance(d, dict):
             raise ValueError(f"a verdict must be a JSON object, got {type(d).__name__}")
         if isinstance(d.get("verdict"), dict):
-            d = d["verdict"]
+            # a classify --full line: the contract's fields at the top, the rest of the verdict under "verdict"
+            d = {**{k: v for k, v in d.items() if k not in ("verdict", "id")}, **d["verdict"]}
         missing = [k for k in ("kind", "unsafe", "score") if k not in d]
         if missing:
             raise ValueError(f"not a verdict: missing field(s) {', '.join(missing)}")

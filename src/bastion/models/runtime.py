@@ -43,6 +43,17 @@ def effective_threads(threads: int | None) -> int:
     return threads or int(os.environ.get("BASTION_THREADS", "0")) or min(4, os.cpu_count() or 1)
 
 
+def _unopenable(model_dir: Path) -> str:
+    """Which of the encoder's two files failed to open (only called after one did)."""
+    from tokenizers import Tokenizer
+
+    try:
+        Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    except Exception:  # noqa: BLE001 - tokenizers raises bare exceptions
+        return "tokenizer.json"
+    return "encoder.onnx"
+
+
 class Encoder:
     """Tokenizer + int8 MiniLM sentence encoder. Thread-safe; one ORT session per process."""
 
@@ -340,7 +351,7 @@ class CascadeModel(GuardModel):
         try:
             self.encoder = Encoder(model_dir, threads=threads, hidden=self.span["hidden"] if self.span else None)
         except Exception as e:  # noqa: BLE001 - tokenizers and onnxruntime raise bare exceptions
-            raise bad("tokenizer.json or encoder.onnx", f"cannot be opened ({str(e).splitlines()[0]})") from None
+            raise bad(_unopenable(model_dir), f"cannot be opened ({(str(e).splitlines() or [''])[0]})") from None
         file = "heads.npz"
         try:
             self.attack_span: MLP | None = None
