@@ -79,6 +79,13 @@ def register(app: typer.Typer) -> None:
         if not data.is_dir():
             raise _usage(f"dataset root {data} " + ("is a file, not a folder" if data.exists() else "not found")
                          + " (pass --data)")
+        from bastion.train.data import missing_data  # no torch: checked even without the train extra
+
+        missing = missing_data(data)
+        if missing:
+            raise _usage(f"dataset root {data} lacks {missing[0]}"
+                         + (f" and {len(missing) - 1} more required files" if len(missing) > 1 else "")
+                         + " (pass --data the folder that holds harmful_prompts_permissive/)")
         if steps is not None and epochs is not None:
             raise _usage("--steps and --epochs are alternatives: give one")
         if heads_only:
@@ -149,13 +156,6 @@ def register(app: typer.Typer) -> None:
                 dequantized_state_dict(continue_from / "encoder.onnx")
             except (ValueError, KeyError, OSError) as exc:
                 raise _usage(f"--continue-from: {exc}") from None
-        from bastion.train.data import missing_data
-
-        missing = missing_data(data)
-        if missing:
-            raise _usage(f"dataset root {data} lacks {missing[0]}"
-                         + (f" and {len(missing) - 1} more required files" if len(missing) > 1 else "")
-                         + " (pass --data the folder that holds harmful_prompts_permissive/)")
         import bastion.train.data as train_data
 
         train_data.RECORDED_BUILD = recorded_build
