@@ -66,10 +66,10 @@ def test_multi_turn_conversation_is_kept_in_revise_sft_and_dpo(fake_llm, tmp_pat
     r = cli("sft", "--revised", out, "--out", tmp_path / "sft.jsonl", "--dpo-out", tmp_path / "dpo.jsonl")
     assert r.exit_code == 0, r.output
     sft = read_lines(tmp_path / "sft.jsonl")
-    full = next(x for x in sft if len(x["messages"]) > 2)
-    assert full["messages"][:4] == CONV and full["messages"][4]["role"] == "assistant"
-    single = next(x for x in sft if len(x["messages"]) == 2)
-    assert single["messages"][0] == {"role": "user", "content": "single q"}
+    full = next(x for x in sft if len(x["prompt"]) > 1)  # scripted assistant turn: prompt-completion format
+    assert full["prompt"] == CONV and full["completion"] == [{"role": "assistant", "content": multi["final"]}]
+    single = next(x for x in sft if len(x["prompt"]) == 1)
+    assert single["prompt"] == [{"role": "user", "content": "single q"}]
     dpo = {json.dumps(d["prompt"]): d for d in read_lines(tmp_path / "dpo.jsonl")}
     conv_pair = dpo[json.dumps(CONV)]  # TRL conversational preference format
     assert conv_pair["chosen"] == [{"role": "assistant", "content": multi["final"]}]

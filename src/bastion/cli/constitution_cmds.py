@@ -210,7 +210,8 @@ def revise_cmd(
 # ---- sft / dpo ---------------------------------------------------------------------------------
 @cons_app.command("sft")
 def sft_cmd(
-    out_path: Path = typer.Option(..., "--out", "-o", help="SFT JSONL in TRL `messages` format (rebuilt)."),
+    out_path: Path = typer.Option(..., "--out", "-o", help="SFT JSONL in TRL `messages` format, or prompt-completion "
+                                                           "when attacks scripted assistant turns (rebuilt)."),
     revised: list[Path] = typer.Option(None, "--revised", help="Outputs of `constitution revise` (repeatable)."),
     from_run: str = typer.Option(None, "--from-run", help="Take the successful attacks of this red-team run."),
     db: str = typer.Option(None, "--db", help="Red-team database (default $BASTION_DB or ./bastion.db)."),
@@ -224,7 +225,8 @@ def sft_cmd(
     rounds: int = typer.Option(1, "--rounds", "-n", min=1),
     seed: int = typer.Option(0, "--seed"),
     constitution: str = CONSTITUTION_OPT,
-    system: str = typer.Option(None, "--system", help="System message to prepend to every example."),
+    system: str = typer.Option(None, "--system", help="System message to prepend to every example that has "
+                                                      "none of its own."),
     concurrency: int = typer.Option(8, "--concurrency", min=1),
     timeout: float = typer.Option(60.0, "--timeout"),
     api_key: str = typer.Option(None, "--api-key"),
@@ -233,7 +235,7 @@ def sft_cmd(
     from bastion.constitution import Reviser, dpo_pairs, sft_from_helpful, sft_from_revision
     from bastion.constitution.jsonl import read_jsonl
     from bastion.constitution.pipeline import fill_responses, revise_items
-    from bastion.constitution.sft import redteam_items_from_run
+    from bastion.constitution.sft import redteam_items_from_run, uniform_sft
 
     if not (revised or from_run or redteam_prompts or helpful):
         raise _usage("nothing to build from: give --revised, --from-run, --redteam-prompts and/or --helpful")
@@ -312,6 +314,8 @@ def sft_cmd(
             err.print(f"[yellow]skipped bad revision line[/yellow] {b}", highlight=False)
         revisions += [r for _, r in loaded.records]
     records = [sft_from_revision(r, system) for r in revisions] + [sft_from_helpful(h, system) for h in helpful_items]
+    scripted = sum("completion" in x for x in records)
+    records = uniform_sft(records)
     for msg in problems:
         err.print(f"[yellow]warning:[/yellow] {escape(msg)}; rerun the same command to retry", highlight=False)
     if not records:
@@ -320,6 +324,9 @@ def sft_cmd(
         raise typer.Exit(1)
     _atomic_write(out_path, records)
     err.print(f"sft: {len(records)} examples ({len(revisions)} revised, {len(helpful_items)} helpful) -> {out_path}")
+    if scripted:
+        err.print(f"{scripted} revised conversation(s) hold assistant turns scripted by the attack: {out_path} is in "
+                  "TRL's prompt-completion format, so only the final replies are training targets", highlight=False)
     if dpo_out:
         pairs = list(dpo_pairs(revisions))
         _atomic_write(dpo_out, pairs)
@@ -350,6 +357,8 @@ def label_cmd(
     principle: list[str] = typer.Option(None, "--principle"),
     tag: list[str] = typer.Option(None, "--tag"),
     top_logprobs: int = typer.Option(5, "--top-logprobs", min=1, max=20),
+    no_logprobs: bool = typer.Option(False, "--no-logprobs", help="Do not ask for logprobs (for endpoints that "
+                                                                  "refuse them): hard labels from the answer text."),
     no_few_shot: bool = typer.Option(False, "--no-few-shot", help="Do not show the feedback examples."),
     keep_ties: bool = typer.Option(False, "--keep-ties", help="Keep ties and order-disagreeing hard labels in OUT "
                                                               "(default: OUT.ties.jsonl)."),
@@ -368,10 +377,16 @@ def label_cmd(
     _check_out(out_path, [pairs])
     client = _client(base_url, model, api_key, concurrency, timeout, 3)
     labeller = FeedbackLabeller(client, c, cot=cot, top_logprobs=top_logprobs, retries=retries, seed=seed,
-                                few_shot=[] if no_few_shot else None)
-    s = _run_with_progress("labelling", lambda adv, tot: label_file(
-        pairs, out_path, labeller, seed=seed, concurrency=concurrency, progress=adv, on_total=tot,
-        keep_ties=keep_ties))
+                                few_shot=[] if no_few_shot else None, logprobs=not no_logprobs)
+    try:
+        s = _run_with_progress("labelling", lambda adv, tot: label_file(
+            pairs, out_path, labeller, seed=seed, concurrency=concurrency, progress=adv, on_total=tot,
+            keep_ties=keep_ties))
+    finally:
+        if labeller.logprobs_refused:
+            err.print(f"[yellow]note:[/yellow] the endpoint refused logprobs ({escape(labeller.logprobs_refused)}); "
+                      "the run went on without them: hard labels from the answer text (label_type \"hard\"); "
+                      "--no-logprobs skips the refused request", highlight=False)
     _report(s, "label", str(pairs))
 
 
@@ -415,6 +430,16 @@ def synth_cmd(
     err.print(f"synth: {s.written} records for {s.total - s.skipped - s.failed} principle(s) -> {out_path}; "
               f"{s.skipped} principle(s) already done, {s.failed} failed"
               + (f" (reasons in {s.failed_out}; rerun to retry)" if s.failed else ""), highlight=False)
+    labels = [(p.id, s.labels[p.id]) for p in c.principles if p.id in s.labels]
+    if labels:
+        err.print("labels per principle (allowed/disallowed): "
+                  + ", ".join(f"{pid} {n[0]}/{n[1]}" for pid, n in labels), highlight=False)
+    for pid, n in labels:
+        if not (n[0] and n[1]):
+            missing = "disallowed (label 1)" if n[0] else "allowed (label 0)"
+            err.print(f"[yellow]warning:[/yellow] principle {escape(pid)!r} has no {missing} records in {out_path}: "
+                      "its data is one-sided (the model may have refused to write them); a classifier trained on it "
+                      "learns the principle's topic, not the line it draws", highlight=False)
     augs = ", ".join(a.name for a in synth.wrapper_augs + synth.obfus_augs)
     err.print(f"augmentations: paraphrase, {augs}", highlight=False)
     if s.failed and not s.written and not s.skipped:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bastion.llm import ChatResult, LLMClient, TokenLogprob
+from bastion.llm import ChatResult, LLMClient, LLMError, TokenLogprob
 
 from .batch import MalformedOutput, with_retries
 from .prompts import feedback_messages
@@ -22,8 +22,16 @@ from .schema import Constitution, FeedbackExample, Principle, default_constituti
 
 COT_CLAMP = (0.4, 0.6)
 _STRIP = " \t\n()[].:*\"'"
-_ANSWER_RE = re.compile(r"\(\s*([AB])\s*\)|\b(?:answer|option|response)\s*(?:is|:)?\s*\(?([AB])\b|^\s*([AB])\s*[).:]?\s*$",
-                        re.IGNORECASE | re.MULTILINE)
+# Answer letters are capitals only (the article "a" is no answer); keywords match in any case. An answer is "(A)",
+# "the answer is A", "option/response B" ending its line, or a line that is just the letter.
+_ANSWER_RE = re.compile(r"\(\s*([AB])\s*\)"
+                        r"|\b(?i:answer|choice)\s*(?:is|:)\s*\(?([AB])\b"
+                        r"|\b(?i:option|response)\s*(?:is|:)?\s*\(?([AB])\)?[\s.!*]*$"
+                        r"|^[\s*]*([AB])[\s).:*]*$",
+                        re.MULTILINE)
+# A reply that opens with the letter and goes on ("B, because ...", "A is better", "**B**", "A - it is safer"); a
+# capital article ("A better answer ...") is not a letter answer.
+_LEADING_RE = re.compile(r"^[\s*(\[\"']*([AB])(?=[\s*)\].:,;!\-\u2013\u2014]*$|\s*[*)\].:,;!\-\u2013\u2014]|\s+is\b)")
 
 
 def _letter(token: str) -> str | None:
@@ -31,8 +39,7 @@ def _letter(token: str) -> str | None:
     return t if t in ("A", "B") else None
 
 
-_FINAL_RE = re.compile(r"(?:answer|option|choice)\s*(?:is|:)\s*\(?\s*([AB])\s*\)?[\s.*!]*$|^\s*\(?([AB])\)?[\s.]*$",
-                       re.IGNORECASE)
+_FINAL_RE = re.compile(r"(?i:answer|option|choice)\s*(?:is|:)\s*\(?\s*([AB])\s*\)?[\s.*!]*$|^\s*\(?([AB])\)?[\s.]*$")
 
 
 def letter_probs(logprobs: Sequence[TokenLogprob], last: bool = False) -> tuple[float, float] | None:
@@ -84,11 +91,18 @@ def final_answer(text: str) -> str | None:
 
 
 def parse_answer(text: str, last: bool = False) -> str | None:
-    """The answer letter in free text ('(A)', 'The answer is B', 'A'); the last one after reasoning."""
-    found = [next(g for g in m.groups() if g).upper() for m in _ANSWER_RE.finditer(text or "")]
+    """The answer letter in free text ('B, because ...', '(A)', 'The answer is B', 'A'); the last one after
+    reasoning. Letters are capitals. Without `last`, a reply that opens with the letter answers with it, and a
+    reply naming both letters otherwise ('Neither (A) nor (B)') has no answer."""
+    text = text or ""
+    if not last and (m := _LEADING_RE.match(text)):
+        return m.group(1)
+    found = [next(g for g in m.groups() if g) for m in _ANSWER_RE.finditer(text)]
     if not found:
         return None
-    return found[-1] if last else found[0]
+    if last:
+        return found[-1]
+    return found[0] if len(set(found)) == 1 else None
 
 
 @dataclass
@@ -129,7 +143,7 @@ class FeedbackLabeller:
     def __init__(self, client: LLMClient, constitution: Constitution | None = None, *, cot: bool = False,
                  top_logprobs: int = 5, few_shot: Sequence[FeedbackExample] | None = None,
                  retries: int = 2, max_tokens: int | None = None, seed: int | None = None,
-                 clamp: tuple[float, float] = COT_CLAMP) -> None:
+                 clamp: tuple[float, float] = COT_CLAMP, logprobs: bool = True) -> None:
         self.client = client
         self.constitution = constitution or default_constitution()
         self.cot = cot
@@ -139,21 +153,33 @@ class FeedbackLabeller:
         self.max_tokens = max_tokens or (512 if cot else 8)
         self.seed = seed
         self.clamp = clamp
+        self.logprobs = logprobs  # False: never ask (--no-logprobs), or the endpoint refused them
+        self.logprobs_refused: str | None = None  # the endpoint's HTTP 400 that turned logprobs off for the run
 
     async def _ask(self, prompt: Any, first: str, second: str, principle: Principle, order: str) -> OrderAnswer:
         msgs = feedback_messages(prompt, first, second, principle, cot=self.cot, few_shot=self.few_shot)
 
         async def go(attempt: int) -> OrderAnswer:
-            kw: dict[str, Any] = {"temperature": 0.0 if not self.cot else 0.7, "max_tokens": self.max_tokens,
-                                  "logprobs": True, "top_logprobs": self.top_logprobs}
+            kw: dict[str, Any] = {"temperature": 0.0 if not self.cot else 0.7, "max_tokens": self.max_tokens}
             if self.seed is not None:
                 kw["seed"] = self.seed + attempt
-            res: ChatResult = await self.client.achat(msgs, **kw)
-            return self._read(res, order)
+            asked = self.logprobs
+            try:
+                res: ChatResult = await self.client.achat(
+                    msgs, **kw, **({"logprobs": True, "top_logprobs": self.top_logprobs} if asked else {}))
+            except LLMError as e:
+                if not (asked and _refuses_logprobs(e)):
+                    raise
+                # The endpoint cannot give logprobs: hard labels from the text for the rest of the run.
+                self.logprobs = False
+                self.logprobs_refused = self.logprobs_refused or str(e)
+                asked = False
+                res = await self.client.achat(msgs, **kw)
+            return self._read(res, order, asked=asked)
 
         return await with_retries(go, self.retries)
 
-    def _read(self, res: ChatResult, order: str) -> OrderAnswer:
+    def _read(self, res: ChatResult, order: str, asked: bool = True) -> OrderAnswer:
         text = res.text or ""
         if self.cot:
             if getattr(res, "finish_reason", None) == "length":
@@ -165,6 +191,17 @@ class FeedbackLabeller:
                                       f"{text[-80:]!r}")
         else:
             letter = parse_answer(text)
+            if res.logprobs:
+                # The answer position decides: a reply may go on after the letter ("B, because ...") or be cut
+                # short by max_tokens. A text that answers with the other letter ("A better reply is (B)") is
+                # no answer.
+                probs = letter_probs(res.logprobs)
+                if probs is not None:
+                    first = _letter(next(t.token for t in res.logprobs if t.token.strip(_STRIP)))
+                    if letter is not None and letter != first:
+                        raise MalformedOutput(f"the feedback model's reply opens with {first} but answers "
+                                              f"{letter}: {text[:80]!r}")
+                    return OrderAnswer(order, text, probs[0], soft=True)
             if letter is None:
                 raise MalformedOutput(f"no (A)/(B) answer in the feedback model's reply: {text[:80]!r}")
         if res.logprobs:
@@ -173,8 +210,9 @@ class FeedbackLabeller:
                 return OrderAnswer(order, text, probs[0], soft=True)
             return OrderAnswer(order, text, 1.0 if letter == "A" else 0.0, soft=False,
                                note="logprobs had no A/B token at the answer; hard label from text")
-        return OrderAnswer(order, text, 1.0 if letter == "A" else 0.0, soft=False,
-                           note="endpoint returned no logprobs; hard label from text")
+        note = ("endpoint returned no logprobs; hard label from text" if asked else
+                "logprobs not requested (--no-logprobs, or the endpoint refused them); hard label from text")
+        return OrderAnswer(order, text, 1.0 if letter == "A" else 0.0, soft=False, note=note)
 
     async def alabel(self, prompt: Any, response_a: str, response_b: str, principle: Principle) -> Label:
         """Both orderings, averaged; with cot each ordering's probability is clamped first."""
@@ -185,6 +223,11 @@ class FeedbackLabeller:
             lo, hi = self.clamp
             ps = [min(hi, max(lo, p)) for p in ps]
         return Label(principle.id, sum(ps) / 2, soft=ab.soft and ba.soft, answers=[ab, ba], clamped=self.cot)
+
+
+def _refuses_logprobs(e: LLMError) -> bool:
+    """An HTTP 400 saying the endpoint does not support (top_)logprobs."""
+    return getattr(e, "status", None) == 400 and "logprob" in str(e).lower()
 
 
 def _prefers(p_a: float) -> str | None:

@@ -55,6 +55,7 @@ class Summary:
     ties: int = 0  # label: chosen_prob exactly 0.5
     order_disagree: int = 0  # label: the two orderings preferred different responses
     ties_out: str | None = None  # where ties went (None: kept in OUT, or none)
+    labels: dict[str, Counter] = field(default_factory=dict)  # synth: principle id -> {label: records in OUT}
 
 
 def _failure_writer(out: str | Path) -> ResumableWriter:
@@ -262,11 +263,15 @@ async def synth_file(out: str | Path, synth: Synthesizer, *, concurrency: int = 
         on_total(len(todo))
     fails = _failure_writer(out)
     done: set[str] = set(complete)
+    for r in writer.existing:
+        if str(r.get("principle_id")) in complete:
+            s.labels.setdefault(str(r.get("principle_id")), Counter())[r.get("label")] += 1
 
     def on_outcome(oc: Outcome) -> None:
         if oc.error is None:
             recs, notes = oc.result
             writer.write_many([r.to_dict() for r in recs])
+            s.labels[oc.item.id] = Counter(r.label for r in recs)
             marks[oc.item.id] = len(recs)
             write_state(out, state)
             done.add(oc.item.id)

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 DEFAULT_COMPARISON = (
     "Which of these assistant responses is less harmful, while staying as helpful and honest as possible?"
 )
-_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")  # whole id (fullmatch: no trailing newline)
 
 
 class ConstitutionError(ValueError):
@@ -61,8 +61,9 @@ class Principle(BaseModel):
     @field_validator("id")
     @classmethod
     def _id_ok(cls, v: str) -> str:
-        if not _ID_RE.match(v):
-            raise ValueError("must start with a letter or digit and use only letters, digits, '_', '.', ':', '-'")
+        if not _ID_RE.fullmatch(v):
+            raise ValueError("must start with an ASCII letter or digit and use only ASCII letters, digits, '_', '.', "
+                             "':', '-'")
         return v
 
     @field_validator("tags")
@@ -143,6 +144,9 @@ class Constitution(BaseModel):
     @field_validator("version", mode="before")
     @classmethod
     def _version_str(cls, v: Any) -> str:
+        if isinstance(v, float):  # YAML `version: 1.10` is the number 1.1: the text as written is lost
+            raise ValueError(f"{v!r} is read as a number, which can change it (1.10 becomes 1.1); quote it as "
+                             "written, e.g. version: \"1.10\"")
         return str(v)
 
     @model_validator(mode="after")

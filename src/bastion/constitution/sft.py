@@ -1,4 +1,5 @@
-"""SL-CAI training data: TRL `messages` SFT records and revision-vs-original DPO pairs."""
+"""SL-CAI training data: TRL SFT records (`messages`, or prompt-completion when an attack scripted assistant
+turns) and revision-vs-original DPO pairs."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def redteam_items_from_run(run_id: str, db: str | None = None) -> list[dict[str,
     (the conversation that was sent and the target's harmful reply)."""
     from bastion.store import Store
 
-    with Store(db) as store:
+    with Store(db, readonly=True) as store:  # a mistyped --db must not create an empty database
         store.get_run(run_id)  # raises StoreError naming the run when it does not exist
         attempts = store.attempts(run_id, benign=False, include_errors=False)
     out = []
@@ -58,14 +59,26 @@ def preference(rec: dict[str, Any], msgs: list[Message], chosen: str, rejected: 
     return {"prompt": rec["prompt"], "chosen": chosen, "rejected": rejected}
 
 
+def _with_system(msgs: list[Message], system: str | None) -> list[Message]:
+    """`system` prepended, unless the conversation already has its own system message (kept as it is)."""
+    if not system or any(m.get("role") == "system" for m in msgs):
+        return msgs
+    return [{"role": "system", "content": system}] + msgs
+
+
 def sft_from_revision(rec: dict[str, Any], system: str | None = None) -> dict[str, Any]:
-    """A `revise` output record -> SFT example on the final revision (the whole conversation, then the
-    revision as the assistant turn)."""
-    conv = conversation(rec)
-    if system:
-        conv = [{"role": "system", "content": system}] + conv
-    out = {"messages": conv + [{"role": "assistant", "content": rec["final"]}],
-           "source": rec.get("source") or "cai-revision"}
+    """A `revise` output record -> SFT example on the final revision: `messages` (the conversation, then the
+    revision as the assistant turn). When the conversation holds assistant turns of its own (the scripted replies
+    of a many-shot or multi-turn attack, often compliant), TRL's conversational prompt-completion format instead,
+    `{prompt: conversation, completion: [revision]}`, so only the revision is a training target."""
+    conv = _with_system(conversation(rec), system)
+    final = {"role": "assistant", "content": rec["final"]}
+    out: dict[str, Any]
+    if any(m["role"] == "assistant" for m in conv):
+        out = {"prompt": conv, "completion": [final]}
+    else:
+        out = {"messages": conv + [final]}
+    out["source"] = rec.get("source") or "cai-revision"
     if rec.get("technique"):
         out["technique"] = rec["technique"]
     return out
@@ -77,9 +90,25 @@ def sft_from_helpful(rec: dict[str, Any], system: str | None = None) -> dict[str
         msgs = conversation(rec) + [{"role": "assistant", "content": rec["response"]}]
     else:
         msgs = conversation(rec)
-    if system:
-        msgs = [{"role": "system", "content": system}] + msgs
-    return {"messages": msgs, "source": "helpful"}
+    return {"messages": _with_system(msgs, system), "source": "helpful"}
+
+
+def as_prompt_completion(example: dict[str, Any]) -> dict[str, Any]:
+    """A `messages` SFT example in TRL's conversational prompt-completion format (the last assistant turn is
+    the completion); other examples unchanged."""
+    msgs = example.get("messages")
+    if not isinstance(msgs, list) or not msgs or msgs[-1].get("role") != "assistant":
+        return example
+    rest = {k: v for k, v in example.items() if k != "messages"}
+    return {"prompt": msgs[:-1], "completion": [msgs[-1]], **rest}
+
+
+def uniform_sft(examples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One format for the whole file (TRL reads a dataset's format from its columns): prompt-completion for
+    every example when any example needs it, else `messages` as built."""
+    if any("completion" in ex for ex in examples):
+        return [as_prompt_completion(ex) for ex in examples]
+    return examples
 
 
 def dpo_pairs(revisions: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
