@@ -335,3 +335,12 @@ def echo(req: dict[str, Any]) -> str:
 
 
 __all__ = ["FakeLLM", "FakeReply", "echo", "last_user"]
+
+
+def closed_port() -> int:
+    """A local port with nothing listening on it (bound, then released)."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

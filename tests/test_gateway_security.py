@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 
 import httpx
@@ -14,7 +13,7 @@ from typer.testing import CliRunner
 from bastion.cli import gateway_cmds
 from bastion.gateway import check_bind
 from bastion.gateway.keys import KeysError, KeyStore, add_key, hash_key
-from tests.fakellm import FakeReply
+from tests.fakellm import FakeReply, closed_port
 from tests.test_gateway_support import HARM, chat, gateway_fixture, sse_events  # noqa: F401
 
 
@@ -112,16 +111,8 @@ def test_body_limit_and_malformed_json(gateway):
     assert g.llm.calls == 0
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def test_upstream_down_gives_502(gateway):
-    g = gateway(upstream=f"http://127.0.0.1:{_closed_port()}/v1")
+    g = gateway(upstream=f"http://127.0.0.1:{closed_port()}/v1")
     with httpx.Client(base_url=g.url) as c:
         for body in (chat("hi"), chat("hi", stream=True)):
             r = c.post("/v1/chat/completions", json=body)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +18,7 @@ from bastion.llm import LLMClient, LLMConnectionError, LLMError
 from bastion.llm.client import display_url, scrub
 from bastion.redteam.runner import CampaignConfig
 from bastion.redteam.targets import TargetError, TargetOptions, make_target
+from tests.fakellm import closed_port
 
 cli = CliRunner()
 PLAN = "Basic plan does not support this model; the Bearer of this account must upgrade."
@@ -79,20 +79,12 @@ def _errors(c: LLMClient) -> list[LLMError]:
     return out
 
 
-def _closed_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 # ---- 1: masking keeps the client's location and ordinary words ------------------------------------------------
 def test_a_key_that_is_also_in_the_url_does_not_garble_the_location(server):
     for e in _errors(LLMClient(f"{server}/ollama/v1", "llama3", api_key="ollama", max_retries=0)):
         assert str(e) == (f"HTTP 400 from {server}/ollama/v1 (model llama3): model 'llama3' not found, "
                           "try pulling it first")
-    url = f"http://127.0.0.1:{_closed_port()}/ollama/v1"
+    url = f"http://127.0.0.1:{closed_port()}/ollama/v1"
     for e in _errors(LLMClient(url, "llama3", api_key="ollama", max_retries=0, timeout=5)):
         assert isinstance(e, LLMConnectionError)
         assert str(e).startswith(f"cannot connect to {url} (model llama3): ")

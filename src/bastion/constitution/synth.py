@@ -100,9 +100,10 @@ def validate_synth_record(obj: Any, where: str = "record") -> SynthRecord:
 
 
 def iter_synth(path: str | Path, strict: bool = True,
-               errors: list[str] | None = None) -> Iterator[SynthRecord]:
+               errors: list[str] | None = None, integer_labels: bool = False) -> Iterator[SynthRecord]:
     """Yield records of a synth.jsonl file. strict: raise SynthFormatError on the first bad line;
-    otherwise skip bad lines, appending their messages to `errors`."""
+    otherwise skip bad lines, appending their messages to `errors`. integer_labels: a label must be the integer
+    0 or 1 (the record check alone lets 1.0 through, since 1.0 == 1)."""
     p = Path(path)
     with p.open("rb") as fh:
         for n, raw in enumerate(fh, start=1):
@@ -117,6 +118,9 @@ def iter_synth(path: str | Path, strict: bool = True,
                     obj = json.loads(line)
                 except json.JSONDecodeError as e:
                     raise SynthFormatError(f"{p}:{n}: invalid JSON ({e.msg})") from None
+                if integer_labels and isinstance(obj, dict) and "label" in obj and type(obj["label"]) is not int:
+                    raise SynthFormatError(f"{p}:{n}: field 'label': must be the integer 0 or 1, "
+                                           f"not {obj['label']!r}")
                 yield validate_synth_record(obj, f"{p}:{n}")
             except SynthFormatError as e:
                 if strict:

@@ -10,10 +10,9 @@ rows is an error. `bastion train` reads every extra file before any other work, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from bastion.constitution.synth import SynthFormatError, validate_synth_record
+from bastion.constitution.synth import SynthFormatError, iter_synth
 
 from .data import Example
 
@@ -25,34 +24,17 @@ def load_extra(path: Path) -> list[Example]:
     p = Path(path)
     src = f"extra:{p.name}"
     try:
-        fh = p.open("rb")
-    except OSError as exc:
-        raise ValueError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    with fh:
-        for n, raw in enumerate(fh, start=1):
-            if not raw.strip():
-                continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"{p}:{n}: not UTF-8 ({exc.reason} at byte {exc.start} of the line)") from None
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{p}:{n}: invalid JSON ({exc.msg})") from None
-            # the synth format's check lets 1.0 through (1.0 == 1): a label is the integer 0 or 1
-            if isinstance(obj, dict) and "label" in obj and type(obj["label"]) is not int:
-                raise ValueError(f"{p}:{n}: field 'label': must be the integer 0 or 1, not {obj['label']!r}")
-            try:
-                r = validate_synth_record(obj, f"{p}:{n}")
-            except SynthFormatError as exc:
-                raise ValueError(str(exc)) from None
+        for r in iter_synth(p, strict=True, integer_labels=True):
             if r.task == "prompt":
                 out.append(Example(task="prompt", text=r.prompt, label=int(r.label), source=src, licence="user",
                                    category=r.category))
             else:
                 out.append(Example(task="response", text=r.response or "", context=r.prompt, label=int(r.label),
                                    source=src, licence="user", category=r.category))
+    except OSError as exc:
+        raise ValueError(f"{p}: cannot read ({exc.strerror or exc})") from None
+    except SynthFormatError as exc:
+        raise ValueError(str(exc)) from None
     if not out:
         raise ValueError(f"{p}: no training rows (the file is empty)")
     return out
