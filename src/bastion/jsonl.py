@@ -29,6 +29,17 @@ def _finite(s: str) -> float:
     return x
 
 
+def utf8_safe(text: str) -> str:
+    """`text` as UTF-8 can carry it: a surrogate pair becomes its character, a lone surrogate (from a JSON
+    "\\ud800" escape in some input) U+FFFD. SQLite, Parquet and HTTP bodies all refuse lone surrogates, and one
+    stray escape should not fail a whole write or request."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
 def loads_line(text: str, strict: bool = True) -> Any:
     """Parse one JSON line, or raise LineError with a one-line reason. `strict=False` lets NaN, Infinity and
     overflowing numbers through, as `json.loads` does (corpora written by tools that emit them)."""

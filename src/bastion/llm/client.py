@@ -18,6 +18,8 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import openai
 
+from bastion.jsonl import utf8_safe
+
 Message = dict[str, Any]
 
 
@@ -240,28 +242,18 @@ def _deadline_hook(response: Any) -> None:
 
 
 # ---- the client -------------------------------------------------------------------------------------
-def _utf8_safe(text: str) -> str:
-    """`text` with lone surrogates (from a JSON "\\ud800" escape in some input file) as U+FFFD: the request body is
-    UTF-8, which cannot carry them, and one stray escape should not fail the request."""
-    try:
-        text.encode("utf-8")
-        return text
-    except UnicodeEncodeError:
-        return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-
-
 def _safe_content(content: Any) -> Any:
     if isinstance(content, str):
-        return _utf8_safe(content)
+        return utf8_safe(content)
     if isinstance(content, list):  # content parts: [{"type": "text", "text": ...}, ...]
-        return [{**p, "text": _utf8_safe(p["text"])} if isinstance(p, dict) and isinstance(p.get("text"), str) else p
+        return [{**p, "text": utf8_safe(p["text"])} if isinstance(p, dict) and isinstance(p.get("text"), str) else p
                 for p in content]
     return content
 
 
 def _as_messages(messages: str | Sequence[Message]) -> list[Message]:
     if isinstance(messages, str):
-        return [{"role": "user", "content": _utf8_safe(messages)}]
+        return [{"role": "user", "content": utf8_safe(messages)}]
     out = []
     for m in messages:
         d = dict(m)

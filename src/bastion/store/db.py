@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import sqlite3
 import threading
 import uuid
@@ -19,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
+
+from bastion.jsonl import utf8_safe
 
 DEFAULT_DB = "bastion.db"
 SCHEMA_VERSION = 1
@@ -486,15 +487,11 @@ class Store:
             self._con.execute("DELETE FROM runs WHERE id=?", (run_id,))
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _text(x: str | None) -> str | None:
-    """Text SQLite can store as UTF-8: a surrogate pair becomes its character, a lone surrogate (from a
-    malformed JSON reply or a python: target) U+FFFD, instead of failing the whole write."""
-    if x is None or not _SURROGATE.search(x):
-        return x
-    return x.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    """Text SQLite can store as UTF-8 (see `bastion.jsonl.utf8_safe`), instead of failing the whole write."""
+    return None if x is None else utf8_safe(x)
 
 
 @contextmanager
