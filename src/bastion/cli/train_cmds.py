@@ -79,13 +79,6 @@ def register(app: typer.Typer) -> None:
         if not data.is_dir():
             raise _usage(f"dataset root {data} " + ("is a file, not a folder" if data.exists() else "not found")
                          + " (pass --data)")
-        from bastion.train.data import missing_data  # no torch: checked even without the train extra
-
-        missing = missing_data(data)
-        if missing:
-            raise _usage(f"dataset root {data} lacks {missing[0]}"
-                         + (f" and {len(missing) - 1} more required files" if len(missing) > 1 else "")
-                         + " (pass --data the folder that holds harmful_prompts_permissive/)")
         if steps is not None and epochs is not None:
             raise _usage("--steps and --epochs are alternatives: give one")
         if heads_only:
@@ -140,6 +133,13 @@ def register(app: typer.Typer) -> None:
                 torch.empty(0, device=device)
             except (ImportError, RuntimeError, AssertionError) as exc:
                 raise _usage(f"torch device {device!r} is not available ({str(exc).splitlines()[0]})") from None
+        from bastion.train.data import missing_data  # no torch: checked even without the train extra
+
+        missing = missing_data(data)
+        if missing:
+            raise _usage(f"dataset root {data} lacks {missing[0]}"
+                         + (f" and {len(missing) - 1} more required files" if len(missing) > 1 else "")
+                         + " (pass --data the folder that holds harmful_prompts_permissive/)")
         missing_modules = [m for m in TRAIN_MODULES if importlib.util.find_spec(m) is None]
         try:
             if missing_modules:  # fit.py imports these lazily, minutes into a run: say so before any work
