@@ -141,16 +141,9 @@ def test_train_without_the_train_extra_says_so_before_any_work(tmp_path, monkeyp
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
-    from bastion.train.data import REQUIRED_DATA
+    from tests.test_train_cli import make_data_root
 
-    data = tmp_path / "data"  # every file a build reads is there (empty): only the missing extra is wrong
-    for f in REQUIRED_DATA:
-        p = data / f
-        if p.suffix:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.touch()
-        else:
-            p.mkdir(parents=True, exist_ok=True)
+    data = make_data_root(tmp_path / "data")  # every file a build reads is there: only the missing extra is wrong
     r = CliRunner().invoke(app, ["train", "--data", str(data), "--out", str(tmp_path / "m")])
     assert r.exit_code == 2, r.output
     assert r.output.count("\n") == 1 and "bastion-guard[train]" in r.output and "transformers" in r.output

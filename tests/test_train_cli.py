@@ -46,18 +46,21 @@ def model(tmp_path: Path) -> Path:
     return out
 
 
-@pytest.fixture
-def data_root(tmp_path: Path) -> Path:
+def make_data_root(root: Path) -> Path:
     """A dataset root holding every file a build reads (empty: the build itself is stubbed)."""
-    root = tmp_path / "datasets"
     for f in REQUIRED_DATA:
         p = root / f
         if p.suffix:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.touch()
         else:
-            p.mkdir(parents=True)
+            p.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    return make_data_root(tmp_path / "datasets")
 
 
 @pytest.fixture

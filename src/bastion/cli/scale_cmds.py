@@ -59,9 +59,26 @@ def filter_cmd(
     if summary_json:
         summary_json.write_text(json.dumps(s.to_dict(), indent=2) + "\n", encoding="utf-8")
     if s.docs and s.errors == s.docs:
-        typer.echo(f"error: all {s.docs} documents were malformed (see {quarantine}): is the input JSON Lines "
-                   f"with a {text_field!r} text field? (--text-field)", err=True)
+        typer.echo(f"error: all {s.docs} documents were malformed (see {quarantine}): "
+                   f"{_malformed_hint(input, text_field)}", err=True)
         raise typer.Exit(1)
+
+
+def _malformed_hint(input: Path, text_field: str) -> str:
+    """What to check when no document could be read: the Parquet column's type, or the JSONL shape."""
+    from bastion.scale.sources import detect_format
+
+    if detect_format(input) == "parquet":
+        try:
+            import pyarrow.parquet as pq
+
+            typ = pq.ParquetFile(input).schema_arrow.field(text_field).type
+        except Exception:  # noqa: BLE001 - only a hint
+            return f"is the Parquet column {text_field!r} a string column? (--text-field)"
+        if str(typ) in ("string", "large_string", "string_view"):
+            return f"the Parquet column {text_field!r} is null in every row; choose another with --text-field"
+        return f"the Parquet column {text_field!r} is {typ}, not a string column; choose one with --text-field"
+    return f"is the input JSON Lines with a {text_field!r} text field? (--text-field)"
 
 
 def _one_line(e: BaseException) -> str:

@@ -70,6 +70,49 @@ def checkpoint_path(out: Path) -> Path:
     return out.with_name(out.name + ".bastion-filter.json")
 
 
+def lock_path(out: Path) -> Path:
+    return out.with_name(f".{out.name}.bastion-filter.lock")
+
+
+@contextmanager
+def _single_writer(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock file beside the checkpoint for the whole run, so a second copy of the same
+    command is refused (UsageError) instead of racing the first. The file is removed when the run ends
+    (after a kill it stays, unlocked, and is reused). Where the filesystem has no locks, runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    path = lock_path(out)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(f"another bastion filter is writing {out}; wait for it to finish") from None
+        except OSError:  # locks not supported here
+            os.close(fd)
+            yield
+            return
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file as we locked it: lock the current one
+    try:
+        yield
+    finally:
+        try:
+            os.unlink(path)  # before releasing, so a waiting run then locks a fresh file
+        except OSError:
+            pass
+        os.close(fd)
+
+
 def _write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", encoding="utf-8") as f:
@@ -198,6 +241,9 @@ def filter_corpus(
     out_fmt, q_fmt = sources.detect_format(out), sources.detect_format(quarantine)
     if "parquet" in (fmt, out_fmt, q_fmt):
         sources.require_pyarrow()
+    for opt, p in (("--out", out), ("--quarantine", quarantine)):
+        if not p.parent.is_dir():
+            raise UsageError(f"{opt} {p}: no such directory {p.parent}")
     paths = {inp.resolve(), out.resolve(), quarantine.resolve()}
     if len(paths) < 3:
         raise UsageError("input, --out and --quarantine must be three different files")
@@ -209,11 +255,21 @@ def filter_corpus(
     spec = GuardSpec(factory=guard_factory, model=model, threshold=threshold)
     in_schema = None
     if fmt == "parquet":
-        cols = sources.parquet_columns(str(inp))
+        cols = sources.parquet_columns(str(inp))  # UsageError when it is not a Parquet file
         if text_field not in cols:
             raise UsageError(f"{inp}: no column {text_field!r} (columns: {', '.join(cols)}); use --text-field")
         in_schema = sources.require_pyarrow().ParquetFile(inp).schema_arrow
 
+    with _single_writer(out):
+        return _filter_locked(inp, out, quarantine, fmt=fmt, out_fmt=out_fmt, q_fmt=q_fmt, options=options,
+                              spec=spec, in_schema=in_schema, engine=engine, workers=workers, address=address,
+                              split_bytes=split_bytes, overwrite=overwrite, progress=progress, on_split=on_split)
+
+
+def _filter_locked(inp: Path, out: Path, quarantine: Path, *, fmt: str, out_fmt: str, q_fmt: str,
+                   options: FilterOptions, spec: GuardSpec, in_schema: Any, engine: str, workers: int | None,
+                   address: str | None, split_bytes: int, overwrite: bool, progress: bool,
+                   on_split: Callable[[int], None] | None) -> FilterSummary:
     ckpt_path = checkpoint_path(out)
     fp = _fingerprint(inp, fmt, options, spec, quarantine, out_fmt)
     ckpt: dict[str, Any] | None = None
@@ -231,6 +287,13 @@ def filter_corpus(
             _remove_outputs(ckpt_path, out, quarantine)  # nothing was written yet: start afresh
             ckpt = None
         elif ckpt.get("done"):
+            missing = [p for p in (out, quarantine) if not p.exists()]
+            if missing:
+                raise UsageError(f"{missing[0]} is missing although {ckpt_path} records the run as complete; "
+                                 f"use --overwrite to run it again")
+            for p in (out, quarantine):  # a run stopped after recording itself as done, before removing them
+                if sources.detect_format(p) == "parquet":
+                    sinks.remove_parts(p)
             s = FilterSummary(**ckpt["summary"])
             s.already_complete = True
             return s
@@ -240,7 +303,7 @@ def filter_corpus(
             raise UsageError(f"{existing[0]} already exists; use --overwrite to replace it")
 
     if fmt == "jsonl" and ckpt is None:
-        sources.check_jsonl_input(str(inp), text_field)
+        sources.check_jsonl_input(str(inp), options.text_field)
     spec.check_factory()  # an unimportable factory is a usage error, found before any worker starts
     resumed = ckpt is not None and not _no_progress(ckpt)
     summary = FilterSummary(**ckpt["summary"]) if ckpt else FilterSummary()
@@ -274,6 +337,8 @@ def filter_corpus(
         qs = sinks.open_sink(quarantine, ckpt["sinks"]["quarantine"] if ckpt else None,
                              schema=sinks.quarantine_schema() if q_parquet else None)
         stack.callback(qs.close)
+        if len(plan) and any(getattr(x, "merged", False) for x in (kept, qs)):
+            raise UsageError(f"the part files of {out} or {quarantine} are missing; use --overwrite to start again")
 
         def write_q(entry: dict[str, Any]) -> None:
             qs.write_record(sinks.flatten_for_parquet(entry) if q_parquet else entry)
@@ -294,10 +359,14 @@ def filter_corpus(
             bar(position, done_units, summary)
             if on_split is not None:
                 on_split(k)
+        # Merging may be repeated (a rerun after a crash here merges again); the part files are removed only
+        # once the run is recorded as done.
         kept.finalize()
         qs.finalize()
         summary.seconds = elapsed0 + time.perf_counter() - t0
         save({}, True)
+        kept.cleanup()
+        qs.cleanup()
     return summary
 
 

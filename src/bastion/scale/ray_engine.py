@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,44 @@ def local_runtime_env() -> dict[str, Any]:
     return {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}
 
 
+PROBE_SECONDS = 5.0
+RAY_CLIENT_PORT = 10001
+
+
+def check_address(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """Fail fast, in one line (UsageError), on an `--address` that `ray.init` would wait on for minutes: a Ray
+    Client address (`ray://host[:port]`) without the `ray[client]` extra installed, or a `host:port` (also
+    the one in a `ray://` address) that accepts no TCP connection within `timeout` seconds. "auto", "local"
+    and other forms are left to Ray."""
+    import importlib.util
+
+    rest = address.strip()
+    client = rest.lower().startswith("ray://")
+    if client:
+        if importlib.util.find_spec("grpc") is None:
+            raise sources.UsageError(f"--address {address}: a ray:// address (Ray Client) needs "
+                                     f"pip install 'ray[client]'")
+        rest = rest[len("ray://"):]
+    elif "://" in rest:
+        return
+    hostport = rest.split("/", 1)[0]
+    host, sep, port = hostport.rpartition(":")
+    if not sep and client:
+        host, port = hostport, str(RAY_CLIENT_PORT)
+    elif not sep or not port.isdigit():
+        return  # "auto", "local", a bare name: Ray's own rules
+    host = host.strip("[]")
+    if not host:
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = f"no answer within {timeout:g} s" if isinstance(e, TimeoutError) else \
+            (e.strerror or str(e) or type(e).__name__)
+        raise sources.UsageError(f"cannot reach Ray at {address} ({reason}); check --address") from None
+
+
 @contextmanager
 def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[Any]:
     """Connect to `address` (an existing cluster, e.g. "ray://head:10001" or "auto"), or start a local
@@ -48,6 +87,8 @@ def ray_session(address: str | None, num_cpus: int | None = None) -> Iterator[An
     if ray.is_initialized():
         yield ray
         return
+    if address:
+        check_address(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
@@ -106,9 +147,10 @@ def root_cause(e: BaseException) -> str:
 @contextmanager
 def quiet_ray_console() -> Iterator[None]:
     """Keep Ray's and Ray Data's log records (start-up notices, the internal stack traces Ray Data prints on a
-    failure) off the console while the filter runs; Ray's log files still get them. The run's own error
-    says what failed, in one line."""
+    failure) and Python warnings off the console while the filter runs; Ray's log files still get the
+    records. The run's own error says what failed, in one line."""
     import logging
+    import warnings
 
     class _Drop(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
@@ -121,7 +163,9 @@ def quiet_ray_console() -> Iterator[None]:
                 h.addFilter(drop)
                 touched.append(h)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+            yield
     finally:
         for h in touched:
             h.removeFilter(drop)

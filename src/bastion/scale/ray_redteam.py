@@ -22,7 +22,7 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from .ray_engine import ray_session
+from .ray_engine import check_address, quiet_ray_console, ray_session, require_ray
 
 DEFAULT_BATCH = 16  # attempts per actor call (each actor runs them with cfg.concurrency in flight)
 
@@ -91,6 +91,9 @@ def run_campaign_ray(cfg: Any, store: Any, *, workers: int | None = None, addres
     first (e.g. to register custom targets, or tests' placeholder seeds)."""
     from bastion.redteam import runner
 
+    require_ray()  # imported before quiet_ray_console(), which quiets the handlers Ray installs on import
+    if address:
+        check_address(address)  # before any run is created in the store
     # ---- plan and create (or reopen) the runs, exactly as the local runner does ----
     p = runner.prepare_campaign(cfg, store, guard_factory=guard_factory, resume=resume, engine="ray")
     cfg, svc, run_ids, labels = p.cfg, p.svc, p.run_ids, p.labels
@@ -100,14 +103,16 @@ def run_campaign_ray(cfg: Any, store: Any, *, workers: int | None = None, addres
     # ---- run the attempts on Ray; write what comes back ----
     status, error, n_done = "completed", None, 0
     try:
-        with ray_session(address, num_cpus=workers) as ray:
+        with quiet_ray_console(), ray_session(address, num_cpus=workers) as ray:
             if todo:
-                n_actors = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+                n_actors = min(len(todo), workers or max(1, int(ray.cluster_resources().get("CPU", 1))))
+                # at least one block per actor (a small campaign would otherwise run on one actor)
+                blocks = min(len(todo), 10_000, max(n_actors, -(-len(todo) // batch_size)))
                 ctx = ray.data.DataContext.get_current()
                 ctx.enable_progress_bars = False
                 ctx.print_on_execution_start = False
                 ds = ray.data.from_items([{"i": i, "lanes": m} for i, m in todo],
-                                         override_num_blocks=max(1, min(len(todo) // batch_size, 10_000)))
+                                         override_num_blocks=max(1, blocks))
                 ds = ds.map_batches(
                     RedteamActor, fn_constructor_args=(cfg.model_dump(), run_ids, labels, worker_setup),
                     batch_size=batch_size, batch_format="numpy", num_cpus=1,

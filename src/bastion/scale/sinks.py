@@ -6,7 +6,13 @@ always hold exactly the documents of the splits recorded in the checkpoint: none
 
 - JSONL: one file, appended; the state is its committed size (resume truncates to it).
 - Parquet: numbered part files next to the target (`KEPT.parts/`); the state is the number of committed
-  parts; `finalize()` merges them into the target file (streaming, row group by row group).
+  parts; `finalize()` merges them into the target file (streaming, row group by row group, into a temporary
+  file renamed over the target, so it can be repeated) and `cleanup()` removes the parts once the driver has
+  recorded the run as done.
+
+Parquet strings are UTF-8, which cannot hold a lone surrogate (a JSON escape such as "\\ud800" without its
+pair; it is not a character): in a Parquet output such a code point becomes U+FFFD, except in the JSON text
+columns of a Parquet quarantine (`record`, `verdict`), which escape it and so keep the record exactly.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from bastion.jsonl import loads_line
+from bastion.jsonl import loads_line, utf8_safe
 
 from . import sources
 
@@ -28,8 +34,29 @@ def _is_json(field: Any) -> bool:
     return bool(field.metadata) and field.metadata.get(b"bastion.encoding") == b"json"
 
 
+def _scrub(value: Any) -> Any:
+    """`value` with utf8_safe applied to every string in it (dict keys included)."""
+    if isinstance(value, str):
+        return utf8_safe(value)
+    if isinstance(value, dict):
+        return {_scrub(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
 def _json_text(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=True, default=str)
+    return utf8_safe(json.dumps(value, ensure_ascii=False, allow_nan=True, default=str))
+
+
+def _exact_json_text(value: Any) -> str:
+    """JSON text that Parquet can store and that loads back to exactly `value` (lone surrogates escaped)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return json.dumps(value, ensure_ascii=True, default=str)
 
 
 def _parquet_can_store(pa: Any, typ: Any) -> bool:
@@ -82,6 +109,9 @@ class JsonlSink:
     def finalize(self) -> None:
         self.f.close()
 
+    def cleanup(self) -> None:
+        pass
+
     def close(self) -> None:
         if not self.f.closed:
             self.f.close()
@@ -110,6 +140,14 @@ class ParquetSink:
         self.schema = schema
         self.parts_dir = self.parts_path(path)
         self.parts = 0 if state is None else int(state["parts"])
+        # A run stopped after merging the parts and removing them, before it was recorded as done (earlier
+        # versions removed the parts first): the target already holds every committed part.
+        self.merged = state is not None and self.parts > 0 and not self.parts_dir.exists() and path.exists()
+        if self.merged:
+            return
+        if state is not None and self.parts > 0 and not self.parts_dir.exists():
+            raise sources.UsageError(f"{self.parts_dir} (the committed part files of {path}) is missing; "
+                                     f"use --overwrite to start again")
         if state is None and self.parts_dir.exists():
             shutil.rmtree(self.parts_dir)
         self.parts_dir.mkdir(parents=True, exist_ok=True)
@@ -157,7 +195,9 @@ class ParquetSink:
         return {"parts": self.parts}
 
     def finalize(self) -> None:
-        """Merge the committed parts into the target file, then remove them."""
+        """Merge the committed parts into the target file (repeatable: the parts stay until `cleanup()`)."""
+        if self.merged:
+            return
         parts = [self._part(i) for i in range(self.parts)]
         schemas = [self.pq.read_schema(p) for p in parts]
         if self.schema is not None:
@@ -188,7 +228,10 @@ class ParquetSink:
                 w.write_table(self.pa.Table.from_batches(buf, schema=schema))
         os.replace(tmp, self.path)
         _fsync_dir(self.path.parent)
-        shutil.rmtree(self.parts_dir, ignore_errors=True)
+
+    def cleanup(self) -> None:
+        """Remove the part files; call only after the run is recorded as done."""
+        remove_parts(self.path)
 
     def _conform(self, batch: Any, schema: Any) -> Any:
         cols = []
@@ -204,11 +247,18 @@ class ParquetSink:
     def _records_table(self, rows: list[dict[str, Any]]) -> Any:
         pa = self.pa
         names = list(dict.fromkeys(k for r in rows for k in r))
+        if any(utf8_safe(n) != n for n in names):
+            rows = [{utf8_safe(k): v for k, v in r.items()} for r in rows]
+            names = list(dict.fromkeys(k for r in rows for k in r))
         fields, arrays = [], []
         for name in names:
             values = [r.get(name) for r in rows]
             try:
-                arr = pa.array(values)
+                try:
+                    arr = pa.array(values)
+                except UnicodeEncodeError:  # a lone surrogate: Parquet strings are UTF-8
+                    values = _scrub(values)
+                    arr = pa.array(values)
                 if not _parquet_can_store(pa, arr.type):
                     raise TypeError(arr.type)
                 fields.append(pa.field(name, arr.type))
@@ -246,6 +296,13 @@ class ParquetSink:
         return [p for p in (path, ParquetSink.parts_path(path)) if p.exists()]
 
 
+def remove_parts(path: Path) -> None:
+    """Remove the part files of a Parquet output whose merged target exists (nothing otherwise)."""
+    parts = ParquetSink.parts_path(path)
+    if path.exists() and parts.is_dir():
+        shutil.rmtree(parts, ignore_errors=True)
+
+
 QUARANTINE_PARQUET_FIELDS = (
     ("id", "string"), ("reason", "string"), ("error", "string"), ("score", "float64"),
     ("categories", "list<string>"), ("line", "int64"), ("row", "int64"),
@@ -262,13 +319,17 @@ def quarantine_schema() -> Any:
 
 
 def flatten_for_parquet(entry: dict[str, Any]) -> dict[str, Any]:
-    """A quarantine entry with nested values as JSON strings (fixed Parquet schema)."""
+    """A quarantine entry with nested values as JSON strings (fixed Parquet schema). `verdict` and `record`
+    load back exactly (a lone surrogate is escaped); in other strings it becomes U+FFFD."""
     out = {n: entry.get(n) for n, _ in QUARANTINE_PARQUET_FIELDS}
     for k in ("verdict", "record"):
         if out[k] is not None:
-            out[k] = json.dumps(out[k], ensure_ascii=False, default=str)
+            out[k] = _exact_json_text(out[k])
     if out["id"] is not None:
         out["id"] = str(out["id"])
+    for k, v in out.items():
+        if k not in ("verdict", "record"):
+            out[k] = _scrub(v)
     return out
 
 

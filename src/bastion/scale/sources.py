@@ -160,8 +160,15 @@ def is_blank(line: bytes) -> bool:
 
 
 def parquet_columns(path: str) -> list[str]:
+    """The column names; UsageError (one line) when `path` is not a readable Parquet file."""
     pq = require_pyarrow()
-    return list(pq.ParquetFile(path).schema_arrow.names)
+    import pyarrow as pa
+
+    try:
+        return list(pq.ParquetFile(path).schema_arrow.names)
+    except (pa.ArrowException, OSError) as e:
+        detail = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"{path}: not a Parquet file ({detail})") from None
 
 
 def iter_parquet_batches(path: str, row_group: int, columns: list[str] | None = None) -> Iterator[Any]:

@@ -61,6 +61,9 @@ class GuardSpec:
     def build(self) -> Guard:
         if self.factory:
             guard = self.factory_function()()
+            if not callable(getattr(guard, "check_batch", None)):
+                raise TypeError(f"the guard factory {self.factory!r} returned {type(guard).__name__}, "
+                                f"not an object with check_batch (a Guard)")
         else:
             from bastion.guard import Guard
 
