@@ -189,25 +189,23 @@ class FeedbackLabeller:
             if letter is None:
                 raise MalformedOutput(f"no final 'the answer is (A)/(B)' in the feedback model's reasoning: "
                                       f"{text[-80:]!r}")
+            probs = letter_probs(res.logprobs, last=True) if res.logprobs else None
         else:
             letter = parse_answer(text)
-            if res.logprobs:
+            probs = letter_probs(res.logprobs) if res.logprobs else None
+            if probs is not None:
                 # The answer position decides: a reply may go on after the letter ("B, because ...") or be cut
                 # short by max_tokens. A text that answers with the other letter ("A better reply is (B)") is
                 # no answer.
-                probs = letter_probs(res.logprobs)
-                if probs is not None:
-                    first = _letter(next(t.token for t in res.logprobs if t.token.strip(_STRIP)))
-                    if letter is not None and letter != first:
-                        raise MalformedOutput(f"the feedback model's reply opens with {first} but answers "
-                                              f"{letter}: {text[:80]!r}")
-                    return OrderAnswer(order, text, probs[0], soft=True)
-            if letter is None:
+                first = _letter(next(t.token for t in res.logprobs if t.token.strip(_STRIP)))
+                if letter is not None and letter != first:
+                    raise MalformedOutput(f"the feedback model's reply opens with {first} but answers "
+                                          f"{letter}: {text[:80]!r}")
+            elif letter is None:
                 raise MalformedOutput(f"no (A)/(B) answer in the feedback model's reply: {text[:80]!r}")
+        if probs is not None:
+            return OrderAnswer(order, text, probs[0], soft=True)
         if res.logprobs:
-            probs = letter_probs(res.logprobs, last=self.cot)
-            if probs is not None:
-                return OrderAnswer(order, text, probs[0], soft=True)
             return OrderAnswer(order, text, 1.0 if letter == "A" else 0.0, soft=False,
                                note="logprobs had no A/B token at the answer; hard label from text")
         note = ("endpoint returned no logprobs; hard label from text" if asked else

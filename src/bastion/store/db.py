@@ -207,12 +207,17 @@ class Store:
 
     def _connect_readonly(self, timeout: float) -> sqlite3.Connection:
         p = Path(self.path).expanduser()
+
+        def connect(target: str, uri: bool = False) -> sqlite3.Connection:
+            con = sqlite3.connect(target, uri=uri, timeout=timeout, check_same_thread=False, isolation_level=None)
+            con.row_factory = sqlite3.Row
+            return con
+
         if os.access(p, os.W_OK) and os.access(p.resolve().parent, os.W_OK):
             # A writable file: a normal connection that refuses every change (it still tidies its WAL files
             # away on close, which a mode=ro connection cannot).
-            con = sqlite3.connect(str(p), timeout=timeout, check_same_thread=False, isolation_level=None)
+            con = connect(str(p))
             con.execute("PRAGMA query_only=ON")
-            con.row_factory = sqlite3.Row
             return con
         uri = p.resolve().as_uri()
         if not any(Path(f"{p}{x}").exists() for x in ("-wal", "-shm", "-journal")):
@@ -220,12 +225,8 @@ class Store:
             # and -shm files (with the database's r--r--r-- bits, owned by this user) that it cannot remove, and
             # the next writer would fail on them: read it as immutable, creating nothing (a writer that starts
             # during this read is not seen; this user cannot write the file anyway).
-            con = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, timeout=timeout,
-                                  check_same_thread=False, isolation_level=None)
-            con.row_factory = sqlite3.Row
-            return con
-        con = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=timeout, check_same_thread=False,
-                              isolation_level=None)
+            return connect(uri + "?mode=ro&immutable=1", uri=True)
+        con = connect(uri + "?mode=ro", uri=True)
         try:
             con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         except sqlite3.OperationalError as e:
@@ -235,14 +236,12 @@ class Store:
             # A WAL database in a directory this user cannot write: SQLite cannot create its -shm index.
             # Nothing can be writing there either, so it is read as immutable, unless a write-ahead log holds
             # changes not yet in the main file (immutable would not see them).
-            wal = Path(str(Path(self.path).expanduser()) + "-wal")
+            wal = Path(f"{p}-wal")
             if wal.exists() and wal.stat().st_size > 0:
                 raise StoreError(f"cannot read {self.path} read-only: {e}; its write-ahead log {wal} holds "
                                  "changes that only a writable copy can apply (copy the database together "
                                  "with its -wal file to a writable directory)") from e
-            con = sqlite3.connect(uri + "?mode=ro&immutable=1", uri=True, timeout=timeout,
-                                  check_same_thread=False, isolation_level=None)
-        con.row_factory = sqlite3.Row
+            con = connect(uri + "?mode=ro&immutable=1", uri=True)
         return con
 
     def _check_schema(self) -> bool:
