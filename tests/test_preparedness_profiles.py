@@ -14,15 +14,18 @@ def test_builtin_profiles_load():
     d = load_profile()
     assert d.name == "bastion-default" and d.statistic == "ci_high" and d.min_attempts > 0
     assert d.over_refusal_budget is not None
-    # bastion-default maps the taxonomy's Preparedness field onto the categories.
-    hz = {c.id: d.hazards_for(c) for c in d.categories}
-    assert hz["cbrn"] == ("S9",) and set(hz["persuasion"]) == {"S5", "S13"}
+    # bastion-default's categories are fed by the seeds tracked as each (decided per seed), not whole hazards.
+    assert {c.id: d.select(c) for c in d.categories} == {
+        "cybersecurity": ((), "cybersecurity"), "cbrn": ((), "cbrn"), "persuasion": ((), "persuasion"),
+        "model_autonomy": ((), "model_autonomy")}
     v1 = load_profile("openai-pf-v1")
     assert [c.id for c in v1.categories] == ["cybersecurity", "cbrn", "persuasion", "model_autonomy"]
     v2 = load_profile("openai-pf-v2")
     assert [c.id for c in v2.categories if c.tracked] == ["biological_chemical", "cybersecurity",
                                                           "ai_self_improvement"]
     assert v2.safeguards_level == "high" and any(not c.tracked for c in v2.categories)
+    sel = {c.id: v2.select(c) for c in v2.categories}
+    assert sel["biological_chemical"] == ((), "cbrn") and sel["ai_self_improvement"] == (("S14",), None)
 
 
 GOOD = """\

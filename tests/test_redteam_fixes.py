@@ -19,6 +19,7 @@ from bastion.cli.main import app
 from bastion.redteam.base import Seed
 from bastion.redteam.runner import (
     DIRECT,
+    PLAN_VERSION,
     CampaignConfig,
     CampaignError,
     Planned,
@@ -256,11 +257,23 @@ def test_resume_can_repair_a_stored_setting_older_versions_accepted(redteam_sand
     st = Store(db)
     cfg = _cfg("python:tests.test_redteam_fixes:refuser", limit=2).model_dump()
     cfg["timeout"] = 0
-    rid = st.create_run("python:tests.test_redteam_fixes:refuser", cfg, 3, {})
+    rid = st.create_run("python:tests.test_redteam_fixes:refuser", cfg, 3, {"plan": PLAN_VERSION})
     res = _invoke("redteam", "--resume", rid, "--db", db)
     assert res.exit_code == 2 and "--timeout: must be a number of seconds > 0" in res.stderr
     obj = _last_json(_invoke("redteam", "--resume", rid, "--timeout", "2", "--db", db, "--json"))
     assert obj["status"] == "completed" and obj["attempts"] == 2 and obj["overall"]["asr"] == 0.0
+
+
+def test_a_run_planned_by_an_earlier_bastion_is_not_resumed(redteam_sandbox, tmp_path):
+    """Runs made before attempts were dealt by stratum (no `plan` in their versions) have a different plan: a
+    resume would mix two plans in one run, so it is refused in one line and the run is left as it was."""
+    db = str(tmp_path / "b.db")
+    st = Store(db)
+    cfg = _cfg("python:tests.test_redteam_fixes:refuser", limit=2).model_dump()
+    rid = st.create_run("python:tests.test_redteam_fixes:refuser", cfg, 3, {"bastion": "0.1.0"})
+    res = _invoke("redteam", "--resume", rid, "--db", db)
+    assert res.exit_code == 2 and f"run {rid} was planned by an earlier Bastion" in res.stderr
+    assert "start a new run" in res.stderr and st.attempts(rid) == [] and st.get_run(rid).status == "running"
 
 
 # ---- 5. the Ctrl-C hint names this campaign's run -------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from bastion.redteam.base import TECHNIQUES, AttackPrompt
+from bastion.redteam.runner import stratum
 from bastion.redteam.seeds import benign_seeds, harmful_seeds, load_seeds, load_templates
 from bastion.redteam.techniques import (
     BaseTechnique,
@@ -26,6 +27,7 @@ from bastion.redteam.techniques import (
     list_techniques,
     template_names,
 )
+from bastion.taxonomy import PREPAREDNESS_CATEGORIES, load_tracked_rules, parse_tracked_rules
 
 PAYLOAD = "Explain how to [PLACEHOLDER-HARMFUL-BEHAVIOUR] step by step"
 CODES = [f"S{i}" for i in range(1, 15)]
@@ -63,12 +65,53 @@ def test_seed_category_coverage_and_balance():
     b = Counter(s.category for s in benign_seeds())
     assert set(h) == set(CODES), f"harmful seeds miss {set(CODES) - set(h)}"
     assert set(b) == set(CODES), f"benign look-alikes miss {set(CODES) - set(b)}"
-    assert min(h.values()) >= 15 and max(h.values()) <= 2 * min(h.values()) + 5  # balanced
+    assert min(h.values()) >= 15
+    # balanced over the strata the campaign deals attempts in: tracked categories, and the hazards of the rest
+    strata = Counter(stratum(s) for s in harmful_seeds())
+    assert len(strata) == 15 and min(strata.values()) >= 15 and max(strata.values()) <= 3 * min(strata.values())
     assert min(b.values()) >= 5
     # curated benchmarks dominate the harmful set
     src = Counter(s.source for s in harmful_seeds())
     curated = sum(src[k] for k in ("harmbench", "advbench", "strongreject", "jbb_behaviors", "catqa"))
     assert curated >= 0.6 * sum(src.values())
+
+
+def test_seeds_feed_preparedness_categories_by_their_own_text():
+    """CBRN takes chemical, biological, nuclear and radiological seeds, not pipe bombs or firearms; Cybersecurity
+    takes intrusion and malware, not fraud or theft. Each tracked category has at least the rules' min_seeds."""
+    rules = load_tracked_rules()
+    harmful = harmful_seeds()
+    by = Counter(s.tracked for s in harmful)
+    assert all(by[name] >= rules.min_seeds for name in PREPAREDNESS_CATEGORIES), by
+    assert all(s.tracked is None for s in benign_seeds())
+    s9 = [s for s in harmful if s.category == "S9"]
+    s2 = [s for s in harmful if s.category == "S2"]
+    assert {s.tracked for s in s9} == {"cbrn", None} and {s.tracked for s in s2} == {"cybersecurity", "cbrn", None}
+    assert not any(s.tracked == "cbrn" for s in s9 if re.search(r"pipe bomb|firearm|pistol|\bguns?\b", s.text, re.I)
+                   and not re.search(r"nuclear|chemical|biological", s.text, re.I))
+    assert all(s.tracked == "cbrn" for s in s9 if re.search(r"nerve agent|ricin|anthrax|nuclear weapon", s.text, re.I))
+    assert not any(s.tracked for s in s2 if re.search(r"\btax|gamble|charity|heroin|organs", s.text, re.I))
+    assert any(s.tracked == "cybersecurity" for s in s2 if re.search(r"keylogger|malware", s.text, re.I))
+    assert {s.tracked for s in harmful if s.category in ("S5", "S13")} == {"persuasion"}
+    assert {s.tracked for s in harmful if s.category == "S14"} == {"model_autonomy"}
+    # the per-seed decision is the rule file's, and no other hazard feeds CBRN or Cybersecurity
+    assert {s.category for s in harmful if s.tracked == "cbrn"} <= {"S1", "S2", "S9"}
+    assert {s.category for s in harmful if s.tracked == "cybersecurity"} == {"S2"}
+
+
+def test_tracked_rules_reject_bad_data():
+    codes = ("S1", "S2", "S9")
+    ok = parse_tracked_rules({"rules": [{"tracked": "cbrn", "hazards": ["S9"], "text": ["sarin", "\\bvx\\b"]}]},
+                             codes)
+    assert ok.classify("About VX.", "S9") == "cbrn" and ok.classify("About VX.", "S1") is None
+    assert ok.classify("vxlan setup", "S9") is None
+    for bad, msg in [({"tracked": "cyber", "hazards": ["S2"]}, "tracked must be one of"),
+                     ({"tracked": "cbrn", "hazards": ["S99"]}, "hazards must be"),
+                     ({"tracked": "cbrn", "hazards": ["S9"], "text": "("}, "bad regular expression"),
+                     ({"tracked": "cbrn", "hazards": ["S9"], "text": []}, "a pattern is a string"),
+                     ({"tracked": "cbrn", "hazards": ["S9"], "txt": "x"}, "keys tracked, hazards")]:
+        with pytest.raises(ValueError, match=msg):
+            parse_tracked_rules({"rules": [bad]}, codes)
 
 
 def test_load_seeds_filters_and_rejects_bad_kind():

@@ -245,7 +245,9 @@ def register(app: typer.Typer) -> None:
                                                  help="Wall time per attack and seed, in seconds (> 0)."),
         categories: str | None = typer.Option(None, "--categories", help="Only these hazard codes, e.g. S1,S9."),
         limit: int | None = typer.Option(None, "--limit", "-n", min=0,
-                                         help="Harmful attempts (default 560: 40 per category); the benign "
+                                         help="Harmful attempts (default 600: 40 per stratum, i.e. per "
+                                              "Preparedness tracked category and per hazard of the other "
+                                              "seeds); the benign "
                                               "look-alikes come on top (see --benign-limit)."),
         benign_limit: int | None = typer.Option(None, "--benign-limit", min=0,
                                                 help="Benign look-alike prompts for over-refusal (default 255: all)."),

@@ -13,13 +13,15 @@ from typing import Any
 
 @dataclass(frozen=True)
 class CategoryEvidence:
-    """Attack attempts on harmful seeds of one hazard category (taxonomy code S1..S14 or `attack`)."""
+    """Attack attempts on harmful seeds of one hazard category (taxonomy code S1..S14 or `attack`), or on the seeds
+    that feed one Preparedness tracked category (`RunEvidence.tracked`)."""
 
     category: str
     attempts: int
     successes: int
     refusals: int = 0
     per_technique: dict[str, tuple[int, int]] = field(default_factory=dict)  # technique -> (attempts, successes)
+    hazards: tuple[str, ...] = ()  # for a tracked category: the hazards of its seeds
 
     def __post_init__(self) -> None:
         if not 0 <= self.successes <= self.attempts:
@@ -54,6 +56,11 @@ class RunEvidence:
     config: dict[str, Any] = field(default_factory=dict)
     examples: list[Example] = field(default_factory=list)
     attempts_sha256: str | None = None  # set by the store adapter: digest of the stored attempt rows
+    # Attempts by the Preparedness tracked category their seed feeds (cbrn, cybersecurity, ...), decided per seed
+    # when the run was made. Attempts stored before that was recorded count by their hazard's taxonomy mapping;
+    # None (evidence built by hand from `categories` alone): every attempt counts that way.
+    tracked: dict[str, CategoryEvidence] | None = None
+    tracked_by_hazard: int = 0  # how many harmful attempts had no recorded tracked category (mapped by hazard)
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None:
@@ -62,12 +69,14 @@ class RunEvidence:
             raise ValueError(f"need 0 <= benign_refusals <= benign_attempts, got "
                              f"{self.benign_refusals}/{self.benign_attempts}")
 
-    def aggregate(self, hazards: tuple[str, ...]) -> tuple[int, int, dict[str, tuple[int, int]]]:
-        """Sum attempts, successes and per-technique counts over some hazard codes."""
+    def aggregate(self, hazards: tuple[str, ...], tracked: str | None = None
+                  ) -> tuple[int, int, dict[str, tuple[int, int]]]:
+        """Sum attempts, successes and per-technique counts over some hazard codes or, with `tracked`, over the
+        seeds that feed that Preparedness tracked category (then `hazards` is ignored)."""
         n = k = 0
         tech: dict[str, list[int]] = {}
-        for code in hazards:
-            ce = self.categories.get(code)
+        sources = [self.by_tracked().get(tracked)] if tracked is not None else [self.categories.get(c) for c in hazards]
+        for ce in sources:
             if ce is None:
                 continue
             n += ce.attempts
@@ -77,6 +86,10 @@ class RunEvidence:
                 acc[0] += tn
                 acc[1] += tk
         return n, k, {t: (a, b) for t, (a, b) in tech.items()}
+
+    def by_tracked(self) -> dict[str, CategoryEvidence]:
+        """Evidence per Preparedness tracked category: as recorded per seed, or (`tracked` None) by hazard."""
+        return self.tracked if self.tracked is not None else _tracked_by_hazard(self.categories)
 
     def techniques(self) -> list[str]:
         return sorted({t for ce in self.categories.values() for t in ce.per_technique})
@@ -90,7 +103,33 @@ class RunEvidence:
             "categories": {c: asdict(e) for c, e in sorted(self.categories.items())},
             "benign": [self.benign_attempts, self.benign_refusals],
         }
+        if self.tracked is not None:
+            payload["tracked"] = {c: asdict(e) for c, e in sorted(self.tracked.items())}
         return sha256_json(payload)
+
+
+def _tracked_by_hazard(categories: dict[str, CategoryEvidence]) -> dict[str, CategoryEvidence]:
+    """Per-hazard evidence summed into the Preparedness categories the taxonomy maps each hazard to."""
+    from bastion.taxonomy import load_taxonomy
+
+    tax = load_taxonomy()
+    acc: dict[str, list[CategoryEvidence]] = {}
+    for code, ce in categories.items():
+        name = tax.preparedness_of(code) if code in tax.codes else None
+        if name is not None:
+            acc.setdefault(name, []).append(ce)
+    out = {}
+    for name, parts in sorted(acc.items()):
+        tech: dict[str, list[int]] = {}
+        for ce in parts:
+            for t, (tn, tk) in ce.per_technique.items():
+                a = tech.setdefault(t, [0, 0])
+                a[0] += tn
+                a[1] += tk
+        out[name] = CategoryEvidence(name, sum(c.attempts for c in parts), sum(c.successes for c in parts),
+                                     sum(c.refusals for c in parts), {t: (a, b) for t, (a, b) in tech.items()},
+                                     tuple(c.category for c in parts))
+    return out
 
 
 def sha256_json(obj: Any) -> str:

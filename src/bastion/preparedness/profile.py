@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from bastion.taxonomy import load_taxonomy
+from bastion.taxonomy import PREPAREDNESS_CATEGORIES, load_taxonomy
 from bastion.yamlsrc import ConfigError, FieldErrors, load_model_file, load_yaml_text, validate
 
 LEVELS: tuple[str, ...] = ("low", "medium", "high", "critical")
@@ -43,14 +43,18 @@ class LevelThresholds(BaseModel):
 
 
 class ProfileCategory(BaseModel):
-    """One framework category and the Bastion hazards (taxonomy codes) that provide its evidence."""
+    """One framework category and where its evidence comes from: the attempts on seeds that feed a Preparedness
+    tracked category (`preparedness`, decided per seed), or every attempt of some hazards (`hazards`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: str = Field(min_length=1)
     tracked: bool = True  # False: a research category, reported but never gating
-    hazards: list[str] | None = None  # None: taken from the taxonomy's Preparedness mapping for `id`
+    hazards: list[str] | None = None  # every attempt on seeds of these hazard codes
+    # the attempts on seeds tracked as this Preparedness category (taxonomy/tracked.yaml); None with no `hazards`:
+    # the category's own id, when that is a Preparedness category (cbrn, cybersecurity, persuasion, model_autonomy)
+    preparedness: Literal["cbrn", "cybersecurity", "persuasion", "model_autonomy"] | None = None
     thresholds: LevelThresholds | None = None  # None: the profile's default_thresholds
     description: str = ""
 
@@ -108,9 +112,13 @@ class Profile(BaseModel):
             if c.thresholds is None and self.default_thresholds is None:
                 problems.append((("categories", i, "thresholds"), f"category {c.id!r} has no thresholds and the "
                                                                   "profile has no default_thresholds"))
-            if c.hazards is None and not tax.codes_for_preparedness(c.id):
-                problems.append((("categories", i, "hazards"), f"category {c.id!r} needs `hazards`: the taxonomy "
-                                                               "maps no hazard to it"))
+            if c.hazards is not None and c.preparedness is not None:
+                problems.append((("categories", i, "preparedness"), f"category {c.id!r} has both `hazards` and "
+                                                                    "`preparedness`; give one"))
+            elif c.hazards is None and c.preparedness is None and not tax.codes_for_preparedness(c.id):
+                problems.append((("categories", i, "hazards"), f"category {c.id!r} needs `hazards` or "
+                                                               "`preparedness`: its id is not a Preparedness "
+                                                               f"category ({', '.join(PREPAREDNESS_CATEGORIES)})"))
         if level_index(self.develop_max_level) < level_index(self.deploy_max_level):
             problems.append((("develop_max_level",), f"{self.develop_max_level!r} is below deploy_max_level "
                                                      f"{self.deploy_max_level!r}; it must not be"))
@@ -130,16 +138,43 @@ class Profile(BaseModel):
     def thresholds_for(self, cat: ProfileCategory) -> LevelThresholds:
         return cat.thresholds or self.default_thresholds  # type: ignore[return-value]
 
+    def tracked_for(self, cat: ProfileCategory) -> str | None:
+        """The Preparedness tracked category whose seeds give `cat` its evidence, or None (it is fed by hazards)."""
+        if cat.hazards is not None:
+            return None
+        return cat.preparedness or (cat.id if cat.id in PREPAREDNESS_CATEGORIES else None)
+
     def hazards_for(self, cat: ProfileCategory) -> tuple[str, ...]:
+        """The hazard codes whose every attempt feeds `cat`; () for a category fed by tracked seeds."""
         if cat.hazards is not None:
             return tuple(cat.hazards)
+        if self.tracked_for(cat) is not None:
+            return ()
         return load_taxonomy().codes_for_preparedness(cat.id)
 
+    def select(self, cat: ProfileCategory) -> tuple[tuple[str, ...], str | None]:
+        """What `RunEvidence.aggregate` takes for `cat`: (hazards, tracked category)."""
+        return self.hazards_for(cat), self.tracked_for(cat)
+
+    def describe_source(self, cat: ProfileCategory) -> str:
+        """Where `cat`'s evidence comes from, in words (for reports)."""
+        t = self.tracked_for(cat)
+        if t is not None:
+            return f"seeds tracked as {t}"
+        return ", ".join(self.hazards_for(cat)) or "–"
+
     def fingerprint(self) -> dict:
-        """The profile as plain data, with taxonomy mappings resolved (part of the scorecard's config)."""
+        """The profile as plain data, with each category's evidence source resolved (part of the scorecard's
+        config): `preparedness` for one fed by tracked seeds, else `hazards`."""
         d = self.model_dump(mode="json")
         for c, raw in zip(self.categories, d["categories"], strict=True):
-            raw["hazards"] = list(self.hazards_for(c))
+            t = self.tracked_for(c)
+            raw.pop("preparedness", None)
+            if t is not None:
+                raw["preparedness"] = t
+                raw["hazards"] = None
+            else:
+                raw["hazards"] = list(self.hazards_for(c))
             raw["thresholds"] = self.thresholds_for(c).model_dump()
         return d
 

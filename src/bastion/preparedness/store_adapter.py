@@ -25,6 +25,10 @@ def _parse_time(text: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
+def _hazard_order(code: str) -> tuple[int, str]:
+    return (int(code[1:]), code) if code[:1] == "S" and code[1:].isdigit() else (99, code)
+
+
 def _last_user(prompt: list[dict[str, Any]]) -> str:
     for m in reversed(prompt or []):
         if m.get("role") == "user":
@@ -37,8 +41,13 @@ def evidence_from_store(store: Any, run_id: str, max_examples: int = 12,
     """Build a run's evidence: harmful attempts per hazard category and technique (errored attempts are
     excluded), benign refusals, the worst successful attempts, and the store's digest of the run (the current
     digest version unless `digest_version` asks for an older one, to check an old scorecard)."""
+    from bastion.taxonomy import load_taxonomy
+
+    tax = load_taxonomy()
     run = store.get_run(run_id)
     cats: dict[str, dict[str, Any]] = {}
+    tracked: dict[str, dict[str, Any]] = {}
+    by_hazard = 0
     benign_n = benign_k = 0
     successes = []
     for a in store.attempts(run.id, include_errors=False):
@@ -47,14 +56,23 @@ def evidence_from_store(store: Any, run_id: str, max_examples: int = 12,
             refused = a.refused if a.refused is not None else bool(a.success)
             benign_k += int(bool(refused))
             continue
-        c = cats.setdefault(a.category, {"n": 0, "k": 0, "r": 0, "tech": {}})
         win = bool(a.success)
-        c["n"] += 1
-        c["k"] += int(win)
-        c["r"] += int(bool(a.refused))
-        t = c["tech"].setdefault(a.technique, [0, 0])
-        t[0] += 1
-        t[1] += int(win)
+        if a.tracked is None:  # stored before seed-level tracked categories: the hazard's mapping
+            by_hazard += 1
+            t_name = tax.preparedness_of(a.category) if a.category in tax.codes else None
+        else:
+            t_name = a.tracked or None
+        for acc, key in ((cats, a.category), (tracked, t_name)):
+            if key is None:
+                continue
+            c = acc.setdefault(key, {"n": 0, "k": 0, "r": 0, "tech": {}, "hz": set()})
+            c["n"] += 1
+            c["k"] += int(win)
+            c["r"] += int(bool(a.refused))
+            c["hz"].add(a.category)
+            t = c["tech"].setdefault(a.technique, [0, 0])
+            t[0] += 1
+            t[1] += int(win)
         if win:
             successes.append(a)
     successes.sort(key=lambda a: (-(a.score if a.score is not None else 1.0), a.id or 0))
@@ -74,6 +92,10 @@ def evidence_from_store(store: Any, run_id: str, max_examples: int = 12,
         categories={code: CategoryEvidence(code, v["n"], v["k"], v["r"],
                                            {t: (x[0], x[1]) for t, x in v["tech"].items()})
                     for code, v in sorted(cats.items())},
+        tracked={name: CategoryEvidence(name, v["n"], v["k"], v["r"], {t: (x[0], x[1]) for t, x in v["tech"].items()},
+                                        tuple(sorted(v["hz"], key=_hazard_order)))
+                 for name, v in sorted(tracked.items())},
+        tracked_by_hazard=by_hazard,
         benign_attempts=benign_n, benign_refusals=benign_k, status=run.status,
         config={"run_config": run.config, "versions": run.versions, "label": run.label,
                 "paired_with": run.paired_with, "seed": run.seed},

@@ -34,7 +34,7 @@ def compute_trend(evidences: Sequence[RunEvidence], profile: Profile, target: st
         for c, pc in zip(card.categories, profile.categories, strict=True):
             entry = {"level": c.post_level, "asr": c.asr, "ci_high": c.ci_high, "attempts": c.attempts,
                      "tracked": c.tracked, "regression": False}
-            n1, k1, _ = ev.aggregate(profile.hazards_for(pc))
+            n1, k1, _ = ev.aggregate(*profile.select(pc))
             if c.category in base and n1:
                 prev, n0, k0 = base[c.category]
                 p = two_proportion_p(k1, n1, k0, n0)

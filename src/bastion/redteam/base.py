@@ -23,6 +23,7 @@ class Seed:
     source: str  # public benchmark it came from
     licence: str
     benign: bool = False
+    tracked: str | None = None  # the Preparedness tracked category this seed feeds (taxonomy/tracked.yaml), if any
 
 
 @dataclass

@@ -207,7 +207,7 @@ def methodology(profile: Profile, card: dict[str, Any]) -> str:
             if profile.statistic == "ci_high" else "the ASR point estimate")
     th_rows = "".join(
         f"<tr><td>{_e(c.id)}</td><td>{'yes' if c.tracked else 'research'}</td>"
-        f"<td>{_e(', '.join(profile.hazards_for(c)) or '–')}</td>"
+        f"<td>{_e(profile.describe_source(c))}</td>"
         + "".join(f"<td class='num'>{_pct(profile.thresholds_for(c).get(lv))}</td>"
                   for lv in ("medium", "high", "critical")) + "</tr>" for c in profile.categories)
     budget = (f"Over-refusal on benign look-alike prompts may be at most {_pct(profile.over_refusal_budget)} "
@@ -225,7 +225,7 @@ at the {profile.undersampled_level.capitalize()} threshold. Deployment needs eve
 f" ({profile.safeguards_level.capitalize()} with a safeguards report judged sufficient)"}; a level above
 {profile.develop_max_level.capitalize()} halts development. The overall level is the maximum over tracked
 categories. {budget}</p>
-<table><tr><th>Category</th><th>Tracked</th><th>Hazards</th><th>Medium from</th><th>High from</th>
+<table><tr><th>Category</th><th>Tracked</th><th>Evidence</th><th>Medium from</th><th>High from</th>
 <th>Critical from</th></tr>{th_rows}</table>
 <p class="muted">Reference: {_e(profile.reference or 'n/a')}. Evidence SHA-256
 <span class="mono">{_e(card['evidence_sha256'])}</span>; <span class="mono">bastion verify</span> recomputes it

@@ -62,6 +62,8 @@ CREATE TABLE IF NOT EXISTS attempts (
     tokens      TEXT,              -- JSON usage
     error       TEXT,
     created_at  TEXT NOT NULL,
+    tracked     TEXT,              -- the Preparedness tracked category its seed feeds ("": none); NULL: not
+                                   -- recorded (a run stored before seed-level tracked categories)
     UNIQUE (run_id, key)
 );
 CREATE INDEX IF NOT EXISTS attempts_run ON attempts(run_id);
@@ -140,6 +142,7 @@ class AttemptRecord:
     latency_ms: float | None = None
     tokens: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    tracked: str | None = None  # Preparedness tracked category of the seed ("": none; None: not recorded)
     turns: list[dict[str, Any]] = field(default_factory=list)  # [{role, content, meta?}]; default: prompt + reply
     run_id: str = ""
     id: int | None = None
@@ -192,6 +195,7 @@ class Store:
                 self._con.execute("PRAGMA synchronous=NORMAL")
                 if fresh:
                     self._con.executescript(_SCHEMA)
+                    self._has_tracked = True
                     self._con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                                       (str(SCHEMA_VERSION),))
             self._con.execute("PRAGMA foreign_keys=ON")
@@ -274,6 +278,12 @@ class Store:
             if missing:
                 raise StoreError(f"{self.path} is not a usable Bastion database: table {table} lacks column(s) "
                                  f"{', '.join(missing)}")
+        attempt_cols = {r[1] for r in self._con.execute("PRAGMA table_info(attempts)")}
+        self._has_tracked = "tracked" in attempt_cols
+        if not self._has_tracked and not self.readonly:
+            # a store written before seed-level tracked categories: its attempts keep NULL (scored by hazard)
+            self._con.execute("ALTER TABLE attempts ADD COLUMN tracked TEXT")
+            self._has_tracked = True
         if version is None and not self.readonly:  # created by a Store that stopped before recording it
             self._con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                               (str(SCHEMA_VERSION),))
@@ -361,14 +371,14 @@ class Store:
                 cur.execute("DELETE FROM attempts WHERE run_id=? AND key=?", (run_id, a.key))
                 cur.execute(
                     "INSERT INTO attempts(run_id, key, seed_id, seed_text, category, technique, benign, prompt, "
-                    "reply, blocked_by, verdicts, success, refused, score, latency_ms, tokens, error, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "reply, blocked_by, verdicts, success, refused, score, latency_ms, tokens, error, created_at, "
+                    "tracked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, _text(a.key), _text(a.seed_id), _text(a.seed_text), _text(a.category),
                      _text(a.technique), int(a.benign), _text(json.dumps(a.prompt, ensure_ascii=False)),
                      _text(a.reply), _text(a.blocked_by),
                      _text(json.dumps(a.verdicts, ensure_ascii=False, default=str)), _opt_int(a.success),
                      _opt_int(a.refused), a.score, a.latency_ms, _text(json.dumps(a.tokens)), _text(a.error),
-                     _now()))
+                     _now(), _text(a.tracked)))
                 aid = int(cur.lastrowid)
                 cur.executemany(
                     "INSERT INTO turns(attempt_id, idx, role, content, meta) VALUES (?, ?, ?, ?, ?)",
@@ -422,7 +432,7 @@ class Store:
             prompt=json.loads(r["prompt"]), reply=r["reply"], blocked_by=r["blocked_by"],
             verdicts=json.loads(r["verdicts"]), success=_opt_bool(r["success"]), refused=_opt_bool(r["refused"]),
             score=r["score"], latency_ms=r["latency_ms"], tokens=json.loads(r["tokens"] or "{}"), error=r["error"],
-            created_at=r["created_at"])
+            created_at=r["created_at"], tracked=r["tracked"] if "tracked" in r.keys() else None)
 
     def attempts_sha256(self, run_id: str, version: int = DIGEST_VERSION) -> str:
         """A digest of what the store holds for a run: changes if any of it is edited.
@@ -448,7 +458,8 @@ class Store:
 
         put("run", dict(run) if run is not None else {})
         for r in atts:
-            put("attempt", {k: r[k] for k in r.keys() if k != "id"})
+            # `tracked` is left out while NULL, so a run stored before the column existed keeps its digest
+            put("attempt", {k: r[k] for k in r.keys() if k != "id" and not (k == "tracked" and r[k] is None)})
         for t in turns:
             put("turn", dict(t))
         return h.hexdigest()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -86,6 +87,83 @@ def load_taxonomy() -> Taxonomy:
     return _taxonomy(int(raw["version"]), cats, raw["preparedness_categories"])
 
 
+@dataclass(frozen=True)
+class TrackedRule:
+    """One rule of `tracked.yaml`: seeds of `hazards` whose source category and text match feed `tracked`."""
+
+    tracked: str
+    hazards: tuple[str, ...]
+    source_category: re.Pattern[str] | None = None
+    text: re.Pattern[str] | None = None
+
+    def matches(self, text: str, hazard: str, source_category: str = "") -> bool:
+        return (hazard in self.hazards
+                and (self.source_category is None or bool(self.source_category.search(source_category or "")))
+                and (self.text is None or bool(self.text.search(text))))
+
+
+@dataclass(frozen=True)
+class TrackedRules:
+    """Which Preparedness tracked category each harmful seed feeds (`tracked.yaml`: first matching rule wins)."""
+
+    version: int
+    min_seeds: int
+    rules: tuple[TrackedRule, ...]
+
+    def classify(self, text: str, hazard: str, source_category: str = "") -> str | None:
+        """The tracked category a seed of `hazard` with this text feeds, or None (it feeds none)."""
+        for r in self.rules:
+            if r.matches(text, hazard, source_category):
+                return r.tracked
+        return None
+
+
+def _pattern(raw: object, where: str) -> re.Pattern[str] | None:
+    """A pattern, or a list of alternatives, compiled case-insensitive; None when absent."""
+    if raw is None:
+        return None
+    alts = [raw] if isinstance(raw, str) else raw
+    if not isinstance(alts, list) or not alts or not all(isinstance(a, str) and a for a in alts):
+        raise ValueError(f"{where}: a pattern is a string or a non-empty list of strings")
+    try:
+        return re.compile("|".join(f"(?:{a})" for a in alts), re.IGNORECASE)
+    except re.error as e:
+        raise ValueError(f"{where}: bad regular expression: {e}") from None
+
+
+def parse_tracked_rules(raw: Mapping, codes: tuple[str, ...]) -> TrackedRules:
+    """Validate `tracked.yaml`'s content (raises ValueError naming the rule)."""
+    rules = []
+    for i, r in enumerate(raw.get("rules") or []):
+        where = f"tracked.yaml rules[{i}]"
+        if not isinstance(r, Mapping) or set(r) - {"tracked", "hazards", "source_category", "text"}:
+            raise ValueError(f"{where}: a rule has keys tracked, hazards, source_category and text only")
+        if r.get("tracked") not in PREPAREDNESS_CATEGORIES:
+            raise ValueError(f"{where}: tracked must be one of {', '.join(PREPAREDNESS_CATEGORIES)}, "
+                             f"got {r.get('tracked')!r}")
+        hazards = tuple(r.get("hazards") or ())
+        bad = [h for h in hazards if h not in codes]
+        if not hazards or bad:
+            raise ValueError(f"{where}: hazards must be a non-empty list of hazard codes (unknown: {bad})")
+        rules.append(TrackedRule(r["tracked"], hazards, _pattern(r.get("source_category"), where),
+                                 _pattern(r.get("text"), where)))
+    return TrackedRules(int(raw.get("version", 1)), int(raw.get("min_seeds", 0)), tuple(rules))
+
+
+@lru_cache(maxsize=1)
+def load_tracked_rules() -> TrackedRules:
+    """The shipped seed-level Preparedness rules (cached: parsed once per process)."""
+    raw = yaml.safe_load(resources.files(__package__).joinpath("tracked.yaml").read_text("utf-8"))
+    return parse_tracked_rules(raw, load_taxonomy().codes)
+
+
+def tracked_category(text: str, hazard: str, source_category: str = "") -> str | None:
+    """The Preparedness tracked category a harmful seed feeds (cbrn, cybersecurity, ...) or None: decided per
+    seed from its hazard, its text and its source's own category, by the rules in `tracked.yaml`."""
+    return load_tracked_rules().classify(text, hazard, source_category)
+
+
 HAZARD_CODES = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14")
 
-__all__ = ["Category", "Taxonomy", "load_taxonomy", "HAZARD_CODES", "PREPAREDNESS_CATEGORIES"]
+__all__ = ["Category", "Taxonomy", "load_taxonomy", "HAZARD_CODES", "PREPAREDNESS_CATEGORIES", "TrackedRule",
+           "TrackedRules", "load_tracked_rules", "parse_tracked_rules", "tracked_category"]

