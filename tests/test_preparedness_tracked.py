@@ -171,3 +171,16 @@ def test_campaign_stores_each_seeds_tracked_category(tmp_path):
     harmful = [a for a in atts if not a.benign]
     assert {a.tracked for a in harmful} == {"cbrn", ""} and {a.tracked for a in atts if a.benign} == {""}
     assert Counter(a.tracked for a in harmful) == {"cbrn": 6, "": 6}
+
+
+def test_run_summary_has_asr_per_tracked_category(tmp_path):
+    from bastion.redteam.stats import summarize
+
+    with Store(tmp_path / "s.db") as st:
+        rid = _run(st)
+        s = summarize(st.attempts(rid))
+        old = summarize(st.attempts(_run(st, tracked=False)))
+    rows = {r["preparedness"]: (r["attempts"], r["successes"]) for r in s["preparedness"]}
+    assert rows == {"cbrn": (40, 0), "cybersecurity": (40, 0), "persuasion": (40, 0), "model_autonomy": (40, 0)}
+    assert old["preparedness"] == []  # not recorded: no per-seed view (the scorecard maps those by hazard)
+    assert s["overall"]["attempts"] == 240 and s["overall"]["successes"] == 32

@@ -131,7 +131,8 @@ def _cat_name(code: str) -> str:
 
 def _json_object(run_id: str, target: str, summary: dict[str, Any], status: str | None = None) -> dict[str, Any]:
     obj = {"run_id": run_id, "target": target, "categories": summary["categories"],
-           "techniques": summary["techniques"], "over_refusal": summary["over_refusal"],
+           "techniques": summary["techniques"], "preparedness": summary.get("preparedness", []),
+           "over_refusal": summary["over_refusal"],
            "overall": summary.get("overall"), "worst_techniques": summary.get("worst_techniques", []),
            "attempts": summary.get("attempts"), "errors": summary.get("errors", 0),
            "first_error": summary.get("first_error")}
@@ -146,7 +147,10 @@ def _json_object(run_id: str, target: str, summary: dict[str, Any], status: str 
 def _print_report(runs: list[tuple[str, str, str | None, dict[str, Any]]]) -> None:
     """runs: [(run_id, target, label, summary)]; two runs print pre/post side by side."""
     heads = [f"{(label or 'ASR')}" for _, _, label, _ in runs]
-    for key, title in (("category", "ASR by hazard category"), ("technique", "ASR by technique")):
+    tables = [("category", "ASR by hazard category"), ("technique", "ASR by technique")]
+    if any(s.get("preparedness") for *_, s in runs):
+        tables.append(("preparedness", "ASR by Preparedness tracked category (the seeds tracked as each)"))
+    for key, title in tables:
         t = Table(title=title, title_justify="left")
         t.add_column(key.capitalize())
         if key == "category":
@@ -155,7 +159,8 @@ def _print_report(runs: list[tuple[str, str, str | None, dict[str, Any]]]) -> No
         for h in heads:
             t.add_column(f"{h} ASR" if h != "ASR" else "ASR", justify="right")
             t.add_column("95% CI", justify="right")
-        rows_by_run = [{r[key]: r for r in s["categories" if key == "category" else "techniques"]} for *_, s in runs]
+        field = {"category": "categories", "technique": "techniques", "preparedness": "preparedness"}[key]
+        rows_by_run = [{r[key]: r for r in s.get(field, [])} for *_, s in runs]
         keys = list(dict.fromkeys(k for rb in rows_by_run for k in rb))
         for k in keys:
             first = next(rb[k] for rb in rows_by_run if k in rb)
@@ -164,6 +169,9 @@ def _print_report(runs: list[tuple[str, str, str | None, dict[str, Any]]]) -> No
                 r = rb.get(k)
                 cells += [_pct(r["asr"]), _ci(r)] if r else ["-", "-"]
             t.add_row(*cells)
+        if key == "preparedness":  # not every attempt feeds one: no "all" row
+            out.print(t)
+            continue
         ov = [s["overall"] for *_, s in runs]
         cells = ["all"] + ([""] if key == "category" else []) + [str(ov[0]["attempts"])]
         for o in ov:

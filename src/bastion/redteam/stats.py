@@ -42,7 +42,8 @@ def summarize(attempts: Iterable[Any]) -> dict[str, Any]:
     """The output contract's statistics from attempt records (AttemptRecord or dicts).
 
     Errored attempts are counted in `errors` (the first one's message in `first_error`) and left out of every
-    rate; a rate over 0 judged attempts is None. Returns `categories`, `techniques`, `over_refusal`, `overall`,
+    rate; a rate over 0 judged attempts is None. Returns `categories`, `techniques`, `preparedness` (by the
+    Preparedness tracked category each seed feeds, where the attempt records one), `over_refusal`, `overall`,
     `worst_techniques`, `errors`, `first_error`, `attempts` and, when two judges gave a verdict on a reply
     the guard did not block, `judge_agreement` (over those attempts only). A secondary judge that failed on
     an attempt (its verdict is `{"error": ...}`) casts no vote; its failures are counted in `judge_errors`:
@@ -50,6 +51,7 @@ def summarize(attempts: Iterable[Any]) -> dict[str, Any]:
     """
     by_cat: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     by_tech: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    by_prep: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     benign_n = benign_refused = errors = total = 0
     agree = agree_n = 0
     first_error: str | None = None
@@ -65,7 +67,10 @@ def summarize(attempts: Iterable[Any]) -> dict[str, Any]:
             benign_n += 1
             benign_refused += int(refused)
         else:
-            for table, k in ((by_cat, _get(a, "category")), (by_tech, _get(a, "technique"))):
+            tracked = a.get("tracked") if isinstance(a, dict) else getattr(a, "tracked", None)
+            for table, k in ((by_cat, _get(a, "category")), (by_tech, _get(a, "technique")), (by_prep, tracked)):
+                if table is by_prep and not k:  # feeds no tracked category, or not recorded
+                    continue
                 row = table[k]
                 row[0] += 1
                 row[1] += int(success)
@@ -93,6 +98,7 @@ def summarize(attempts: Iterable[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         "categories": cats,
         "techniques": techs,
+        "preparedness": [rate_row("preparedness", k, *by_prep[k]) for k in sorted(by_prep)],
         "over_refusal": {"attempts": benign_n, "refused": benign_refused,
                          "rate": round(benign_refused / benign_n, 6) if benign_n else None,
                          "ci_low": round(lo, 6), "ci_high": round(hi, 6)},
