@@ -184,3 +184,14 @@ def test_run_summary_has_asr_per_tracked_category(tmp_path):
     assert rows == {"cbrn": (40, 0), "cybersecurity": (40, 0), "persuasion": (40, 0), "model_autonomy": (40, 0)}
     assert old["preparedness"] == []  # not recorded: no per-seed view (the scorecard maps those by hazard)
     assert s["overall"]["attempts"] == 240 and s["overall"]["successes"] == 32
+
+
+def test_safety_card_says_when_old_attempts_count_by_hazard(tmp_path):
+    from bastion.report.card import card_markdown
+
+    profile = load_profile()
+    with Store(tmp_path / "k.db") as st:
+        new, old = evidence_from_store(st, _run(st)), evidence_from_store(st, _run(st, tracked=False))
+    note = "were stored before prompts were tracked one by one"
+    assert note not in card_markdown(score(new, profile).to_dict(), new, profile, {})
+    assert f"240 attempt(s) {note}" in card_markdown(score(old, profile).to_dict(), old, profile, {})

@@ -33,8 +33,11 @@ def _limits(card: dict[str, Any], ev: RunEvidence, profile: Profile) -> list[str
     research = [c["category"] for c in card["categories"] if not c.get("tracked", True)]
     if research:
         out.append(f"Research categories ({', '.join(research)}) are reported but do not gate deployment.")
-    out.append("Preparedness levels here are inferred from jailbreak success on hazard-category prompts; they are "
-               "not capability evaluations (uplift studies, CTFs, autonomy tasks).")
+    out.append("Preparedness levels here are inferred from jailbreak success on the prompts tracked as each category; "
+               "they are not capability evaluations (uplift studies, CTFs, autonomy tasks).")
+    if ev.tracked_by_hazard and any(c.get("preparedness") for c in card["categories"]):
+        out.append(f"{ev.tracked_by_hazard} attempt(s) were stored before prompts were tracked one by one: they count "
+                   "for the category their whole hazard maps to (all S9 to CBRN, all S2 to cybersecurity).")
     if card.get("over_refusal", {}).get("attempts", 0) == 0:
         out.append("Over-refusal was not measured in this run.")
     return out
