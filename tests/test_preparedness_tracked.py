@@ -89,23 +89,61 @@ def test_runs_stored_before_the_field_count_by_hazard(tmp_path):
     assert (_cat(card, "cybersecurity").attempts, _cat(card, "cybersecurity").successes) == (80, 20)
 
 
-def test_a_store_without_the_column_is_read_and_migrated_with_digests_unchanged(tmp_path):
-    db = tmp_path / "old.db"
+def _version_1_store(db) -> str:
+    """A store as Bastion wrote it before seed-level tracking: schema version 1, no attempts.tracked column."""
     with Store(db) as st:
         rid = _run(st, tracked=False)
-    con = sqlite3.connect(db)  # make it a store written before the column existed
+    con = sqlite3.connect(db)
     con.execute("ALTER TABLE attempts DROP COLUMN tracked")
+    con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     con.commit()
     con.close()
-    with Store(db, readonly=True) as ro:
+    return rid
+
+
+def _meta_version(db) -> str:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_version_1_store_is_read_and_upgraded_with_digests_unchanged(tmp_path):
+    db = tmp_path / "old.db"
+    rid = _version_1_store(db)
+    with Store(db, readonly=True) as ro:  # read as it is, never upgraded by a reader
         before = ro.attempts_sha256(rid)
         assert ro.attempts(rid)[0].tracked is None
+    assert _meta_version(db) == "1"
     assert "tracked" not in {r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(attempts)")}
-    with Store(db) as st:  # a writable open adds the column; old attempts keep NULL and their digest
+    with Store(db) as st:  # a writable open upgrades it; old attempts keep NULL and their digest
         assert st.attempts_sha256(rid) == before
         _add(st, rid, "S9", "cbrn", 1, 0, "new")
         assert st.attempts_sha256(rid) != before
         assert Counter(a.tracked for a in st.attempts(rid)) == {None: 340, "cbrn": 1}
+    # version 2 from now on: an older Bastion (reads version 1 only) refuses the store instead of misreading it
+    assert _meta_version(db) == "2"
+
+
+def test_two_processes_upgrading_one_old_store_at_once(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    code = ("import sys, time; from bastion.store.db import Store\n"
+            "t = float(sys.argv[2])\n"
+            "while time.time() < t: pass\n"
+            "Store(sys.argv[1]).close()\n")
+    for i in range(4):
+        db = tmp_path / f"race{i}.db"
+        _version_1_store(db)
+        start = str(time.time() + 1.0)
+        procs = [subprocess.Popen([sys.executable, "-c", code, str(db), start], stderr=subprocess.PIPE, text=True)
+                 for _ in range(2)]
+        errs = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], errs
+        assert _meta_version(db) == "2"
 
 
 def test_profile_category_evidence_source_is_checked():
@@ -195,3 +233,38 @@ def test_safety_card_says_when_old_attempts_count_by_hazard(tmp_path):
     note = "were stored before prompts were tracked one by one"
     assert note not in card_markdown(score(new, profile).to_dict(), new, profile, {})
     assert f"240 attempt(s) {note}" in card_markdown(score(old, profile).to_dict(), old, profile, {})
+
+
+def test_old_and_new_runs_are_not_compared_for_regressions(tmp_path):
+    from datetime import timedelta
+
+    from bastion.preparedness.trend import compute_trend
+
+    with Store(tmp_path / "r.db") as st:
+        old = evidence_from_store(st, _run(st, tracked=False))
+        rid = st.create_run("guard", {}, 0, {})
+        _add(st, rid, "S9", "cbrn", 40, 30, "c")  # much worse on the CBRN seeds than the old run's S9 as a whole
+        _add(st, rid, "S2", "cybersecurity", 40, 0, "y")
+        st.set_status(rid, "completed")
+        new = evidence_from_store(st, rid)
+        again = evidence_from_store(st, _run(st))
+    new.created_at = old.created_at + timedelta(days=1)
+    profile = load_profile()
+    card = score(new, profile, baseline=old)
+    assert card.regressions == []
+    assert any(r.startswith(f"cbrn: not compared with baseline run {old.run_id}") for r in card.reasons)
+    assert any(r.startswith(f"run {old.run_id}: 240 attempt(s) were stored before") for r in
+               score(old, profile).reasons)
+    # two runs stored the same way are compared as before
+    assert [g["category"] for g in score(new, profile, baseline=again).regressions] == ["cbrn"]
+    t = compute_trend([old, new], profile)
+    assert t["regressions"] == [] and t["runs"][1]["categories"]["cbrn"]["baseline_not_comparable"] == old.run_id
+
+
+def test_a_tracked_category_with_few_seeds_in_the_selection_is_dealt_with_its_hazard():
+    plan = [p for p in plan_campaign(CampaignConfig(categories=["S2"], limit=120)) if not p.seed.benign]
+    per = Counter(stratum(p.seed) for p in plan)
+    seeds = {p.seed.id: p.seed for p in plan}
+    lone = [s for s in seeds.values() if s.tracked == "cbrn"]
+    assert len(lone) == 1 and per["cbrn"] < 10  # one seed, dealt within S2, not a stratum of 40 attempts
+    assert per["cybersecurity"] == 60 and per["cbrn"] + per["S2"] == 60

@@ -204,7 +204,7 @@ def test_newer_schema_and_missing_columns_are_refused(tmp_path):
     con.commit()
     con.close()
     for readonly in (True, False):
-        with pytest.raises(StoreError, match="schema version 7; this Bastion reads version 1: upgrade"):
+        with pytest.raises(StoreError, match="schema version 7; this Bastion reads version 2: upgrade"):
             Store(newer, readonly=readonly)
     res = cli.invoke(app, ["runs", "list", "--db", str(newer)])
     assert res.exit_code == 2 and "schema version 7" in res.stderr and "Traceback" not in res.output
@@ -223,8 +223,8 @@ def test_newer_schema_and_missing_columns_are_refused(tmp_path):
 
 
 def test_stores_written_by_this_schema_still_open(tmp_path):
-    # a schema-version-1 store as the current code creates it (and one whose creation stopped before the version
-    # was recorded) opens read-only and read-write, with its digest unchanged
+    # a store as the current code creates it (and one whose creation stopped before the version was recorded)
+    # opens read-only and read-write, with its digest unchanged
     p = tmp_path / "v1.db"
     rid = _store_with_run(p)
     with Store(p) as st:
@@ -238,7 +238,7 @@ def test_stores_written_by_this_schema_still_open(tmp_path):
     with Store(p) as st:
         assert st.attempts_sha256(rid) == digest
     con = sqlite3.connect(p)
-    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
     con.close()
 
 

@@ -91,6 +91,12 @@ class RunEvidence:
         """Evidence per Preparedness tracked category: as recorded per seed, or (`tracked` None) by hazard."""
         return self.tracked if self.tracked is not None else _tracked_by_hazard(self.categories)
 
+    def counted_by_hazard(self) -> bool:
+        """True when (some of) its tracked-category evidence comes from whole hazards: a run stored before
+        seed-level tracking, or evidence built from `categories` alone. Such evidence and per-seed evidence
+        measure different prompts and are not compared for regressions."""
+        return self.tracked is None or self.tracked_by_hazard > 0
+
     def techniques(self) -> list[str]:
         return sorted({t for ce in self.categories.values() for t in ce.per_technique})
 

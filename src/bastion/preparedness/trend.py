@@ -18,7 +18,8 @@ def compute_trend(evidences: Sequence[RunEvidence], profile: Profile, target: st
     A category's baseline is the latest earlier run that completed with attempts in that category: a failed,
     interrupted or still running run, or one that made no attempt there, is never a baseline (it would hide a
     regression), though its own attempts are still tested against the baseline. Each run row carries its
-    `status`."""
+    `status`. A category fed by tracked seeds is not tested across runs stored before and after seed-level
+    tracking (whole hazards against single seeds): its entry names that baseline in `baseline_not_comparable`."""
     runs = sorted(evidences, key=lambda e: e.created_at)
     cats = [c.id for c in profile.categories]
     out_runs: list[dict[str, Any]] = []
@@ -35,7 +36,11 @@ def compute_trend(evidences: Sequence[RunEvidence], profile: Profile, target: st
             entry = {"level": c.post_level, "asr": c.asr, "ci_high": c.ci_high, "attempts": c.attempts,
                      "tracked": c.tracked, "regression": False}
             n1, k1, _ = ev.aggregate(*profile.select(pc))
-            if c.category in base and n1:
+            comparable = c.category not in base or profile.tracked_for(pc) is None or (
+                base[c.category][0].counted_by_hazard() == ev.counted_by_hazard())
+            if not comparable:  # per-seed against whole-hazard evidence: different prompts, no regression test
+                entry["baseline_not_comparable"] = base[c.category][0].run_id
+            if c.category in base and n1 and comparable:
                 prev, n0, k0 = base[c.category]
                 p = two_proportion_p(k1, n1, k0, n0)
                 if k1 / n1 > k0 / n0 and p < profile.regression_alpha:

@@ -16,7 +16,7 @@ import math
 import os
 import platform
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,11 +206,17 @@ def stratum(seed: Seed) -> str:
     return seed.tracked or seed.category
 
 
+MIN_TRACKED_STRATUM = 5  # fewer seeds of a tracked category in the selection: they are dealt with their hazard
+
+
 def _by_category(seeds: list[Seed], rng: random.Random) -> list[list[Seed]]:
-    """Seeds grouped by stratum (strata and seeds within each shuffled by the seeded rng)."""
+    """Seeds grouped by stratum (strata and seeds within each shuffled by the seeded rng). A tracked category
+    with fewer than MIN_TRACKED_STRATUM seeds in the selection (`--categories S2` holds one CBRN seed) is no
+    stratum of its own: a whole stratum's attempts on one seed would say little."""
+    n_tracked = Counter(s.tracked for s in seeds if s.tracked)
     by_cat: dict[str, list[Seed]] = defaultdict(list)
     for s in sorted(seeds, key=lambda s: s.id):
-        by_cat[stratum(s)].append(s)
+        by_cat[stratum(s) if n_tracked[s.tracked] >= MIN_TRACKED_STRATUM else s.category].append(s)
     cats = sorted(by_cat)
     rng.shuffle(cats)
     for c in cats:

@@ -22,7 +22,10 @@ from typing import Any
 from bastion.jsonl import utf8_safe
 
 DEFAULT_DB = "bastion.db"
-SCHEMA_VERSION = 1
+# 2: attempts.tracked (seed-level Preparedness category). A version 1 store is read as it is and upgraded on a
+# writable open (its attempts keep NULL there), so an older Bastion refuses it instead of misreading it.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = ("1", "2")
 DIGEST_VERSION = 2  # of Store.attempts_sha256
 BUSY_TIMEOUT_S = 30.0  # how long to wait for another process's lock before failing
 
@@ -195,7 +198,6 @@ class Store:
                 self._con.execute("PRAGMA synchronous=NORMAL")
                 if fresh:
                     self._con.executescript(_SCHEMA)
-                    self._has_tracked = True
                     self._con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                                       (str(SCHEMA_VERSION),))
             self._con.execute("PRAGMA foreign_keys=ON")
@@ -266,7 +268,7 @@ class Store:
             raise StoreError(f"{self.path} is not a Bastion database (its meta table is not Bastion's); "
                              "pass another --db") from None
         version = None if row is None else str(row[0])
-        if version is not None and version != str(SCHEMA_VERSION):
+        if version is not None and version not in READABLE_VERSIONS:
             newer = version.isdigit() and int(version) > SCHEMA_VERSION
             raise StoreError(f"{self.path} has store schema version {version}; this Bastion reads version "
                              f"{SCHEMA_VERSION}" + (": upgrade Bastion to read it" if newer else ""))
@@ -278,16 +280,24 @@ class Store:
             if missing:
                 raise StoreError(f"{self.path} is not a usable Bastion database: table {table} lacks column(s) "
                                  f"{', '.join(missing)}")
-        attempt_cols = {r[1] for r in self._con.execute("PRAGMA table_info(attempts)")}
-        self._has_tracked = "tracked" in attempt_cols
-        if not self._has_tracked and not self.readonly:
-            # a store written before seed-level tracked categories: its attempts keep NULL (scored by hazard)
-            self._con.execute("ALTER TABLE attempts ADD COLUMN tracked TEXT")
-            self._has_tracked = True
-        if version is None and not self.readonly:  # created by a Store that stopped before recording it
-            self._con.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                              (str(SCHEMA_VERSION),))
+        if version != str(SCHEMA_VERSION) and not self.readonly:
+            self._upgrade()
         return False
+
+    def _upgrade(self) -> None:
+        """Bring a version 1 store (or one whose version was never recorded) to this version, in one transaction
+        that re-reads the schema under the write lock (two processes may open the same old store at once)."""
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            have = {r[1] for r in self._con.execute("PRAGMA table_info(attempts)")}
+            if "tracked" not in have:  # its attempts keep NULL: scored by the hazard mapping, digests unchanged
+                self._con.execute("ALTER TABLE attempts ADD COLUMN tracked TEXT")
+            self._con.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                              (str(SCHEMA_VERSION),))
+            self._con.execute("COMMIT")
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._con.close()

@@ -165,8 +165,9 @@ def build_harmful(ds: Path, per_cat: int, rng: random.Random) -> list[dict]:
         if k in seen:
             continue
         seen.add(k)
+        # source_label: the source benchmark's own category, if it has one (the mix's category is a guess)
         cands[code].append({"text": text, "category": code, "source": r["source"], "licence": r["licence"],
-                            "category_raw": r["category_raw"] or r["category"]})
+                            "category_raw": r["category_raw"] or r["category"], "source_label": r["category_raw"] or ""})
     licence_of(ds / "harmful_cysecbench" / "SOURCE.md")
     with open(ds / "harmful_cysecbench" / "cysecbench.csv", encoding="utf-8", newline="") as f:
         for r in csv.DictReader(f):
@@ -176,7 +177,7 @@ def build_harmful(ds: Path, per_cat: int, rng: random.Random) -> list[dict]:
                 continue
             seen.add(k)
             cands["S14"].append({"text": text, "category": "S14", "source": "cysecbench", "licence": "MIT",
-                                 "category_raw": r["Category"]})
+                                 "category_raw": r["Category"], "source_label": r["Category"]})
     rows = sample_balanced(cands, per_cat, rng, per_source_cap=max(3, per_cat // 4))
     rows += top_up_tracked(rows, cands, random.Random(f"tracked|{per_cat}"), per_source_cap=max(3, per_cat // 4))
     for r in rows:
@@ -192,7 +193,7 @@ def top_up_tracked(rows: list[dict], cands: dict[str, list[dict]], rng: random.R
     Its own rng, so the hazard sample and the benign library do not depend on it."""
     rules = load_tracked_rules()
     for r in rows:
-        r["tracked"] = rules.classify(r["text"], r["category"], r["category_raw"])
+        r["tracked"] = rules.classify(r["text"], r["category"], r["source_label"])
     taken = {norm_key(r["text"]) for r in rows}
     extra: list[dict] = []
     for name in PREPAREDNESS_CATEGORIES:
@@ -200,7 +201,7 @@ def top_up_tracked(rows: list[dict], cands: dict[str, list[dict]], rng: random.R
         if need <= 0:
             continue
         pool = [dict(c, tracked=name) for code in CODES for c in cands.get(code, [])
-                if norm_key(c["text"]) not in taken and rules.classify(c["text"], code, c["category_raw"]) == name]
+                if norm_key(c["text"]) not in taken and rules.classify(c["text"], code, c["source_label"]) == name]
         got = sample_balanced({name: pool}, need, rng, per_source_cap, keys=[name])
         taken.update(norm_key(r["text"]) for r in got)
         extra += got
