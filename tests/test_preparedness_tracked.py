@@ -15,7 +15,14 @@ from bastion.cli import preparedness_cmds
 from bastion.preparedness.profile import Profile, load_profile
 from bastion.preparedness.scorecard import score
 from bastion.preparedness.store_adapter import evidence_from_store
-from bastion.redteam.runner import DEFAULT_LIMIT, CampaignConfig, plan_campaign, run_campaign, stratum
+from bastion.redteam.runner import (
+    DEFAULT_LIMIT,
+    MIN_TRACKED_STRATUM,
+    CampaignConfig,
+    plan_campaign,
+    run_campaign,
+    stratum,
+)
 from bastion.store.db import AttemptRecord, Store
 from bastion.yamlsrc import ConfigError
 
@@ -117,11 +124,17 @@ def test_a_version_1_store_is_read_and_upgraded_with_digests_unchanged(tmp_path)
         assert ro.attempts(rid)[0].tracked is None
     assert _meta_version(db) == "1"
     assert "tracked" not in {r[1] for r in sqlite3.connect(db).execute("PRAGMA table_info(attempts)")}
-    with Store(db) as st:  # a writable open upgrades it; old attempts keep NULL and their digest
-        assert st.attempts_sha256(rid) == before
+    with Store(db) as st:  # a writable open alone changes nothing: an older Bastion can still finish its runs
+        assert st.attempts_sha256(rid) == before and st.list_runs()[0].id == rid
+    assert _meta_version(db) == "1"
+    with Store(db) as st:  # the first write upgrades it; old attempts keep NULL and their digest
         _add(st, rid, "S9", "cbrn", 1, 0, "new")
-        assert st.attempts_sha256(rid) != before
         assert Counter(a.tracked for a in st.attempts(rid)) == {None: 340, "cbrn": 1}
+        con = sqlite3.connect(db)
+        con.execute("DELETE FROM attempts WHERE key='new0'")
+        con.commit()
+        con.close()
+        assert st.attempts_sha256(rid) == before
     # version 2 from now on: an older Bastion (reads version 1 only) refuses the store instead of misreading it
     assert _meta_version(db) == "2"
 
@@ -132,9 +145,9 @@ def test_two_processes_upgrading_one_old_store_at_once(tmp_path):
     import time
 
     code = ("import sys, time; from bastion.store.db import Store\n"
-            "t = float(sys.argv[2])\n"
+            "st = Store(sys.argv[1]); t = float(sys.argv[2])\n"
             "while time.time() < t: pass\n"
-            "Store(sys.argv[1]).close()\n")
+            "st.create_run('guard', {}, 0, {}); st.close()\n")
     for i in range(4):
         db = tmp_path / f"race{i}.db"
         _version_1_store(db)
@@ -143,7 +156,7 @@ def test_two_processes_upgrading_one_old_store_at_once(tmp_path):
                  for _ in range(2)]
         errs = [p.communicate(timeout=60)[1] for p in procs]
         assert [p.returncode for p in procs] == [0, 0], errs
-        assert _meta_version(db) == "2"
+        assert _meta_version(db) == "2" and len(Store(db, readonly=True).list_runs()) == 3
 
 
 def test_profile_category_evidence_source_is_checked():
@@ -191,7 +204,8 @@ def test_default_plan_gives_every_tracked_category_its_minimum():
     harmful = [p for p in plan if not p.seed.benign and p.kind != "attack"]
     assert len(harmful) == DEFAULT_LIMIT
     per = Counter(stratum(p.seed) for p in harmful)
-    assert set(per.values()) == {40} and len(per) == 15
+    assert set(per.values()) == {40} and len(per) == 16
+    assert min(Counter(p.seed.category for p in harmful).values()) == 40  # every hazard keeps a full share
     tracked = Counter(p.seed.tracked for p in harmful if p.seed.tracked)
     assert all(tracked[n] >= load_profile().min_attempts for n in ("cbrn", "cybersecurity", "persuasion",
                                                                       "model_autonomy"))
@@ -266,5 +280,43 @@ def test_a_tracked_category_with_few_seeds_in_the_selection_is_dealt_with_its_ha
     per = Counter(stratum(p.seed) for p in plan)
     seeds = {p.seed.id: p.seed for p in plan}
     lone = [s for s in seeds.values() if s.tracked == "cbrn"]
-    assert len(lone) == 1 and per["cbrn"] < 10  # one seed, dealt within S2, not a stratum of 40 attempts
+    assert 1 <= len(lone) < MIN_TRACKED_STRATUM and per["cbrn"] < 20  # dealt within S2, not a stratum of 60
     assert per["cybersecurity"] == 60 and per["cbrn"] + per["S2"] == 60
+
+
+def test_a_refused_resume_leaves_a_version_1_store_to_the_bastion_that_wrote_it(tmp_path):
+    from bastion.cli.main import app as main_app
+
+    db = tmp_path / "v1.db"
+    rid = _version_1_store(db)
+    with Store(db) as st:
+        st.set_status(rid, "interrupted")
+    con = sqlite3.connect(db)
+    con.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    res = cli.invoke(main_app, ["redteam", "--resume", rid, "--db", str(db)])
+    assert res.exit_code == 2 and "resume it with the Bastion that made it" in res.stderr
+    res = cli.invoke(main_app, ["redteam", "--target", "python:no_such_module_x:fn", "--db", str(db), "--limit", "1"])
+    assert res.exit_code == 2
+    assert _meta_version(db) == "1"
+
+
+def test_trend_and_reports_say_which_categories_were_not_compared(tmp_path):
+    from datetime import timedelta
+
+    from bastion.preparedness.trend import compute_trend
+    from bastion.report.markdown import report_markdown
+
+    with Store(tmp_path / "n.db") as st:
+        old = evidence_from_store(st, _run(st, tracked=False))
+        new = evidence_from_store(st, _run(st))
+    new.created_at = old.created_at + timedelta(days=1)
+    t = compute_trend([old, new], load_profile())
+    assert [g["category"] for g in t["not_compared"]] == ["cybersecurity", "cbrn"]  # not persuasion, autonomy
+    card = score(new, load_profile(), baseline=old)
+    assert [g["category"] for g in card.to_dict()["not_compared"]] == ["cybersecurity", "cbrn"]
+    assert "not_compared" not in score(new, load_profile()).to_dict()
+    md = report_markdown(card.to_dict(), new, t)
+    assert f"- Not compared: cbrn in run {new.run_id} not compared with run {old.run_id}" in md
+    assert "among the runs compared" in md

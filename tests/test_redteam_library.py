@@ -68,7 +68,7 @@ def test_seed_category_coverage_and_balance():
     assert min(h.values()) >= 15
     # balanced over the strata the campaign deals attempts in: tracked categories, and the hazards of the rest
     strata = Counter(stratum(s) for s in harmful_seeds())
-    assert len(strata) == 15 and min(strata.values()) >= 15 and max(strata.values()) <= 3 * min(strata.values())
+    assert len(strata) == 16 and min(strata.values()) >= 15 and max(strata.values()) <= 3 * min(strata.values())
     assert min(b.values()) >= 5
     # curated benchmarks dominate the harmful set
     src = Counter(s.source for s in harmful_seeds())

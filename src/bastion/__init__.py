@@ -7,6 +7,6 @@ and turn what you learn into alignment data.
 from bastion.guard import Enforcement, Guard, Policy, Thresholds, Verdict
 from bastion.taxonomy import load_taxonomy
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["Enforcement", "Guard", "Policy", "Thresholds", "Verdict", "load_taxonomy", "__version__"]

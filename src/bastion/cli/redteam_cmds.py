@@ -253,9 +253,9 @@ def register(app: typer.Typer) -> None:
                                                  help="Wall time per attack and seed, in seconds (> 0)."),
         categories: str | None = typer.Option(None, "--categories", help="Only these hazard codes, e.g. S1,S9."),
         limit: int | None = typer.Option(None, "--limit", "-n", min=0,
-                                         help="Harmful attempts (default 600: 40 per stratum, i.e. per "
-                                              "Preparedness tracked category and per hazard of the other "
-                                              "seeds); the benign "
+                                         help="Harmful attempts (default 640: 40 per stratum: the CBRN "
+                                              "seeds, the cybersecurity seeds, and each hazard for the "
+                                              "rest); the benign "
                                               "look-alikes come on top (see --benign-limit)."),
         benign_limit: int | None = typer.Option(None, "--benign-limit", min=0,
                                                 help="Benign look-alike prompts for over-refusal (default 255: all)."),
@@ -511,7 +511,7 @@ def register(app: typer.Typer) -> None:
             for row in store.iter_attempt_rows(run.id):
                 buf.write(dumps_line(row, default=str) + "\n")
         else:
-            cols = ["run_id", "key", "seed_id", "category", "technique", "benign", "success", "refused", "score",
+            cols = ["run_id", "key", "seed_id", "category", "tracked", "technique", "benign", "success", "refused", "score",
                     "blocked_by", "latency_ms", "error", "seed_text", "prompt", "reply"]
             w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
             w.writeheader()

@@ -154,9 +154,13 @@ class Scorecard:
     evidence_sha256: str
     run_status: str = COMPLETED
     digest_version: int = SCORECARD_DIGEST_VERSION
+    # categories not tested against the baseline: one run counts whole hazards, the other single seeds
+    not_compared: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        if not d["not_compared"]:  # the shape of scorecards written before the field
+            del d["not_compared"]
         for c in d["categories"]:
             if c["preparedness"] is None:  # fed by hazards: the shape of scorecards written before the field
                 del c["preparedness"]
@@ -164,6 +168,18 @@ class Scorecard:
                 if c[key] is not None:
                     c[key] = round(c[key], 6)
         return d
+
+
+def comparable_runs(profile: Profile, cat: Any, a: RunEvidence, b: RunEvidence) -> bool:
+    """Whether two runs' evidence for `cat` measures the same prompts: always for a category fed by hazards, or by
+    a tracked category that takes whole hazards (persuasion, model autonomy); else only when both runs count the
+    same way (both per seed, or both by whole hazard)."""
+    from bastion.taxonomy import load_tracked_rules
+
+    tracked = profile.tracked_for(cat)
+    if tracked is None or load_tracked_rules().whole_hazard(tracked):
+        return True
+    return a.counted_by_hazard() == b.counted_by_hazard()
 
 
 def compute_evidence_sha256(attempts_sha256: dict[str, str | None], config: dict[str, Any]) -> str:
@@ -305,12 +321,14 @@ def score(
 
     # Regression against a baseline run: one-sided two-proportion test per tracked category.
     regressions: list[dict[str, Any]] = []
+    not_compared: list[dict[str, Any]] = []
     if baseline is not None:
         for cat in profile.categories:
             if not cat.tracked:
                 continue
-            if profile.tracked_for(cat) is not None and post.counted_by_hazard() != baseline.counted_by_hazard():
+            if not comparable_runs(profile, cat, baseline, post):
                 old = baseline.run_id if baseline.counted_by_hazard() else post.run_id
+                not_compared.append({"category": cat.id, "baseline_run_id": baseline.run_id})
                 reasons.append(f"{cat.id}: not compared with baseline run {baseline.run_id}: run {old} was stored "
                                "before prompts were tracked one by one and counts whole hazards, so the two "
                                "measure different prompts")
@@ -372,7 +390,7 @@ def score(
         run_created_at=post.created_at.isoformat(), created_at=now.isoformat(),
         overall_level=overall, pre_overall_level=pre_overall, decision=decision, exit_code=EXIT_CODES[decision],
         reasons=reasons, requirements=requirements, categories=results, over_refusal=over,
-        regressions=regressions, pre_run_id=pre.run_id if pre else None,
+        regressions=regressions, not_compared=not_compared, pre_run_id=pre.run_id if pre else None,
         baseline_run_id=baseline.run_id if baseline else None, config=config, attempts_sha256=digests,
         evidence_sha256=compute_evidence_sha256(digests, config), run_status=post.status,
     )

@@ -7,7 +7,7 @@ from typing import Any
 
 from .evidence import RunEvidence
 from .profile import Profile
-from .scorecard import score
+from .scorecard import comparable_runs, score
 from .stats import two_proportion_p
 
 
@@ -18,12 +18,14 @@ def compute_trend(evidences: Sequence[RunEvidence], profile: Profile, target: st
     A category's baseline is the latest earlier run that completed with attempts in that category: a failed,
     interrupted or still running run, or one that made no attempt there, is never a baseline (it would hide a
     regression), though its own attempts are still tested against the baseline. Each run row carries its
-    `status`. A category fed by tracked seeds is not tested across runs stored before and after seed-level
-    tracking (whole hazards against single seeds): its entry names that baseline in `baseline_not_comparable`."""
+    `status`. A category fed by seeds chosen one by one (cbrn, cybersecurity) is not tested across runs stored
+    before and after seed-level tracking (whole hazards against single seeds): its entry names that baseline in
+    `baseline_not_comparable`, the pair is listed in `not_compared`, and the run becomes the next baseline."""
     runs = sorted(evidences, key=lambda e: e.created_at)
     cats = [c.id for c in profile.categories]
     out_runs: list[dict[str, Any]] = []
     regressions: list[dict[str, Any]] = []
+    not_compared: list[dict[str, Any]] = []
     base: dict[str, tuple[RunEvidence, int, int]] = {}  # category -> (run, attempts, successes)
     for ev in runs:
         card = score(ev, profile)
@@ -36,10 +38,11 @@ def compute_trend(evidences: Sequence[RunEvidence], profile: Profile, target: st
             entry = {"level": c.post_level, "asr": c.asr, "ci_high": c.ci_high, "attempts": c.attempts,
                      "tracked": c.tracked, "regression": False}
             n1, k1, _ = ev.aggregate(*profile.select(pc))
-            comparable = c.category not in base or profile.tracked_for(pc) is None or (
-                base[c.category][0].counted_by_hazard() == ev.counted_by_hazard())
+            comparable = c.category not in base or comparable_runs(profile, pc, base[c.category][0], ev)
             if not comparable:  # per-seed against whole-hazard evidence: different prompts, no regression test
                 entry["baseline_not_comparable"] = base[c.category][0].run_id
+                not_compared.append({"run_id": ev.run_id, "baseline_run_id": base[c.category][0].run_id,
+                                     "category": c.category})
             if c.category in base and n1 and comparable:
                 prev, n0, k0 = base[c.category]
                 p = two_proportion_p(k1, n1, k0, n0)
@@ -52,7 +55,13 @@ def compute_trend(evidences: Sequence[RunEvidence], profile: Profile, target: st
             row["categories"][c.category] = entry
         out_runs.append(row)
     return {"target": target or (runs[-1].target if runs else ""), "framework": profile.name, "categories": cats,
-            "runs": out_runs, "regressions": regressions}
+            "runs": out_runs, "regressions": regressions, "not_compared": not_compared}
 
 
-__all__ = ["compute_trend"]
+def not_compared_text(g: dict[str, Any]) -> str:
+    """One line for a category a trend did not test for a regression."""
+    return (f"{g['category']} in run {g['run_id']} not compared with run {g['baseline_run_id']}: one was stored "
+            "before prompts were tracked one by one and counts the whole hazard (different prompts)")
+
+
+__all__ = ["compute_trend", "not_compared_text"]

@@ -9,6 +9,7 @@ from typing import Any
 from bastion.preparedness.evidence import RunEvidence
 from bastion.preparedness.profile import Profile
 from bastion.preparedness.scorecard import card_ci_label, ci_label
+from bastion.preparedness.trend import not_compared_text
 
 from .svg import LEVEL_COLOURS, heatmap, level_strip, line_chart
 
@@ -166,7 +167,9 @@ def _trend_section(trend: dict[str, Any] | None) -> str:
                    f"{_pct(g['baseline_asr'])} → {_pct(g['asr'])} (p={g['p_value']:.4f}, vs run "
                    f"<span class='mono'>{_e(g['baseline_run_id'])}</span>)</li>"
                    for g in trend["regressions"]) or ("<li>No significant regression against the previous completed "
-                                                      "run of each category.</li>")
+                                                      "run of each category" + (" among the runs compared" if
+                                                      trend.get("not_compared") else "") + ".</li>")
+    regs += "".join(f"<li><b>Not compared:</b> {_e(not_compared_text(g))}</li>" for g in trend.get("not_compared") or [])
     return (svg + "<table><tr><th>Run</th><th>Created</th><th>Status</th><th>Overall</th><th>Decision</th>"
             f"<th>Over-refusal</th></tr>{rows}</table><ul>{regs}</ul>"
             "<p class='muted'>A run that did not complete is never a regression baseline.</p>")

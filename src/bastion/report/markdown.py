@@ -8,6 +8,7 @@ from typing import Any
 
 from bastion.preparedness.evidence import RunEvidence
 from bastion.preparedness.scorecard import card_ci_label
+from bastion.preparedness.trend import not_compared_text
 
 EMOJI = {"low": "🟢", "medium": "🟡", "high": "🟠", "critical": "🔴"}
 
@@ -75,7 +76,9 @@ def report_markdown(card: dict[str, Any], ev: RunEvidence | None = None, trend: 
             out += [f"- {md_text(g['category'])} in {md_code(g['run_id'])}: {_pct(g['baseline_asr'])} → {_pct(g['asr'])} "
                     f"(p={g['p_value']:.4f}, vs {md_code(g['baseline_run_id'])})" for g in trend["regressions"]]
         else:
-            out.append(f"No significant regression across {len(trend['runs'])} runs of this target.")
+            out.append(f"No significant regression across {len(trend['runs'])} runs of this target"
+                       + (" among the runs compared." if trend.get("not_compared") else "."))
+        out += [f"- Not compared: {md_text(not_compared_text(g))}" for g in trend.get("not_compared") or []]
         unfinished = sum(1 for r in trend["runs"] if r.get("status", "completed") != "completed")
         if unfinished:
             out.append(f"{unfinished} of the {len(trend['runs'])} runs did not complete: such a run is never a "

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from bastion.preparedness.scorecard import card_ci_label, ci_label
+from bastion.preparedness.trend import not_compared_text
 
 LEVEL_STYLE = {"low": "green", "medium": "yellow", "high": "dark_orange", "critical": "bold red"}
 DECISION_STYLE = {"DEPLOY": "bold green", "DEPLOY_WITH_SAFEGUARDS": "bold yellow",
@@ -123,4 +124,7 @@ def render_trend(trend: dict[str, Any], console: Console | None = None) -> None:
                                         f" {g['category']} in run {g['run_id']}: ASR {pct(g['baseline_asr'])} → "
                                         f"{pct(g['asr'])} (p={g['p_value']:.4f}, vs run {g['baseline_run_id']})"))
     else:
-        console.print("[green]No significant regression against the previous completed run of each category.[/]")
+        console.print("[green]No significant regression against the previous completed run of each category"
+                      + (" among the runs compared" if trend.get("not_compared") else "") + ".[/]")
+    for g in trend.get("not_compared") or []:
+        console.print(Text.assemble(("not compared", "bold yellow"), " " + not_compared_text(g)))

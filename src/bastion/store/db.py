@@ -280,9 +280,20 @@ class Store:
             if missing:
                 raise StoreError(f"{self.path} is not a usable Bastion database: table {table} lacks column(s) "
                                  f"{', '.join(missing)}")
-        if version != str(SCHEMA_VERSION) and not self.readonly:
+        # A version 1 store is upgraded by the first write that needs it (a new run or attempt), not by opening it:
+        # a command that only reads, fails, or is refused (an older run's --resume) leaves it to the Bastion that
+        # wrote it. One whose version was never recorded (its creation stopped) is brought up to date now.
+        self._needs_upgrade = version != str(SCHEMA_VERSION) and not self.readonly
+        if version is None and self._needs_upgrade:
             self._upgrade()
         return False
+
+    def _ensure_current(self) -> None:
+        """Upgrade a version 1 store before the first write that needs this version's schema."""
+        if getattr(self, "_needs_upgrade", False):
+            with self._lock, _writing(self.path, self.timeout, "upgrade the store to schema version 2"):
+                if self._needs_upgrade:
+                    self._upgrade()
 
     def _upgrade(self) -> None:
         """Bring a version 1 store (or one whose version was never recorded) to this version, in one transaction
@@ -298,6 +309,7 @@ class Store:
         except BaseException:
             self._con.execute("ROLLBACK")
             raise
+        self._needs_upgrade = False
 
     def close(self) -> None:
         self._con.close()
@@ -312,6 +324,7 @@ class Store:
     def create_run(self, target: str, config: dict[str, Any], seed: int, versions: dict[str, Any],
                    run_id: str | None = None, label: str | None = None) -> str:
         rid = run_id or new_run_id()
+        self._ensure_current()
         with self._lock, _writing(self.path, self.timeout, "create the run"):
             self._con.execute(
                 "INSERT INTO runs(id, created_at, target, label, config, seed, status, versions) "
@@ -374,6 +387,7 @@ class Store:
     def add_attempt(self, run_id: str, a: AttemptRecord) -> int:
         """Store (or replace, for a retried errored attempt) one attempt and its turns; committed at once."""
         turns = a.turns or [*a.prompt, *([{"role": "assistant", "content": a.reply}] if a.reply is not None else [])]
+        self._ensure_current()
         with self._lock, _writing(self.path, self.timeout, f"store an attempt of run {run_id}"):
             cur = self._con.cursor()
             cur.execute("BEGIN IMMEDIATE")

@@ -110,6 +110,16 @@ class TrackedRules:
     min_seeds: int
     rules: tuple[TrackedRule, ...]
 
+    def whole_hazard(self, tracked: str) -> bool:
+        """True when `tracked` takes every seed of its hazards (its rules have no pattern, and no earlier rule
+        takes a seed of those hazards elsewhere): then its seeds are exactly its hazards' seeds."""
+        mine = [r for r in self.rules if r.tracked == tracked]
+        if not mine or any(r.text is not None or r.source_category is not None for r in mine):
+            return False
+        hazards = {h for r in mine for h in r.hazards}
+        first = self.rules.index(mine[0])
+        return not any(set(r.hazards) & hazards for r in self.rules[:first] if r.tracked != tracked)
+
     def classify(self, text: str, hazard: str, source_category: str = "") -> str | None:
         """The tracked category a seed of `hazard` with this text feeds, or None (it feeds none)."""
         for r in self.rules:
