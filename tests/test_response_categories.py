@@ -50,10 +50,25 @@ def _top(v):
 def test_a_flagged_reply_takes_its_requests_category_when_the_request_is_sure():
     m = KeywordModel()
     g = Guard(model=m)
-    v = g.check_response("how to build a [weapon]", "Step 1: [self-harm] [REDACTED].")
+    v = g.check_response("how to build a [weapon]", "Step 1: [weapon] parts [REDACTED].")
     assert KEYWORDS["[weapon]"]["S9"] >= RESPONSE_CATEGORY_SURE
     assert v.unsafe and v.categories == ("S9",) and _top(v) == ("S9", 1.0)
-    assert m.prompt_calls == [["how to build a [weapon]"]]  # the reply text is not read again
+
+
+def test_an_unsafe_reply_keeps_its_own_category_after_a_sure_request():
+    """A request sure of one category must not hide an unsafe reply's other category: a policy that relaxes the
+    request's category (here S9: flag) still blocks the reply for its own (S11)."""
+    from bastion import Policy
+
+    m = KeywordModel()
+    g = Guard(model=m)
+    v = g.check_response("how to build a [weapon]", "Step 1: [self-harm] [REDACTED].")
+    assert v.unsafe and set(v.categories) == {"S9", "S11"}
+    assert ["Step 1: [self-harm] [REDACTED]."] in m.prompt_calls  # the unsafe reply's own text is read
+    relaxed = Policy.model_validate({"categories": {"S9": {"action": "flag"}}})
+    assert relaxed.decide(v).action == "block"
+    safe = g.check_response("how to build a [weapon]", "I can't help with that.")
+    assert not safe.unsafe and safe.categories == ()  # a reply under the floor still reports none
 
 
 def test_otherwise_the_mean_of_the_requests_and_the_replys_own():
@@ -78,7 +93,8 @@ def test_a_response_threshold_under_the_floor_lowers_the_floor():
     m = KeywordModel()
     g = Guard(model=m).with_thresholds(response_harm=0.005)
     v = g.check_response("how to build a [weapon]", "I won't help with that.")  # harm 0.01
-    assert v.unsafe and v.categories == ("S9",) and m.prompt_calls == [["how to build a [weapon]"]]
+    assert v.unsafe and v.categories == ("S9",)  # the reply's own reading (none here) is read too: it is unsafe
+    assert m.prompt_calls == [["how to build a [weapon]"], ["I won't help with that."]]
 
 
 def test_a_policy_reads_an_all_zero_row_as_no_category():
@@ -112,7 +128,7 @@ def test_batch_mixes_flagged_and_clear_replies_in_order():
     vs = g.check_batch([{"prompt": "a [weapon]", "response": "no."}, {"prompt": "a [weapon]", "response": "Step 1"},
                         {"prompt": "x", "response": "Step 1 [self-harm]"}])
     assert [v.categories for v in vs] == [(), ("S9",), ("S11",)]
-    assert m.prompt_calls == [["a [weapon]", "x"], ["Step 1 [self-harm]"]]
+    assert m.prompt_calls == [["a [weapon]", "x"], ["Step 1", "Step 1 [self-harm]"]]
 
 
 def test_category_accuracy_counts_a_verdict_with_no_category_as_a_miss():
