@@ -318,5 +318,5 @@ def test_trend_and_reports_say_which_categories_were_not_compared(tmp_path):
     assert [g["category"] for g in card.to_dict()["not_compared"]] == ["cybersecurity", "cbrn"]
     assert "not_compared" not in score(new, load_profile()).to_dict()
     md = report_markdown(card.to_dict(), new, t)
-    assert f"- Not compared: cbrn in run {new.run_id} not compared with run {old.run_id}" in md
+    assert f"- Not compared: cbrn: run {new.run_id} against run {old.run_id}; one of them was stored before" in md
     assert "among the runs compared" in md

@@ -274,7 +274,7 @@ def test_a_run_planned_by_an_earlier_bastion_is_not_resumed(redteam_sandbox, tmp
     res = _invoke("redteam", "--resume", rid, "--db", db)
     assert res.exit_code == 2 and f"run {rid} was planned by an earlier Bastion" in res.stderr
     assert "start a new run" in res.stderr and st.attempts(rid) == [] and st.get_run(rid).status == "running"
-    assert "resume it with the Bastion that made it" in res.stderr
+    assert "upgraded to schema version 2" in res.stderr  # a store this Bastion made: no older one can open it
 
 
 # ---- 5. the Ctrl-C hint names this campaign's run -------------------------------------------------------------

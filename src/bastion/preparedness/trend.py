@@ -60,8 +60,8 @@ def compute_trend(evidences: Sequence[RunEvidence], profile: Profile, target: st
 
 def not_compared_text(g: dict[str, Any]) -> str:
     """One line for a category a trend did not test for a regression."""
-    return (f"{g['category']} in run {g['run_id']} not compared with run {g['baseline_run_id']}: one was stored "
-            "before prompts were tracked one by one and counts the whole hazard (different prompts)")
+    return (f"{g['category']}: run {g['run_id']} against run {g['baseline_run_id']}; one of them was stored before "
+            "prompts were tracked one by one and counts the whole hazard (different prompts)")
 
 
 __all__ = ["compute_trend", "not_compared_text"]

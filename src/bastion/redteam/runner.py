@@ -784,9 +784,13 @@ def _resume_config(run: Any, cfg: CampaignConfig | None, store: Store, run_ids: 
     changes to RESUMABLE settings (raises TargetError for any other change)."""
     plan = run.versions.get("plan", 1) if isinstance(run.versions, dict) else 1
     if plan != PLAN_VERSION:
+        if getattr(store, "_needs_upgrade", False):  # still schema version 1: the older Bastion can open it
+            advice = "resume it with the Bastion that made it (the store is left as it was), or start a new run"
+        else:
+            advice = ("this store has since been upgraded to schema version 2 by a newer run, which that Bastion "
+                      "cannot open, so no Bastion can resume it: start a new run")
         raise TargetError(f"run {run.id} was planned by an earlier Bastion (plan version {plan}, this one deals "
-                          f"attempts by plan version {PLAN_VERSION}): resume it with the Bastion that made it (the "
-                          "store is left as it was), or start a new run")
+                          f"attempts by plan version {PLAN_VERSION}): {advice}")
     have = _stored_settings(run)
     original = {**CampaignConfig().model_dump(), **run.config}
     want = have if cfg is None else cfg.model_dump()
