@@ -55,7 +55,8 @@ def test_code_shield_shorthands(text, mode):
 def test_per_key_code_shield_override():
     p = Policy.from_yaml("code_shield: {mode: warn, min_severity: low}\nkeys:\n  a: {code_shield: block}\n"
                          "  b: {code_shield: {min_severity: high}}\n")
-    assert p.for_key("a").code_shield.mode == "block" and p.for_key("a").code_shield.min_severity == "medium"
+    # the shorthand sets the mode and keeps the base's other fields (it used to reset them to the built-in ones)
+    assert p.for_key("a").code_shield.mode == "block" and p.for_key("a").code_shield.min_severity == "low"
     assert p.for_key("b").code_shield.mode == "warn" and p.for_key("b").code_shield.min_severity == "high"
 
 

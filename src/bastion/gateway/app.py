@@ -110,7 +110,10 @@ class PolicyStore:
     def _load(self) -> Policy:
         p = Policy.load(self.path) if self.path else Policy.default()
         if self.validate:
-            self.validate(p)
+            try:
+                self.validate(p)
+            except PolicyError as e:  # name the file, as load errors do
+                raise PolicyError(f"{self.path or 'default_policy.yaml'}: {e}") from None
         return p
 
     def _stat(self) -> tuple[float, int] | None:
@@ -318,7 +321,10 @@ class Gateway:
         latest = users[-1] if users else (texts[-1][1] if texts else "")
         ctx.prompt = latest
         ctx.latest_index = user_at[-1] if user_at else None
-        conversation = "\n".join(f"{r}: {t}" for r, t in texts if t)
+        # `checks.input: false` leaves the latest user turn unchecked: it is left out of the conversation and
+        # session texts too, so they cannot block it on its own.
+        skip = ctx.latest_index if not pol.checks.input else None
+        conversation = "\n".join(f"{r}: {t}" for i, (r, t) in enumerate(texts) if t and i != skip)
         # Instructions a client writes in other roles, scored on their own: joined to a short user turn with
         # role prefixes, a harmful system message was diluted below the threshold.
         instructions = "\n".join(t for r, t in texts if t and r in _INSTRUCTION_ROLES)
@@ -334,7 +340,8 @@ class Gateway:
         if st is not None:
             present = set(users)
             earlier = [t for t in st.turns if t not in present]
-            session_text = "\n".join([*earlier, *users[-pol.session.max_turns:]])
+            recent = users[-pol.session.max_turns:]
+            session_text = "\n".join([*earlier, *(recent[:-1] if skip is not None else recent)])
 
         scopes: list[tuple[str, str]] = []
         if pol.checks.input or pol.checks.attack:
@@ -364,7 +371,7 @@ class Gateway:
             # The latest turn will be redacted, and the conversation or session fired too, maybe only because it
             # holds that turn: read them again as they will be forwarded.
             after = {"conversation": "\n".join(f"{r}: {pol.redaction if i == ctx.latest_index else t}"
-                                               for i, (r, t) in enumerate(texts) if t),
+                                               for i, (r, t) in enumerate(texts) if t and i != skip),
                      "session": "\n".join([*[t for t in st.turns if t not in set(users)],
                                            *users[-pol.session.max_turns:][:-1], pol.redaction]) if st else ""}
             for i, v in zip(again, await self.check([after[raw[i][0]] for i in again], "input"), strict=True):
@@ -375,7 +382,7 @@ class Gateway:
         decisions = [d if s == "latest" and ctx.latest_index is not None else _redact_as_block(pol, d, s)
                      for s, d in raw]
         if st is not None:
-            harm = verdicts[0].score if verdicts and scopes[0][0] == "latest" else 0.0
+            harm = verdicts[0].score if verdicts and scopes[0][0] == "latest" and pol.checks.input else 0.0
             st.risk = st.risk * pol.session.decay + max(0.0, harm - pol.session.floor)
             decisions.append(_redact_as_block(pol, pol.decide_session(st.risk), "session"))
         decision = merge_decisions(decisions)
@@ -528,7 +535,9 @@ def _redact_as_block(pol: Policy, d: Decision, scope: str) -> Decision:
     earlier turn or a system message) it acts as `block`: the flagged text is never forwarded."""
     if d.action != "redact":
         return d
-    return Decision("block", d.categories, pol.refusal_for(d.categories),
+    # the refusal of a category that chose `redact`, not of one that fired with a milder action
+    deciding = tuple(c for c in d.categories if (pol.rule(c).action or pol.action) == "redact") or d.categories
+    return Decision("block", d.categories, pol.refusal_for(deciding),
                     d.reasons + (f"redact acts as block: the {scope} scope fired, not the latest user turn",))
 
 
@@ -809,6 +818,10 @@ async def _non_stream(gw: Gateway, ctx: _Ctx, body: dict[str, Any]) -> Response:
         raise upstream_error(ApiError(502, "The upstream model returned a malformed response.", "upstream_error",
                                       "upstream_malformed"), gw.metrics) from None
     out, _ = await gw.output_rail(ctx, data)
+    if ctx.input_decision.action != "allow" and "bastion" not in out:
+        # the output was not checked (output checks and the code shield off): the field still carries the input
+        # decision, as streams do
+        out["bastion"] = bastion_field(ctx, ALLOW, "output", [])
     if ctx.input_decision.action != "allow" and "bastion" in out:
         out["bastion"]["input"] = ctx.input_decision.to_dict()
     return JSONResponse(out)

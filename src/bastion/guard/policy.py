@@ -19,6 +19,7 @@ returns the verdict with the decision.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -30,6 +31,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -52,8 +54,48 @@ class PolicyError(ValueError):
     """A policy file that cannot be loaded; the message is one clear line."""
 
 
+class _KeyPolicyError(PolicyError):
+    """A per-key override that does not validate; `from_yaml` adds the file and line."""
+
+    def __init__(self, key_id: str, loc: tuple[Any, ...] = (), msg: str = "",
+                 error: ValidationError | None = None) -> None:
+        self.key_id, self.loc, self.msg, self.error = key_id, loc, msg, error
+        text = _describe(error, {}, "", ("keys", key_id)) if error is not None else \
+            ".".join(str(x) for x in ("keys", key_id, *loc)) + f": {msg}"
+        super().__init__(text.removeprefix(": "))
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class _LocatedError(ValueError):
+    """A validator's error about a field below the model it validates (`loc`, relative to that model)."""
+
+    def __init__(self, loc: tuple[str, ...], msg: str) -> None:
+        super().__init__(msg)
+        self.loc = loc
+
+
+def _no_bool(v: Any) -> Any:
+    # Pydantic reads `true` as 1.0 for a float field: a threshold of `true` is a mistake, not 1.0.
+    if isinstance(v, bool):
+        raise ValueError(f"must be a number, not a boolean ({str(v).lower()})")
+    return v
+
+
+def session_risk_max(decay: float, floor: float) -> float:
+    """The highest session risk the update `risk * decay + max(0, harm - floor)` can reach (harm <= 1)."""
+    return math.inf if decay >= 1.0 else (1.0 - floor) / (1.0 - decay)
+
+
+def _check_session_threshold(thr: float, decay: float, floor: float) -> None:
+    top = session_risk_max(decay, floor)
+    if not math.isfinite(thr):
+        raise ValueError(f"must be a finite number, got {thr}")
+    if thr > top:
+        raise ValueError(f"{thr:g} can never be reached: the session risk is at most {top:g} "
+                         f"(= (1 - floor) / (1 - decay) with decay {decay:g}, floor {floor:g})")
 
 
 class Checks(_Strict):
@@ -76,6 +118,8 @@ class PolicyThresholds(_Strict):
     # A harm hit is attributed to every category whose score reaches this (the top category always counts).
     category: float | None = Field(None, ge=0.0, le=1.0)
 
+    _bools = field_validator("prompt_harm", "response_harm", "attack", "category", mode="before")(_no_bool)
+
     def resolve(self, verdict: Verdict) -> dict[str, float]:
         """These thresholds, with unset ones taken from the verdict (the model's defaults)."""
         out = {k: float(v) for k, v in verdict.thresholds}
@@ -94,6 +138,8 @@ class CategoryRule(_Strict):
     action: Action | None = None
     refusal: str | None = None
 
+    _bools = field_validator("threshold", mode="before")(_no_bool)
+
 
 class SessionRules(_Strict):
     """Session-level risk: risk <- risk * decay + max(0, score - floor) for each user turn."""
@@ -104,6 +150,15 @@ class SessionRules(_Strict):
     max_turns: int = Field(8, ge=1, le=200)  # user turns kept per session for the joined-turns check
     ttl_s: float = Field(3600.0, gt=0.0)
     action: Action = "block"
+
+    _bools = field_validator("decay", "floor", "threshold", mode="before")(_no_bool)
+
+    @field_validator("threshold")
+    @classmethod
+    def _reachable(cls, v: float, info: ValidationInfo) -> float:
+        if "decay" in info.data and "floor" in info.data:
+            _check_session_threshold(v, info.data["decay"], info.data["floor"])
+        return v
 
 
 class StreamingRules(_Strict):
@@ -167,6 +222,21 @@ class _PolicyBody(_Strict):
             raise ValueError(f"unknown category code(s) {unknown}; known: {', '.join(CATEGORY_CODES)}")
         return v
 
+    @model_validator(mode="after")
+    def _session_category_threshold(self) -> _PolicyBody:
+        # `categories.session.threshold` overrides `session.threshold` (as a category rule overrides the global
+        # thresholds), so it must be reachable too.
+        thr = self.categories["session"].threshold if "session" in self.categories else None
+        if thr is not None:
+            loc = ("categories", "session", "threshold")
+            if thr <= 0:
+                raise _LocatedError(loc, "the session threshold must be greater than 0 (0 would block every request)")
+            try:
+                _check_session_threshold(thr, self.session.decay, self.session.floor)
+            except ValueError as e:
+                raise _LocatedError(loc, str(e)) from None
+        return self
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -197,43 +267,50 @@ class Policy(_PolicyBody):
     _per_key: dict[str, Policy] = PrivateAttr(default_factory=dict)
     _digest: str = PrivateAttr(default="")
 
+    @field_validator("version", mode="before")
+    @classmethod
+    def _known_version(cls, v: Any) -> Any:
+        if isinstance(v, bool) or (isinstance(v, int) and v != 1):
+            raise ValueError(f"unknown policy version {v}; this Bastion reads version 1")
+        return v
+
     def model_post_init(self, __context: Any) -> None:
         base = self.model_dump(exclude={"keys", "version"})
         for key_id, override in self.keys.items():
             if not isinstance(override, dict):
-                raise ValueError(f"keys.{key_id} must be a mapping")
+                raise _KeyPolicyError(key_id, msg="must be a mapping")
             if "keys" in override:
-                raise ValueError(f"keys.{key_id}: per-key policies cannot nest `keys`")
+                raise _KeyPolicyError(key_id, ("keys",), "per-key policies cannot nest `keys`")
+            if "version" in override:
+                raise _KeyPolicyError(key_id, ("version",), "per-key policies cannot set `version` "
+                                                            "(it is the file's, at the top level)")
+            if isinstance(override.get("code_shield"), str):  # the shorthand sets the mode, keeps the rest
+                override = {**override, "code_shield": {"mode": override["code_shield"]}}
             merged = _deep_merge(base, override)
             try:
                 self._per_key[key_id] = Policy.model_validate({**merged, "version": self.version})
             except ValidationError as e:
-                err = e.errors()[0]
-                loc = ".".join(str(x) for x in err["loc"])
-                raise PolicyError(f"keys.{key_id}.{loc}: {err['msg']}") from None
+                raise _KeyPolicyError(key_id, error=e) from None
 
     # ---- loading -------------------------------------------------------------------------------
     @classmethod
-    def from_yaml(cls, text: str, source: str = "<policy>") -> Policy:
+    def from_yaml(cls, text: str, source: str = "<policy>", *, allow_empty: bool = True) -> Policy:
+        """Parse and validate policy text. An empty text gives the built-in defaults unless `allow_empty` is
+        False (`load`: an empty policy file is an error, not a silent fallback)."""
         try:
             raw, lines = load_yaml_text(text, source)  # syntax errors and duplicate keys, with their line
         except ConfigError as e:
             raise PolicyError(str(e.problems[0])) from None
         if raw is None:
+            if not allow_empty:
+                raise PolicyError(f"{source}:1: the policy file is empty")
             raw = {}
         if not isinstance(raw, dict):
             raise PolicyError(f"{source}: the policy must be a mapping, got {type(raw).__name__}")
         try:
             p = cls.model_validate(raw)
         except ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(str(x) for x in err["loc"])
-            line = next((lines[err["loc"][:k]] for k in range(len(err["loc"]), 0, -1)
-                         if err["loc"][:k] in lines), None)
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            more = f" (+{len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-            where = f"{source}:{line}" if line else source
-            raise PolicyError(f"{where}: {loc + ': ' if loc else ''}{msg}{more}") from None
+            raise PolicyError(_describe(e, lines, source)) from None
         except PolicyError as e:
             raise PolicyError(f"{source}: {e}") from None
         p._digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
@@ -248,7 +325,7 @@ class Policy(_PolicyBody):
             raise PolicyError(f"{p}: cannot read policy: {e.strerror or e}") from None
         except UnicodeDecodeError as e:
             raise PolicyError(f"{p}: not a UTF-8 text file (byte {e.start})") from None
-        return cls.from_yaml(text, source=str(p))
+        return cls.from_yaml(text, source=str(p), allow_empty=False)
 
     @classmethod
     def default(cls) -> Policy:
@@ -291,7 +368,8 @@ class Policy(_PolicyBody):
         for code, s in scores:
             thr = self.rule(code).threshold
             thr = base if thr is None else thr
-            if verdict.score >= thr and (s >= t["category"] or code == top):
+            # a zero score is never attributed (`thresholds.category: 0` would name all 14 categories)
+            if verdict.score >= thr and ((s >= t["category"] and s > 0) or code == top):
                 hits.append((code, f"{verdict.kind} harm {verdict.score:.2f} >= {thr:.2f} ({code} {s:.2f})"))
         if top is None and verdict.score >= base:
             hits.append(("unknown", f"{verdict.kind} harm {verdict.score:.2f} >= {base:.2f}"))
@@ -347,11 +425,15 @@ class Policy(_PolicyBody):
         return v, d
 
     def decide_session(self, risk: float) -> Decision:
+        """The session-risk decision. `categories.session` overrides `session`: its threshold (when set) wins
+        over `session.threshold`, its action over `session.action`."""
         s = self.session
-        if risk < s.threshold:
+        rule = self.rule("session")
+        thr = s.threshold if rule.threshold is None else rule.threshold
+        if risk < thr:
             return ALLOW
-        action = self.rule("session").action or s.action
-        return self._combine([("session", f"session risk {risk:.2f} >= {s.threshold:.2f}")], action)
+        action = rule.action or s.action
+        return self._combine([("session", f"session risk {risk:.2f} >= {thr:.2f}")], action)
 
     def _combine(self, hits: list[tuple[str, str]], forced: str | None = None) -> Decision:
         acted = []
@@ -364,7 +446,9 @@ class Policy(_PolicyBody):
         acted.sort(key=lambda x: -x[0])
         cats = tuple(dict.fromkeys(c for _, c, _, _ in acted))
         action = acted[0][3]
-        text = self.redaction if action == "redact" else self.refusal_for(cats)
+        # the refusal comes from a category that decided the action, not one with a milder action
+        deciding = tuple(dict.fromkeys(c for _, c, _, a in acted if a == action))
+        text = self.redaction if action == "redact" else self.refusal_for(deciding)
         return Decision(action=action, categories=cats, refusal=text,
                         reasons=tuple(r for _, _, r, _ in acted))
 
@@ -383,6 +467,29 @@ def merge_decisions(decisions: list[Decision]) -> Decision:
     cats = tuple(dict.fromkeys(c for d in acted for c in d.categories))
     reasons = tuple(dict.fromkeys(r for d in acted for r in d.reasons))
     return Decision(action=worst.action, categories=cats, refusal=worst.refusal, reasons=reasons)
+
+
+def _line_of(loc: tuple[Any, ...], lines: dict[tuple, int]) -> int | None:
+    return next((lines[loc[:k]] for k in range(len(loc), 0, -1) if loc[:k] in lines), None)
+
+
+def _describe(e: ValidationError, lines: dict[tuple, int], source: str, prefix: tuple[Any, ...] = ()) -> str:
+    """One line for a validation error: `source:line: field.path: message (+N more)`."""
+    errs = e.errors()
+    err = errs[0]
+    cause = (err.get("ctx") or {}).get("error")
+    if isinstance(cause, _KeyPolicyError):  # a per-key override: described at its place under `keys`
+        if cause.error is not None:
+            return _describe(cause.error, lines, source, (*prefix, *err["loc"], "keys", cause.key_id))
+        loc, msg = (*prefix, *err["loc"], "keys", cause.key_id, *cause.loc), cause.msg
+    else:
+        sub = cause.loc if isinstance(cause, _LocatedError) else ()  # names a field below the model
+        loc, msg = (*prefix, *err["loc"], *sub), str(err["msg"]).removeprefix("Value error, ")
+    line = _line_of(loc, lines)
+    dotted = ".".join(str(x) for x in loc)
+    more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {dotted + ': ' if dotted else ''}{msg}{more}"
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
