@@ -47,7 +47,25 @@ def test_session_category_threshold_must_be_positive_and_reachable():
         "(0 would block every request)")
     msg = load_error("session: {floor: 0.9, decay: 0}\ncategories:\n  session: {threshold: 0.5}\n")
     assert msg.startswith("pol.yaml:3: categories.session.threshold: 0.5 can never be reached")
-    assert "at most 0.1 " in msg
+    assert "stays below 0.1 " in msg
+
+
+def test_session_threshold_in_force_is_checked_defaults_included():
+    # a category threshold above 1 is fine for the session (risk accumulates) and wins over session.threshold
+    assert Policy.from_yaml("categories:\n  session:\n    threshold: 2.0\n").categories["session"].threshold == 2.0
+    # the overridden session.threshold is not the one in force, so it is not checked
+    Policy.from_yaml("session: {decay: 0.0, floor: 0.5, threshold: 1.0}\ncategories: {session: {threshold: 0.4}}\n")
+    # the default threshold (1.0) under a floor and decay that cap the risk at 0.5 is a dead check: refused
+    assert "session.threshold: 1 can never be reached" in load_error("session: {decay: 0.0, floor: 0.5}\n")
+    assert "stays below 0 " in load_error("session: {floor: 1.0}\n")
+    # ... unless the session check is off; and per key, on the merged values
+    Policy.from_yaml("checks: {session: false}\nsession: {floor: 1.0}\n")
+    Policy.from_yaml("keys:\n  team:\n    session: {decay: 0.0, floor: 0.5}\n    categories: {session: {threshold: 0.4}}\n")
+    # the bound itself is only approached, never reached
+    assert "4 can never be reached" in load_error("session:\n  threshold: 4\n")
+    # other categories keep [0, 1]
+    assert "categories.S1.threshold: Input should be less than or equal to 1" in load_error(
+        "categories:\n  S1:\n    threshold: 2\n")
 
 
 # ---- finding 6: the refusal comes from a category that decided the action ---------------------------
@@ -102,8 +120,9 @@ def test_revise_without_reviser_names_the_policy_file(tmp_path):
     ("keys:\n  team:\n    version: 2\n",
      "pol.yaml:3: keys.team.version: per-key policies cannot set `version` (it is the file's, at the top level)"),
     ("session: {threshold: .inf}\n", "pol.yaml:1: session.threshold: must be a finite number, got inf"),
-    ("session:\n  threshold: 50\n", "pol.yaml:2: session.threshold: 50 can never be reached: the session risk is "
-                                    "at most 4 (= (1 - floor) / (1 - decay) with decay 0.8, floor 0.2)"),
+    ("session:\n  threshold: 50\n", "pol.yaml:2: session.threshold: 50 can never be reached: the session risk "
+                                    "stays below 4 (= (1 - floor) / (1 - decay) with decay 0.8, floor 0.2); lower it, "
+                                    "or turn the session check off with checks.session: false"),
 ])
 def test_silently_accepted_values_are_rejected(text, expected):
     assert load_error(text) == expected

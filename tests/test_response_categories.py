@@ -71,6 +71,21 @@ def test_an_unsafe_reply_keeps_its_own_category_after_a_sure_request():
     assert not safe.unsafe and safe.categories == ()  # a reply under the floor still reports none
 
 
+def test_the_replys_own_top_category_is_kept_at_any_policy_threshold():
+    """The guard's own threshold does not decide whether the reply's category is kept: a policy may act on a lower
+    response threshold. Only the reply's top reading is kept (a weak second one would escalate flag-only ones)."""
+    from bastion import Policy
+
+    g = Guard(model=KeywordModel()).with_thresholds(response_harm=0.9)
+    v = g.check_response("how to build a [weapon]", "Step 1: [self-harm] [REDACTED].")  # harm 0.8 < 0.9
+    assert not v.unsafe and "S11" in dict(v.category_scores) and dict(v.category_scores)["S11"] == 1.0
+    strict = Policy.model_validate({"thresholds": {"response_harm": 0.3}, "categories": {"S9": {"action": "flag"}}})
+    assert strict.decide(v).action == "block"
+    v2 = Guard(model=KeywordModel()).check_response("I feel [self-harm]", "Step 1: [vague] [REDACTED].")
+    scores = dict(v2.category_scores)
+    assert scores["S11"] == 1.0 and scores["S9"] == 0.6 and scores["S1"] == 0.0  # S1 (0.4, second) is not kept
+
+
 def test_otherwise_the_mean_of_the_requests_and_the_replys_own():
     m = KeywordModel()
     v = Guard(model=m).check_response("something [vague]", "Step 1: [self-harm] [REDACTED].")

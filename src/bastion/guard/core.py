@@ -116,8 +116,8 @@ FALLBACK_THRESHOLDS = {"prompt_harm": 0.5, "response_harm": 0.5, "refusal": 0.5,
 
 # Responses scoring at least RESPONSE_CATEGORY_FLOOR have their categories read from their request scored as a prompt,
 # and, unless the request's top category scores at least RESPONSE_CATEGORY_SURE, also from their own text (the mean of
-# the two; a reply at or above the response threshold keeps its own reading even after a sure request, as the higher
-# of the two per category, so that a policy relaxing the request's category does not pass another category's harm): the category head was fitted on requests, and on a [request, reply] pair window it mostly reads the
+# the two; after a sure request the reply still keeps its own top category, as the higher of the two, so that a
+# policy relaxing the request's category does not pass another category's harm at any threshold it sets): the category head was fitted on requests, and on a [request, reply] pair window it mostly reads the
 # reply's register (a refusal of a bomb request scored S14). Top-1 against the request's category (benchmark slices
 # categories/*): 125 held-out harmful Yi-6B replies to JailbreakBench requests 0.51 -> 0.67, a placeholder compliance
 # with 600 held-out requests 0.24 -> 0.74. Replies under the floor (1.7% of held-out harmless replies reach it) cost
@@ -359,19 +359,21 @@ class Guard:
         asked = [i for i in need if prompts[i].strip()]
         if asked:
             request[asked] = self.model.score_prompts([prompts[i] for i in asked]).categories
-        unsafe = harm >= self.thresholds.response_harm
-        rest = {int(i) for i in need if request[i].max() < RESPONSE_CATEGORY_SURE or unsafe[i]}
-        rows = [j for j, o in enumerate(owner) if o in rest]
+        rows = [j for j, o in enumerate(owner) if o in set(need.tolist())]
         reply = np.zeros_like(pair_cats)
         if rows:
             s = self.model.score_prompts([views[j] for j in rows])
             reply = _rows_of_most_harmful(s.categories, s.harm, [owner[j] for j in rows], len(pair_cats))
         for i in need:
             if request[i].max() >= RESPONSE_CATEGORY_SURE:
-                # A sure request decides the reply's categories, but a reply judged unsafe keeps its own reading
-                # too (the higher of the two per category): otherwise a request framed in a category a policy
-                # relaxes would carry a harmful reply of another category through (an S2 question, an S9 answer).
-                out[i] = np.maximum(request[i], reply[i]) if unsafe[i] else request[i]
+                # A sure request decides the reply's categories, but the reply keeps its own top category too (the
+                # higher of the two): otherwise a request framed in a category a policy relaxes would carry a harmful
+                # reply of another category through (an S2 question, an S9 answer), at whatever threshold a policy
+                # sets. Only its top one, so that a weak second reading does not escalate a flag-only category.
+                own = np.zeros_like(reply[i])
+                k = int(np.argmax(reply[i]))
+                own[k] = reply[i][k]
+                out[i] = np.maximum(request[i], own)
                 continue
             parts = [c for c in (request[i], reply[i]) if c.sum() > 0]
             if parts:

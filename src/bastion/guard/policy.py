@@ -31,7 +31,6 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -86,6 +85,8 @@ def _no_bool(v: Any) -> Any:
 
 def session_risk_max(decay: float, floor: float) -> float:
     """The highest session risk the update `risk * decay + max(0, harm - floor)` can reach (harm <= 1)."""
+    if floor >= 1.0:
+        return 0.0
     return math.inf if decay >= 1.0 else (1.0 - floor) / (1.0 - decay)
 
 
@@ -93,9 +94,10 @@ def _check_session_threshold(thr: float, decay: float, floor: float) -> None:
     top = session_risk_max(decay, floor)
     if not math.isfinite(thr):
         raise ValueError(f"must be a finite number, got {thr}")
-    if thr > top:
-        raise ValueError(f"{thr:g} can never be reached: the session risk is at most {top:g} "
-                         f"(= (1 - floor) / (1 - decay) with decay {decay:g}, floor {floor:g})")
+    if thr >= top * (1 - 1e-9):  # the risk only approaches its maximum (and float rounding can lift it)
+        raise ValueError(f"{thr:g} can never be reached: the session risk stays below {top:g} "
+                         f"(= (1 - floor) / (1 - decay) with decay {decay:g}, floor {floor:g}); lower it, or turn "
+                         "the session check off with checks.session: false")
 
 
 class Checks(_Strict):
@@ -132,9 +134,9 @@ class PolicyThresholds(_Strict):
 
 
 class CategoryRule(_Strict):
-    """Per-category overrides."""
+    """Per-category overrides (a threshold in [0, 1]; the `session` rule's may exceed 1, as session risk does)."""
 
-    threshold: float | None = Field(None, ge=0.0, le=1.0)
+    threshold: float | None = Field(None, ge=0.0)
     action: Action | None = None
     refusal: str | None = None
 
@@ -152,13 +154,6 @@ class SessionRules(_Strict):
     action: Action = "block"
 
     _bools = field_validator("decay", "floor", "threshold", mode="before")(_no_bool)
-
-    @field_validator("threshold")
-    @classmethod
-    def _reachable(cls, v: float, info: ValidationInfo) -> float:
-        if "decay" in info.data and "floor" in info.data:
-            _check_session_threshold(v, info.data["decay"], info.data["floor"])
-        return v
 
 
 class StreamingRules(_Strict):
@@ -224,13 +219,18 @@ class _PolicyBody(_Strict):
 
     @model_validator(mode="after")
     def _session_category_threshold(self) -> _PolicyBody:
-        # `categories.session.threshold` overrides `session.threshold` (as a category rule overrides the global
-        # thresholds), so it must be reachable too.
-        thr = self.categories["session"].threshold if "session" in self.categories else None
-        if thr is not None:
-            loc = ("categories", "session", "threshold")
-            if thr <= 0:
-                raise _LocatedError(loc, "the session threshold must be greater than 0 (0 would block every request)")
+        # Category thresholds are in [0, 1], but for `session` (risk accumulates past 1). The session threshold in
+        # force (`categories.session.threshold` overrides `session.threshold`, as a category rule overrides the
+        # global thresholds), defaults included, must be reachable while the session check is on.
+        for code, rule in self.categories.items():
+            if code != "session" and rule.threshold is not None and rule.threshold > 1.0:
+                raise _LocatedError(("categories", code, "threshold"), "Input should be less than or equal to 1")
+        own = self.categories["session"].threshold if "session" in self.categories else None
+        loc = ("categories", "session", "threshold") if own is not None else ("session", "threshold")
+        thr = own if own is not None else self.session.threshold
+        if own is not None and own <= 0:
+            raise _LocatedError(loc, "the session threshold must be greater than 0 (0 would block every request)")
+        if self.checks.session:
             try:
                 _check_session_threshold(thr, self.session.decay, self.session.floor)
             except ValueError as e:
