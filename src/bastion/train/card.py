@@ -428,8 +428,8 @@ def _category_note(bench: dict) -> str:
     note = ("- Categories are a multinomial guess over S1-S14 from the most harmful window of a prompt's most harmful "
             "reading (a benign decoded payload beside a harmful request adds none of its own). A response scoring "
             f"at least {RESPONSE_CATEGORY_FLOOR} takes its request's categories (the request scored as a prompt) when "
-            f"the request's top one scores at least {RESPONSE_CATEGORY_SURE}, else the mean of its request's and its "
-            f"own text's. One under {RESPONSE_CATEGORY_FLOOR} (or under the response threshold, when that is lower) "
+            f"the request's top one scores at least {RESPONSE_CATEGORY_SURE} (and its own text's top one too, if "
+            "higher), else the mean of its request's and its own text's. One under {RESPONSE_CATEGORY_FLOOR} (or under the response threshold, when that is lower) "
             "reports no category scores (all zero), as does a text the cascade settles without the encoder: on a "
             "[request, reply] window the category head reads the reply's register (a refusal read as S14).")
     keys = ("categories/prompt", "categories/response:heldout_harmful_replies",
