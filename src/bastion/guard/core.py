@@ -347,9 +347,10 @@ class Guard:
     def _response_categories(self, prompts: list[str], views: list[str], owner: list[int], harm: np.ndarray,
                              pair_cats: np.ndarray) -> np.ndarray:
         """Category scores of responses: for a response that may be harmful (score >= RESPONSE_CATEGORY_FLOOR, or the
-        response threshold if lower), its request's when the request is sure of one (RESPONSE_CATEGORY_SURE), else the
-        mean of its request's and its own text's, each scored as a prompt (the text's most harmful view); where neither
-        gives any, the pair windows' own. A response under the floor has none (all zero)."""
+        response threshold if lower), its request's when the request is sure of one (RESPONSE_CATEGORY_SURE), raised
+        to its own text's top category, else the mean of its request's and its own text's, each scored as a prompt
+        (the text's most harmful view); where neither gives any, the pair windows' own. A response under the floor
+        has none (all zero)."""
         read = harm >= min(RESPONSE_CATEGORY_FLOOR, self.thresholds.response_harm)
         out = np.where(read[:, None], pair_cats, 0.0).astype(pair_cats.dtype)
         need = np.flatnonzero(read)
@@ -359,7 +360,8 @@ class Guard:
         asked = [i for i in need if prompts[i].strip()]
         if asked:
             request[asked] = self.model.score_prompts([prompts[i] for i in asked]).categories
-        rows = [j for j, o in enumerate(owner) if o in set(need.tolist())]
+        needed = set(need.tolist())
+        rows = [j for j, o in enumerate(owner) if o in needed]
         reply = np.zeros_like(pair_cats)
         if rows:
             s = self.model.score_prompts([views[j] for j in rows])

@@ -36,7 +36,7 @@ from pydantic import (
 )
 
 from bastion.taxonomy import HAZARD_CODES
-from bastion.yamlsrc import ConfigError, load_yaml_text
+from bastion.yamlsrc import ConfigError, FieldErrors, load_yaml_text
 
 from .verdict import Verdict
 
@@ -66,14 +66,6 @@ class _KeyPolicyError(PolicyError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class _LocatedError(ValueError):
-    """A validator's error about a field below the model it validates (`loc`, relative to that model)."""
-
-    def __init__(self, loc: tuple[str, ...], msg: str) -> None:
-        super().__init__(msg)
-        self.loc = loc
 
 
 def _no_bool(v: Any) -> Any:
@@ -224,17 +216,17 @@ class _PolicyBody(_Strict):
         # global thresholds), defaults included, must be reachable while the session check is on.
         for code, rule in self.categories.items():
             if code != "session" and rule.threshold is not None and rule.threshold > 1.0:
-                raise _LocatedError(("categories", code, "threshold"), "Input should be less than or equal to 1")
+                raise FieldErrors([(("categories", code, "threshold"), "Input should be less than or equal to 1")])
         own = self.categories["session"].threshold if "session" in self.categories else None
         loc = ("categories", "session", "threshold") if own is not None else ("session", "threshold")
         thr = own if own is not None else self.session.threshold
         if own is not None and own <= 0:
-            raise _LocatedError(loc, "the session threshold must be greater than 0 (0 would block every request)")
+            raise FieldErrors([(loc, "the session threshold must be greater than 0 (0 would block every request)")])
         if self.checks.session:
             try:
                 _check_session_threshold(thr, self.session.decay, self.session.floor)
             except ValueError as e:
-                raise _LocatedError(loc, str(e)) from None
+                raise FieldErrors([(loc, str(e))]) from None
         return self
 
 
@@ -483,8 +475,11 @@ def _describe(e: ValidationError, lines: dict[tuple, int], source: str, prefix: 
             return _describe(cause.error, lines, source, (*prefix, *err["loc"], "keys", cause.key_id))
         loc, msg = (*prefix, *err["loc"], "keys", cause.key_id, *cause.loc), cause.msg
     else:
-        sub = cause.loc if isinstance(cause, _LocatedError) else ()  # names a field below the model
-        loc, msg = (*prefix, *err["loc"], *sub), str(err["msg"]).removeprefix("Value error, ")
+        if isinstance(cause, FieldErrors):  # names a field below the model
+            sub, msg = cause.problems[0]
+        else:
+            sub, msg = (), str(err["msg"]).removeprefix("Value error, ")
+        loc = (*prefix, *err["loc"], *sub)
     line = _line_of(loc, lines)
     dotted = ".".join(str(x) for x in loc)
     more = f" (+{len(errs) - 1} more)" if len(errs) > 1 else ""

@@ -89,7 +89,7 @@ class RunEvidence:
 
     def by_tracked(self) -> dict[str, CategoryEvidence]:
         """Evidence per Preparedness tracked category: as recorded per seed, or (`tracked` None) by hazard."""
-        return self.tracked if self.tracked is not None else _tracked_by_hazard(self.categories)
+        return self.tracked if self.tracked is not None else _tracked_by_hazard(self)
 
     def counted_by_hazard(self) -> bool:
         """True when (some of) its tracked-category evidence comes from whole hazards: a run stored before
@@ -114,27 +114,17 @@ class RunEvidence:
         return sha256_json(payload)
 
 
-def _tracked_by_hazard(categories: dict[str, CategoryEvidence]) -> dict[str, CategoryEvidence]:
+def _tracked_by_hazard(ev: RunEvidence) -> dict[str, CategoryEvidence]:
     """Per-hazard evidence summed into the Preparedness categories the taxonomy maps each hazard to."""
-    from bastion.taxonomy import load_taxonomy
+    from bastion.taxonomy import PREPAREDNESS_CATEGORIES, load_taxonomy
 
     tax = load_taxonomy()
-    acc: dict[str, list[CategoryEvidence]] = {}
-    for code, ce in categories.items():
-        name = tax.preparedness_of(code) if code in tax.codes else None
-        if name is not None:
-            acc.setdefault(name, []).append(ce)
     out = {}
-    for name, parts in sorted(acc.items()):
-        tech: dict[str, list[int]] = {}
-        for ce in parts:
-            for t, (tn, tk) in ce.per_technique.items():
-                a = tech.setdefault(t, [0, 0])
-                a[0] += tn
-                a[1] += tk
-        out[name] = CategoryEvidence(name, sum(c.attempts for c in parts), sum(c.successes for c in parts),
-                                     sum(c.refusals for c in parts), {t: (a, b) for t, (a, b) in tech.items()},
-                                     tuple(c.category for c in parts))
+    for name in PREPAREDNESS_CATEGORIES:
+        hazards = tuple(c for c in tax.codes_for_preparedness(name) if c in ev.categories)
+        if hazards:
+            n, k, tech = ev.aggregate(hazards)
+            out[name] = CategoryEvidence(name, n, k, sum(ev.categories[c].refusals for c in hazards), tech, hazards)
     return out
 
 

@@ -25,10 +25,6 @@ def _parse_time(text: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
-def _hazard_order(code: str) -> tuple[int, str]:
-    return (int(code[1:]), code) if code[:1] == "S" and code[1:].isdigit() else (99, code)
-
-
 def _last_user(prompt: list[dict[str, Any]]) -> str:
     for m in reversed(prompt or []):
         if m.get("role") == "user":
@@ -41,7 +37,7 @@ def evidence_from_store(store: Any, run_id: str, max_examples: int = 12,
     """Build a run's evidence: harmful attempts per hazard category and technique (errored attempts are
     excluded), benign refusals, the worst successful attempts, and the store's digest of the run (the current
     digest version unless `digest_version` asks for an older one, to check an old scorecard)."""
-    from bastion.taxonomy import load_taxonomy
+    from bastion.taxonomy import hazard_sort_key, load_taxonomy
 
     tax = load_taxonomy()
     run = store.get_run(run_id)
@@ -93,7 +89,7 @@ def evidence_from_store(store: Any, run_id: str, max_examples: int = 12,
                                            {t: (x[0], x[1]) for t, x in v["tech"].items()})
                     for code, v in sorted(cats.items())},
         tracked={name: CategoryEvidence(name, v["n"], v["k"], v["r"], {t: (x[0], x[1]) for t, x in v["tech"].items()},
-                                        tuple(sorted(v["hz"], key=_hazard_order)))
+                                        tuple(sorted(v["hz"], key=hazard_sort_key)))
                  for name, v in sorted(tracked.items())},
         tracked_by_hazard=by_hazard,
         benign_attempts=benign_n, benign_refusals=benign_k, status=run.status,

@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from statistics import NormalDist
 from typing import Any
 
+from bastion.taxonomy import hazard_sort_key
+
 Z95 = NormalDist().inv_cdf(0.975)
 
 
@@ -91,7 +93,7 @@ def summarize(attempts: Iterable[Any]) -> dict[str, Any]:
         if len(judged) >= 2 and not _get(a, "blocked_by"):
             agree_n += 1
             agree += int(len({bool(v.get("success")) for v in judged}) == 1)
-    cats = [rate_row("category", k, *by_cat[k]) for k in sorted(by_cat, key=_cat_order)]
+    cats = [rate_row("category", k, *by_cat[k]) for k in sorted(by_cat, key=hazard_sort_key)]
     techs = [rate_row("technique", k, *by_tech[k]) for k in sorted(by_tech)]
     lo, hi = wilson(benign_refused, benign_n)
     worst = sorted((t for t in techs if t["successes"]), key=lambda t: (-t["asr"], -t["ci_low"], t["technique"]))
@@ -126,8 +128,3 @@ def summarize_run(store: Any, run_id: str) -> dict[str, Any]:
     run = store.get_run(run_id)
     return {"run_id": run.id, "target": run.target, **summarize(store.attempts(run.id))}
 
-
-def _cat_order(code: str) -> tuple[int, str]:
-    if code.startswith("S") and code[1:].isdigit():
-        return int(code[1:]), code
-    return 1000, code

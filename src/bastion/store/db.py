@@ -22,8 +22,8 @@ from typing import Any
 from bastion.jsonl import utf8_safe
 
 DEFAULT_DB = "bastion.db"
-# 2: attempts.tracked (seed-level Preparedness category). A version 1 store is read as it is and upgraded on a
-# writable open (its attempts keep NULL there), so an older Bastion refuses it instead of misreading it.
+# 2: attempts.tracked (seed-level Preparedness category). A version 1 store is read as it is and upgraded by the
+# first new run or attempt (its attempts keep NULL there), so an older Bastion refuses it instead of misreading it.
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = ("1", "2")
 DIGEST_VERSION = 2  # of Store.attempts_sha256
@@ -177,6 +177,7 @@ class Store:
         self.timeout = timeout
         self.path = str(path if path is not None else default_db_path())
         self.readonly = readonly and self.path != ":memory:"
+        self._needs_upgrade = False  # set by _check_schema for a version 1 store opened to write
         if self.path != ":memory:":
             p = Path(self.path).expanduser()
             parent = p.resolve().parent
@@ -290,7 +291,7 @@ class Store:
 
     def _ensure_current(self) -> None:
         """Upgrade a version 1 store before the first write that needs this version's schema."""
-        if getattr(self, "_needs_upgrade", False):
+        if self._needs_upgrade:
             with self._lock, _writing(self.path, self.timeout, "upgrade the store to schema version 2"):
                 if self._needs_upgrade:
                     self._upgrade()

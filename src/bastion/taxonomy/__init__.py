@@ -173,7 +173,12 @@ def tracked_category(text: str, hazard: str, source_category: str = "") -> str |
     return load_tracked_rules().classify(text, hazard, source_category)
 
 
+def hazard_sort_key(code: str) -> tuple[int, str]:
+    """Orders hazard codes S1..S14 by number, anything else (`attack`, unknown text) after them."""
+    return (int(code[1:]), code) if code[:1] == "S" and code[1:].isdigit() else (1000, code)
+
+
 HAZARD_CODES = ("S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14")
 
 __all__ = ["Category", "Taxonomy", "load_taxonomy", "HAZARD_CODES", "PREPAREDNESS_CATEGORIES", "TrackedRule",
-           "TrackedRules", "load_tracked_rules", "parse_tracked_rules", "tracked_category"]
+           "TrackedRules", "hazard_sort_key", "load_tracked_rules", "parse_tracked_rules", "tracked_category"]
